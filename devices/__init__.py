@@ -1,0 +1,1 @@
+"""Device profiles for the ssh backend (YAML files shipped as package data)."""

@@ -1,0 +1,1 @@
+"""One module per `meshbed` command: ``add_arguments(parser)`` and ``main(args) -> int``."""
