@@ -1,0 +1,33 @@
+# meshbed: `make demo` runs the quickstart mesh, `make test` runs the tests.
+# Both create their own virtualenv in .venv (override with VENV=...).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(BIN)/meshbed run examples/quickstart.yaml --report quickstart-report.json
+
+test: venv
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check peer orchestrator devices tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) peer.pyz build dist *.egg-info
+
+# --- peer.pyz (one-file agent, prometheus_client vendored) ---
+peer.pyz: venv $(shell find peer -name '*.py')
+	$(BIN)/python -m orchestrator.pyz peer.pyz

@@ -1,0 +1,81 @@
+"""One libtorrent peer (seeder or leecher), run inside a namespace by the libtorrent
+contestant: `python3 lt_peer.py --torrent T --save DIR --ip IP --done FILE [--seed]`.
+
+Settings as a fair user would pick for a private LAN swarm: TCP only (uTP off, as for
+every contestant), no DHT/LSD/UPnP/NAT-PMP, no rate limits; everything else default.
+Writes the unix time to --done when the torrent is complete (every piece SHA-1 checked),
+and the bytes it uploaded to --stats every second. Runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import libtorrent as lt
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--save", required=True)
+    ap.add_argument("--ip", required=True)
+    ap.add_argument("--port", type=int, default=6881)
+    ap.add_argument("--done", required=True)
+    ap.add_argument("--stats")
+    ap.add_argument("--seed", action="store_true")
+    args = ap.parse_args()
+    stop = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    settings: Any = {
+        "listen_interfaces": f"{args.ip}:{args.port}",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification,
+    }
+    ses = lt.session(settings)
+    info = lt.torrent_info(args.torrent)
+    handle = ses.add_torrent({"ti": info, "save_path": args.save})
+    done = False
+    last_stats = 0.0
+    while not stop:
+        ses.wait_for_alert(200)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.torrent_finished_alert) and not done:
+                done = True
+                write_atomic(args.done, f"{time.time():.6f}\n")
+        st = handle.status()
+        if not done and st.is_seeding:
+            done = True
+            write_atomic(args.done, f"{time.time():.6f}\n")
+        now = time.monotonic()
+        if args.stats and now - last_stats >= 1.0:
+            last_stats = now
+            write_atomic(args.stats, json.dumps({
+                "uploaded": st.total_payload_upload, "downloaded": st.total_payload_download,
+                "peers": st.num_peers}))
+    ses.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Distribution efficiency on the local backend, agent-emulated links.
+
+1 seeder (up 40 mbit) + 16 leechers (up 10 mbit, down 50 mbit), 32 MiB, 256 KiB chunks:
+the measured distribution time (fetch event -> last verified copy) against the fluid-model
+lower bound max(F/u_s, F/d_min, N*F/(u_s + sum u_i)); goal efficiency >= 0.85. Then the
+same mesh with ``strategy: client-server`` (fetchers pull only from the seeder) for the
+comparison P2P is about. Prints figures and ratios; asserts nothing.
+
+    python3 bench/efficiency_local.py [--leechers 16] [--size 32MiB] [--no-client-server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.engine import Mesh  # noqa: E402
+from orchestrator.loader import load_topology_text  # noqa: E402
+
+TOPOLOGY = """
+name: {name}
+backend: local
+seed: 7
+chunk_size: 256KiB
+strategy: {strategy}
+timeout: 600s
+defaults:
+  link: {{up: 10mbit, down: 50mbit}}
+groups:
+  seeders:
+    count: 1
+    link: {{up: 40mbit, down: 50mbit}}
+  leechers:
+    count: {leechers}
+content:
+  movie:
+    size: {size}
+    seeders: [seeders]
+scenario:
+  - {{at: 0s, fetch: {{content: movie, by: leechers}}}}
+"""
+
+
+async def one_run(home: Path, strategy: str, leechers: int, size: str) -> dict[str, Any]:
+    name = "bench-eff-" + ("swarm" if strategy == "swarm" else "cs")
+    topo = load_topology_text(TOPOLOGY.format(name=name, strategy=strategy, leechers=leechers, size=size))
+    mesh = Mesh(topo, home=home, say=lambda m: print(f"  [{strategy}] {m}", file=sys.stderr))
+    try:
+        await mesh.up()
+        started = time.monotonic()
+        await mesh.play()
+        wall = time.monotonic() - started
+        report = mesh.report()
+    finally:
+        await mesh.down()
+    d = report["distribution"]["movie"]
+    finishes = sorted(f["seconds"] for n in report["nodes"].values() for f in n["fetches"].values()
+                      if f["seconds"] is not None)
+    seeder_up = sum(int(v.get("seeders-0", 0)) for n in report["nodes"].values()
+                    for v in (f["bytes_from"] for f in n["fetches"].values()))
+    return {
+        "strategy": strategy,
+        "ok": report["ok"],
+        "seconds": d["seconds"],
+        "lower_bound_seconds": d["lower_bound_seconds"],
+        "client_server_bound_seconds": d["client_server_bound_seconds"],
+        "efficiency": d["efficiency"],
+        "first_finish": finishes[0] if finishes else None,
+        "spread": (finishes[-1] - finishes[0]) if finishes else None,
+        "seeder_copies": round(seeder_up / report["contents"]["movie"]["size"], 2),
+        "redownloaded_bytes": d.get("redownloaded_bytes"),
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leechers", type=int, default=16)
+    parser.add_argument("--size", default="32MiB")
+    parser.add_argument("--no-client-server", action="store_true", help="skip the comparison run")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="meshbed-bench-") as tmp:
+        home = Path(tmp)
+        strategies = ["swarm"] + ([] if args.no_client_server else ["client-server"])
+        for strategy in strategies:
+            results.append(asyncio.run(one_run(home, strategy, args.leechers, args.size)))
+
+    swarm = results[0]
+    print(f"local backend, 1 seeder (40 mbit up) + {args.leechers} leechers (10 up / 50 down), {args.size}")
+    print(f"{'strategy':<14}{'seconds':>9}{'bound':>9}{'efficiency':>12}{'first':>8}{'spread':>8}"
+          f"{'seeder copies':>15}{'ok':>5}")
+    for r in results:
+        def f(x: Any, fmt: str = ".1f") -> str:
+            return "-" if x is None else format(x, fmt)
+        print(f"{r['strategy']:<14}{f(r['seconds']):>9}{f(r['lower_bound_seconds']):>9}"
+              f"{f(r['efficiency'], '.3f'):>12}{f(r['first_finish']):>8}{f(r['spread']):>8}"
+              f"{f(r['seeder_copies'], '.2f'):>15}{str(r['ok']):>5}")
+    if swarm["seconds"]:
+        print(f"swarm efficiency {swarm['efficiency']:.3f} (goal >= 0.85); "
+              f"client-server bound / swarm time = "
+              f"{swarm['client_server_bound_seconds'] / swarm['seconds']:.2f}x")
+    if len(results) > 1 and results[1]["seconds"] and swarm["seconds"]:
+        print(f"measured client-server / swarm = {results[1]['seconds'] / swarm['seconds']:.2f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Seconds to deploy and start agents on N SSH devices, and the ratio against 1 device.
+
+Each N gets a fresh lab (tests/sshlab.py): N network namespaces, each with its own real
+sshd and its own data dir, so every device is *fresh* (peer.pyz is pushed to each one).
+Timed: the ssh backend's prepare (connect, probe, push peer.pyz) plus every node's deploy
+(dirs, token, detached start, ready file read back, control port reachable), all devices
+in parallel, as `meshbed up` does it. Lab build and teardown are not timed.
+
+    sudo python3 bench/ssh_fanout.py -n 1,8,24
+
+Goal: 24 devices in under 2x the time of 1 device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.backends.base import MeshContext  # noqa: E402
+from orchestrator.backends.ssh import SshBackend  # noqa: E402
+from orchestrator.model import Link, Node, Topology  # noqa: E402
+from tests.sshlab import SshLab, skip_reason  # noqa: E402
+
+
+@dataclass
+class Run:
+    launched: float  # every agent's detached start returned (orchestrator-side fan-out)
+    ready: float  # every agent's ready file read back and its control port reachable
+    pushed: int
+    agent_cpu: float  # CPU seconds the agents used to start (they share this host's cores)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / tick
+
+
+async def deploy_once(lab: SshLab, mesh: str) -> Run:
+    inventory = lab.inventory()
+    nodes = tuple(
+        Node(name=f"lab-{i}", group="lab", index=i, backend="ssh", link=Link(), device=d.name)
+        for i, d in enumerate(inventory.devices)
+    )
+    topo = Topology(name=mesh, source=None, backend="ssh", nodes=nodes, inventory=inventory)
+    ctx = MeshContext(
+        mesh=mesh, token=secrets.token_hex(16), state_dir=Path(tempfile.mkdtemp()), state={},
+        save=lambda: None, topology=topo, say=lambda _: None,
+    )
+    backend = SshBackend(ctx)
+    await backend._pyz_file()  # building peer.pyz locally is not what this measures
+    started = time.monotonic()
+    try:
+        await backend.prepare(nodes)
+        await asyncio.gather(*(backend.deploy(n) for n in nodes))
+        ready = time.monotonic() - started
+        launched = max(backend.launched_at.values()) - started
+        pushed = sum(1 for s in backend.sessions.values() if s.pushed)
+        cpu = _cpu_seconds(lab.agent_pids())
+    finally:
+        await backend.teardown()
+    return Run(launched, ready, pushed, cpu)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("-n", default="1,8,24", help="device counts, comma separated (1,8,24)")
+    ap.add_argument("--repeat", type=int, default=1, help="fresh labs per count; median taken (1)")
+    args = ap.parse_args()
+    reason = skip_reason()
+    if reason:
+        print(f"ssh_fanout: cannot build the lab: {reason}", file=sys.stderr)
+        return 2
+    counts = [int(x) for x in args.n.split(",") if x.strip()]
+    results: dict[int, Run] = {}
+    print(f"{'devices':>7} {'launched s':>10} {'ready s':>8} {'pushed':>6} {'agent cpu s':>11}"
+          f" {'ratio launched':>14} {'ratio ready':>11}")
+    for n in counts:
+        runs = []
+        for r in range(max(1, args.repeat)):
+            with SshLab(n, private_dirs=True) as lab:
+                runs.append(asyncio.run(deploy_once(lab, f"fanout-{n}-{r}")))
+        runs.sort(key=lambda x: x.ready)
+        results[n] = runs[len(runs) // 2]
+        base = results[min(results)]
+        res = results[n]
+        print(f"{n:>7} {res.launched:>10.2f} {res.ready:>8.2f} {res.pushed:>6} {res.agent_cpu:>11.2f}"
+              f" {res.launched / base.launched:>14.2f} {res.ready / base.ready:>11.2f}", flush=True)
+    if 1 in results and max(counts) > 1:
+        big, one = results[max(counts)], results[1]
+        for label, a, b in (("launched", big.launched, one.launched), ("ready", big.ready, one.ready)):
+            ratio = a / b
+            print(f"ratio {label}: {max(counts)} devices / 1 device = {ratio:.2f} "
+                  f"(goal < 2: {'met' if ratio < 2 else 'NOT met'})")
+        print(f"(the lab's devices share this host's {os.cpu_count()} cores: {max(counts)} agents "
+              f"needed {big.agent_cpu:.2f} CPU s to start; real devices each bring their own CPU)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

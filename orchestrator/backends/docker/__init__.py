@@ -1,0 +1,342 @@
+"""Docker backend: one container per node on one bridge network per mesh.
+
+Containers are ``meshbed-MESH-NODE`` with labels meshbed.managed/mesh/node/group, static
+addresses on the mesh's own subnet, the agent on API 7000 / wire 6881, and a labelled named
+volume as data dir. The orchestrator reaches them at their address (the host routes to
+docker bridges). Links: tbf from the host (see ``shaping``); partitions: iptables scoped to
+the mesh's bridge. Every SDK call runs in this backend's own bounded thread pool.
+
+State section (``ctx.state``)::
+
+    {"network": {"name","id","subnet","gateway","bridge"}, "image": TAG,
+     "nodes": {NODE: {"container","ip","volume","group"}},
+     "links": {NODE: {"up_bps","down_bps","latency_ms","jitter_ms","loss"}},
+     "partition": {"chains": [...]}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional, TypeVar
+
+from orchestrator.backends.base import (
+    API_PORT,
+    WIRE_PORT,
+    Backend,
+    Capability,
+    Endpoint,
+    MeshContext,
+    agent_args,
+)
+from orchestrator.backends.docker import containers, images, labels, networks, shaping
+from orchestrator.errors import DeployError
+from orchestrator.model import Link, Node
+
+T = TypeVar("T")
+POOL_SIZE = 16  # concurrent SDK calls: dockerd serialises much of the work anyway
+PING_TIMEOUT = 3.0
+RATE_FIELDS = frozenset({"up_bps", "down_bps"})
+DELAY_FIELDS = frozenset({"latency_ms", "jitter_ms", "loss"})
+
+
+def client(timeout: float = 120.0) -> Any:
+    """A docker SDK client from the environment (DOCKER_HOST ...), pooled for our threads."""
+    import docker
+
+    return docker.from_env(timeout=int(timeout), max_pool_size=POOL_SIZE + 4)
+
+
+def ping_error(timeout: float = PING_TIMEOUT) -> Optional[str]:
+    """Why the Docker engine cannot be reached (quickly), or None."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker Python SDK is not installed (pip install docker)"
+    try:
+        c = docker.from_env(timeout=max(1, int(timeout)))
+        try:
+            c.ping()
+        finally:
+            c.close()
+    except Exception as exc:  # the SDK raises several kinds: all mean "not reachable"
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return text[:200]
+    return None
+
+
+def pyz_path() -> Path:
+    """The agent zipapp (built and cached by ``orchestrator.pyz``)."""
+    from orchestrator import pyz
+
+    return Path(pyz.ensure_pyz())
+
+
+class DockerBackend(Backend):
+    name: ClassVar[str] = "docker"
+    capabilities: ClassVar[Capability] = (
+        Capability.KERNEL_RATE
+        | Capability.KERNEL_PARTITION
+        | Capability.RESOURCES
+        | Capability.DETACHED
+        | Capability.OWN_ADDRESS
+    )
+
+    def __init__(self, ctx: MeshContext) -> None:
+        super().__init__(ctx)
+        self._client: Any = None
+        self._pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="meshbed-docker")
+        self._told_delay = False
+        self._deploy_started: Optional[float] = None
+        self._deployed = 0
+        self._lock = asyncio.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        err = ping_error()
+        if err is None:
+            return None
+        return f"cannot reach the Docker engine ({err}); start dockerd or use backend: local"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client()
+        return self._client
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _say(self, text: str) -> None:
+        self.ctx.say(text)
+
+    @property
+    def _nodes(self) -> dict[str, dict[str, Any]]:
+        nodes: dict[str, dict[str, Any]] = self.ctx.state.setdefault("nodes", {})
+        return nodes
+
+    def _entry(self, node: Node) -> dict[str, Any]:
+        entry = self._nodes.get(node.name)
+        if entry is None:
+            raise DeployError(f"backend docker: node {node.name} was not prepared")
+        return entry
+
+    def _endpoint(self, node: Node) -> Endpoint:
+        ip = self._entry(node)["ip"]
+        return Endpoint(api=f"{ip}:{API_PORT}", wire=f"{ip}:{WIRE_PORT}")
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def prepare(self, nodes: Sequence[Node]) -> None:
+        """Image, network and the plan (names, addresses) of every node, saved before any
+        container exists."""
+        mesh = self.ctx.mesh
+        t0 = time.monotonic()
+        pyz = await asyncio.to_thread(pyz_path)
+        image = await self._call(images.ensure_peer_image, self.client, pyz, None, None,
+                                 self._say)
+        self.ctx.state["image"] = image
+        self.ctx.state["network"] = {"name": labels.network_name(mesh),
+                                     "bridge": labels.bridge_name(mesh)}
+        self.ctx.save()
+        # leftovers of a crashed run of the same mesh would hold names, addresses, data
+        await self._remove_containers()
+        await self._remove_volumes()
+        net = await self._call(networks.create, self.client, mesh)
+        self.ctx.state["network"] = net
+        addrs = networks.node_addresses(net["subnet"], len(nodes))
+        for node, ip in zip(nodes, addrs):
+            self._nodes[node.name] = {
+                "container": labels.container_name(mesh, node.name),
+                "volume": containers.volume_name(mesh, node.name),
+                "ip": ip,
+                "group": node.group,
+                "swept": True,  # prepare removed the mesh's leftovers: no per-node sweep
+            }
+        self.ctx.save()
+        self._deploy_started = time.monotonic()
+        self._deployed = 0
+        self._say(f"docker: image {image}, network {net['name']} ({net['subnet']}) ready in "
+                  f"{time.monotonic() - t0:.1f} s")
+
+    def _plan_extra(self, node: Node) -> None:
+        """A node deploy() sees without prepare() having planned it: the next free address."""
+        used = {e["ip"] for e in self._nodes.values()}
+        count = len(used) + 1
+        ip = next(a for a in networks.node_addresses(self.ctx.state["network"]["subnet"], count)
+                  if a not in used)
+        self._nodes[node.name] = {
+            "container": labels.container_name(self.ctx.mesh, node.name),
+            "volume": containers.volume_name(self.ctx.mesh, node.name),
+            "ip": ip, "group": node.group,
+        }
+        self.ctx.save()
+
+    def _spec(self, node: Node) -> containers.ContainerSpec:
+        entry = self._entry(node)
+        topo = self.ctx.topology
+        image = str(self.ctx.state["image"])
+        if topo is not None:
+            try:
+                image = topo.group(node.group).image or image
+            except KeyError:
+                pass
+        args = agent_args(
+            node, mesh=self.ctx.mesh, data_dir=containers.DATA_DIR,
+            api=f"0.0.0.0:{API_PORT}", wire=f"0.0.0.0:{WIRE_PORT}",
+            backend=self.name,  # the token goes in as MESHBED_TOKEN (containers.py)
+        )
+        res = node.resources
+        return containers.ContainerSpec(
+            name=entry["container"], image=image, args=args,
+            network=self.ctx.state["network"]["name"], ip=entry["ip"], volume=entry["volume"],
+            labels=labels.node_labels(self.ctx.mesh, node.name, node.group),
+            nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
+            mem_limit=res.memory_bytes or None,
+        )
+
+    async def deploy(self, node: Node) -> Endpoint:
+        if "subnet" not in self.ctx.state.get("network", {}):
+            await self.prepare([node])
+        elif node.name not in self._nodes:
+            self._plan_extra(node)
+        clean = not self._nodes[node.name].pop("swept", False)
+        spec = self._spec(node)
+        try:
+            await self._call(containers.create_and_start, self.client, spec, self.ctx.token,
+                             clean)
+        except Exception as exc:
+            raise DeployError(f"backend docker: starting {spec.name} failed: {exc}") from exc
+        async with self._lock:
+            self._deployed += 1
+            if self._deployed == len(self._nodes) and self._deploy_started is not None:
+                self._say(f"docker: {self._deployed} containers started in "
+                          f"{time.monotonic() - self._deploy_started:.1f} s")
+        return self._endpoint(node)
+
+    async def kill(self, node: Node) -> None:
+        await self._call(containers.kill, self.client, self._entry(node)["container"])
+
+    async def stop(self, node: Node) -> None:
+        await self._call(containers.stop, self.client, self._entry(node)["container"])
+
+    async def start(self, node: Node) -> Endpoint:
+        name = self._entry(node)["container"]
+        await self._call(containers.start, self.client, name)
+        # the new veth pair has no qdisc yet: put the node's last link back
+        last = self.ctx.state.get("links", {}).get(node.name)
+        if last:
+            await self.set_link(node, Link(**last))
+        return self._endpoint(node)
+
+    async def teardown(self) -> None:
+        """Containers, volumes, partition rules, network: found by label and by state."""
+        t0 = time.monotonic()
+        mesh = self.ctx.mesh
+        n = await self._remove_containers()
+        vols = await self._remove_volumes()
+        bridge = self.ctx.state.get("network", {}).get("bridge") or labels.bridge_name(mesh)
+        await asyncio.to_thread(shaping.remove_partition, mesh, bridge)
+        self.ctx.state.pop("partition", None)
+        nets = {net["Id"] for net in await self._call(networks.find, self.client, mesh)}
+        if self.ctx.state.get("network", {}).get("name"):
+            nets.add(self.ctx.state["network"]["name"])
+        for net_id in nets:
+            await self._call(networks.remove, self.client, net_id)
+        self.ctx.state.pop("nodes", None)
+        self.ctx.state.pop("network", None)
+        self.ctx.state.pop("links", None)
+        self.ctx.save()
+        self._say(f"docker: removed {n} containers, {vols} volumes in "
+                  f"{time.monotonic() - t0:.1f} s")
+        self._pool.shutdown(wait=False)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="meshbed-docker")
+
+    async def _remove_containers(self) -> int:
+        found = await self._call(containers.find, self.client, self.ctx.mesh)
+        ids = {c["Id"] for c in found}
+        known = {c["Names"][0].lstrip("/") for c in found if c.get("Names")}
+        ids |= {e["container"] for e in self._nodes.values() if e.get("container")} - known
+        removed = await asyncio.gather(
+            *(self._call(containers.remove, self.client, i) for i in sorted(ids))
+        )
+        return sum(1 for r in removed if r)
+
+    async def _remove_volumes(self) -> int:
+        names = {e.get("volume") for e in self._nodes.values()} - {None}
+        found = await self._call(containers.find_volumes, self.client, self.ctx.mesh)
+        vols = sorted(set(found) | {str(v) for v in names})
+        removed = await asyncio.gather(
+            *(self._call(containers.remove_volume, self.client, v) for v in vols)
+        )
+        return sum(1 for r in removed if r)
+
+    # --- links ------------------------------------------------------------------------------
+    async def set_link(self, node: Node, link: Link) -> frozenset[str]:
+        self.ctx.state.setdefault("links", {})[node.name] = {
+            "up_bps": link.up_bps, "down_bps": link.down_bps, "latency_ms": link.latency_ms,
+            "jitter_ms": link.jitter_ms, "loss": link.loss,
+        }
+        self.ctx.save()
+        if not shaping.kernel_rate_available():
+            self._tell_once("docker: no root or no tbf here: links are emulated by the agents")
+            return frozenset()
+        pid = await self._call(containers.pid, self.client, self._entry(node)["container"])
+        if pid is None:  # not running: start() applies the recorded link
+            return RATE_FIELDS
+        await shaping.shape(pid, link.up_bps, link.down_bps)
+        applied = set(RATE_FIELDS)
+        if shaping.kernel_delay_available():
+            await shaping.delay(pid, link.latency_ms, link.jitter_ms, link.loss)
+            applied |= DELAY_FIELDS
+        elif link.latency_ms or link.jitter_ms or link.loss:
+            self._tell_once("docker: this kernel has no netem: latency/jitter/loss are "
+                            "emulated by the agents")
+        return frozenset(applied)
+
+    def _tell_once(self, text: str) -> None:
+        if not self._told_delay:
+            self._told_delay = True
+            self._say(text)
+
+    async def partition(self, sides: Sequence[Sequence[str]]) -> bool:
+        if not await asyncio.to_thread(shaping.partition_available):
+            return False
+        ip_of = {n: e["ip"] for n, e in self._nodes.items()}
+        if any(n not in ip_of for side in sides for n in side):
+            return False  # a node of another backend: let the agents do it
+        bridge = self.ctx.state["network"]["bridge"]
+        await asyncio.to_thread(shaping.remove_partition, self.ctx.mesh, bridge)
+        chains, text = shaping.partition_rules(self.ctx.mesh, bridge, sides, ip_of)
+        self.ctx.state["partition"] = {"chains": chains}
+        self.ctx.save()
+        await shaping.apply_partition(text)
+        return True
+
+    async def heal(self) -> bool:
+        if "partition" not in self.ctx.state:
+            return False
+        bridge = self.ctx.state["network"]["bridge"]
+        await asyncio.to_thread(shaping.remove_partition, self.ctx.mesh, bridge)
+        self.ctx.state.pop("partition", None)
+        self.ctx.save()
+        return True
+
+    # --- files ------------------------------------------------------------------------------
+    async def put_file(self, node: Node, src: Path, name: str) -> str:
+        return await self._call(containers.put_file, self.client,
+                                self._entry(node)["container"], src, name)
+
+    async def logs(self, node: Node) -> str:
+        entry = self._nodes.get(node.name)
+        if entry is None:
+            return ""
+        return await self._call(containers.logs, self.client, entry["container"])

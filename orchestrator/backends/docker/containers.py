@@ -1,0 +1,237 @@
+"""Containers and their data volumes: one container per node, one named volume per node.
+
+Blocking docker SDK calls only (the backend runs them in its thread pool). The low-level API
+is used on purpose: create + put token + start is three requests per node, no reloads.
+The data dir is a named volume (labelled with the mesh), so a killed container keeps its
+verified chunks, `start` resumes, and it works with a remote daemon too.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from orchestrator.backends.docker import labels
+
+DATA_DIR = "/data"  # the agent's --data-dir inside the container
+STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL on a graceful stop
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    args: list[str]  # the agent's arguments (after the image's ENTRYPOINT)
+    network: str
+    ip: str
+    volume: str
+    labels: dict[str, str]
+    nano_cpus: Optional[int] = None
+    mem_limit: Optional[int] = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def volume_name(mesh: str, node: str) -> str:
+    return f"meshbed-{mesh}-{node}-data"
+
+
+
+def create_and_start(client: Any, spec: ContainerSpec, token: str, clean: bool = True) -> str:
+    """Create the node's volume and container and start it; the container id.
+
+    ``clean``: first remove a container/volume of the same name (a crashed run's); the
+    backend skips it when prepare() already swept the mesh's leftovers by label.
+    """
+    import docker.types
+
+    api = client.api
+    if clean:
+        remove(client, spec.name)
+        remove_volume(client, spec.volume)  # fresh data dir on deploy
+    api.create_volume(spec.volume, driver="local", labels=spec.labels)
+    host_config = api.create_host_config(
+        binds={spec.volume: {"bind": DATA_DIR, "mode": "rw"}},
+        network_mode=spec.network,
+        nano_cpus=spec.nano_cpus,
+        mem_limit=spec.mem_limit,
+        # bounded logs: a chatty agent must not fill the disk
+        log_config=docker.types.LogConfig(
+            type="json-file", config={"max-size": "2m", "max-file": "1"}
+        ),
+    )
+    networking = api.create_networking_config(
+        {spec.network: api.create_endpoint_config(ipv4_address=spec.ip)}
+    )
+    created = api.create_container(
+        spec.image,
+        command=spec.args,
+        name=spec.name,
+        labels=spec.labels,
+        host_config=host_config,
+        networking_config=networking,
+        # the token in the environment (readable only by root and the agent, unlike argv):
+        # putting a file in with put_archive costs ~0.7 s per container under load
+        environment={"PYTHONUNBUFFERED": "1", "HOME": DATA_DIR, "MESHBED_TOKEN": token,
+                     **spec.env},
+        working_dir=DATA_DIR,
+        stop_signal="SIGTERM",
+        detach=True,
+    )
+    cid: str = created["Id"]
+    api.start(cid)
+    return cid
+
+
+def pid(client: Any, name: str) -> Optional[int]:
+    """The container's init PID on the host, None when it is not running (or gone)."""
+    import docker.errors
+
+    try:
+        state = client.api.inspect_container(name)["State"]
+    except docker.errors.NotFound:
+        return None
+    if not state.get("Running"):
+        return None
+    p = int(state.get("Pid") or 0)
+    return p or None
+
+
+def kill(client: Any, name: str) -> None:
+    import docker.errors
+
+    try:
+        client.api.kill(name, signal="SIGKILL")
+    except docker.errors.APIError as exc:
+        if "is not running" not in str(exc) and not isinstance(exc, docker.errors.NotFound):
+            raise
+    wait_stopped(client, name)
+
+
+def stop(client: Any, name: str, timeout: int = STOP_TIMEOUT) -> None:
+    import docker.errors
+
+    try:
+        client.api.stop(name, timeout=timeout)
+    except docker.errors.NotFound:
+        pass
+
+
+def wait_stopped(client: Any, name: str, timeout: float = 10.0) -> None:
+    """docker kill returns before the container is reaped; start on it would then fail."""
+    import docker.errors
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not client.api.inspect_container(name)["State"].get("Running"):
+                return
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.05)
+
+
+def start(client: Any, name: str) -> None:
+    client.api.start(name)
+
+
+def remove(client: Any, name_or_id: str) -> bool:
+    """Force-remove a container (and its anonymous volumes); False when it was not there."""
+    import docker.errors
+
+    try:
+        client.api.remove_container(name_or_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if "already in progress" in str(exc):
+            return True
+        raise
+    return True
+
+
+def remove_volume(client: Any, name: str) -> bool:
+    import docker.errors
+
+    try:
+        client.api.remove_volume(name, force=True)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def find(client: Any, mesh: str) -> list[dict[str, Any]]:
+    """Every container of the mesh, running or not, found by label."""
+    return list(client.api.containers(all=True, filters=labels.mesh_filter(mesh)))
+
+
+def find_volumes(client: Any, mesh: str) -> list[str]:
+    found = client.api.volumes(filters=labels.mesh_filter(mesh)) or {}
+    return [v["Name"] for v in found.get("Volumes") or []]
+
+
+def put_file(client: Any, name: str, src: Path, dest_name: str) -> str:
+    """Copy ``src`` into the container's data dir as ``inbox/<dest_name>`` (works while the
+    container is stopped too); the path relative to the data dir."""
+    import tempfile
+
+    rel = f"inbox/{dest_name}"
+    with tempfile.TemporaryFile() as tmp:
+        with tarfile.open(fileobj=tmp, mode="w") as tar:
+            d = tarfile.TarInfo("inbox")
+            d.type = tarfile.DIRTYPE
+            d.mode = 0o755
+            tar.addfile(d)
+            info = tar.gettarinfo(str(src), arcname=rel)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with open(src, "rb") as fh:
+                tar.addfile(info, fh)
+        tmp.seek(0)
+        client.api.put_archive(name, DATA_DIR, tmp)
+    return rel
+
+
+def logs(client: Any, name: str, tail: int = 200) -> str:
+    import docker.errors
+
+    try:
+        out = client.api.logs(name, stdout=True, stderr=True, tail=tail)
+    except docker.errors.NotFound:
+        return ""
+    return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+
+
+def memory_bytes(client: Any, cid: str) -> Optional[int]:
+    """Memory charged to the container's cgroup (v1 or v2), read from /sys: no stats call."""
+    candidates = [
+        Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current"),
+        Path(f"/sys/fs/cgroup/docker/{cid}/memory.current"),
+    ]
+    for p in candidates:
+        try:
+            return int(p.read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def meshes_present(client: Any) -> dict[str, int]:
+    """Mesh name -> number of docker objects (containers, networks, volumes) labelled with it.
+    Swarm tasks are left out: their service owns them."""
+    counts: dict[str, int] = {}
+    flt = labels.managed_filter()
+    objs: list[dict[str, Any]] = [
+        c.get("Labels") or {} for c in client.api.containers(all=True, filters=flt)
+        if "com.docker.swarm.service.id" not in (c.get("Labels") or {})
+    ]
+    objs += [n.get("Labels") or {} for n in client.api.networks(filters=flt)]
+    objs += [v.get("Labels") or {} for v in (client.api.volumes(filters=flt) or {}).get("Volumes") or []]
+    for lab in objs:
+        mesh = lab.get(labels.MESH)
+        if mesh:
+            counts[mesh] = counts.get(mesh, 0) + 1
+    return counts

@@ -1,0 +1,153 @@
+"""One user-defined bridge network per mesh, on a subnet that collides with nothing.
+
+The subnet is a /22 from 10.208.0.0/12 that overlaps no docker network and no host route
+or address; the first candidate depends on the mesh name so parallel meshes rarely race,
+and a race docker refuses ("Pool overlaps") just moves on to the next candidate.
+The bridge gets a fixed name (``labels.bridge_name``) so shaping and partitions can find it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import subprocess
+import time
+from typing import Any
+
+from orchestrator.backends.docker import labels
+from orchestrator.errors import DeployError
+
+POOL = ipaddress.IPv4Network("10.208.0.0/12")
+PREFIX = 22
+MAX_TRIES = 8
+REMOVE_TRIES = 12  # ~20 s in all
+
+
+def _host_networks() -> list[ipaddress.IPv4Network]:
+    """Routes and addresses of the host (the default route excluded)."""
+    nets: list[ipaddress.IPv4Network] = []
+    for cmd in (["ip", "-o", "-4", "route", "show", "table", "all"], ["ip", "-o", "-4", "addr"]):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            for word in line.split():
+                if word == "default" or "/" not in word and not word[:1].isdigit():
+                    continue
+                try:
+                    net = ipaddress.ip_network(word, strict=False)
+                except ValueError:
+                    continue
+                if isinstance(net, ipaddress.IPv4Network) and net.prefixlen > 0:
+                    nets.append(net)
+    return nets
+
+
+def _docker_networks(client: Any) -> list[ipaddress.IPv4Network]:
+    nets: list[ipaddress.IPv4Network] = []
+    for info in client.api.networks():
+        for cfg in (info.get("IPAM") or {}).get("Config") or []:
+            try:
+                net = ipaddress.ip_network(cfg.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            if isinstance(net, ipaddress.IPv4Network):
+                nets.append(net)
+    return nets
+
+
+def free_subnets(client: Any, mesh: str) -> list[ipaddress.IPv4Network]:
+    """Candidate subnets in preference order, none overlapping anything in use now."""
+    used = _docker_networks(client) + _host_networks()
+    candidates: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=PREFIX))
+    start = int(hashlib.sha1(mesh.encode()).hexdigest(), 16) % len(candidates)
+    ordered = candidates[start:] + candidates[:start]
+    return [c for c in ordered if not any(c.overlaps(u) for u in used)]
+
+
+def find(client: Any, mesh: str) -> list[dict[str, Any]]:
+    return list(client.api.networks(filters=labels.mesh_filter(mesh)))
+
+
+def create(client: Any, mesh: str) -> dict[str, str]:
+    """Create the mesh network; returns {"name","id","subnet","gateway","bridge"}."""
+    import docker.errors
+    import docker.types
+
+    name = labels.network_name(mesh)
+    bridge = labels.bridge_name(mesh)
+    for existing in find(client, mesh):  # a leftover from a crash: reuse nothing, start clean
+        remove(client, existing["Id"])
+    last: Exception = DeployError("no free subnet")
+    for subnet in free_subnets(client, mesh)[:MAX_TRIES]:
+        gateway = str(next(subnet.hosts()))
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)]
+        )
+        try:
+            net = client.api.create_network(
+                name, driver="bridge", ipam=ipam, labels=labels.mesh_labels(mesh),
+                check_duplicate=True,
+                # internal: no route out of the mesh (peers talk only to each other and
+                # to the host, which reaches them through the bridge)
+                internal=True,
+                options={
+                    "com.docker.network.bridge.name": bridge,
+                    "com.docker.network.bridge.enable_ip_masquerade": "false",
+                    "com.docker.network.bridge.enable_icc": "true",
+                },
+            )
+        except docker.errors.APIError as exc:
+            last = exc
+            if "overlap" in str(exc).lower():
+                continue
+            raise DeployError(f"backend docker: cannot create network {name}: {exc}") from exc
+        return {"name": name, "id": net["Id"], "subnet": str(subnet), "gateway": gateway,
+                "bridge": bridge}
+    raise DeployError(f"backend docker: no free subnet for network {name}: {last}")
+
+
+def node_addresses(subnet: str, count: int) -> list[str]:
+    """Static addresses for ``count`` nodes (after the gateway); static so a restarted
+    container keeps its address and the other peers still find it."""
+    net = ipaddress.ip_network(subnet)
+    hosts = net.hosts()
+    next(hosts)  # gateway
+    out: list[str] = []
+    for _ in range(count):
+        try:
+            out.append(str(next(hosts)))
+        except StopIteration:
+            raise DeployError(
+                f"backend docker: {count} nodes do not fit in {subnet}"
+            ) from None
+    return out
+
+
+def remove(client: Any, name_or_id: str) -> bool:
+    """Remove a network (disconnecting whatever is still attached); False when absent."""
+    import docker.errors
+
+    try:
+        info = client.api.inspect_network(name_or_id)
+    except docker.errors.NotFound:
+        return False
+    for cid in (info.get("Containers") or {}):
+        try:
+            client.api.disconnect_container_from_network(cid, name_or_id, force=True)
+        except docker.errors.APIError:
+            pass
+    # dockerd releases endpoints of just-removed containers asynchronously: retry "active
+    # endpoints" a bounded number of times
+    for attempt in range(REMOVE_TRIES):
+        try:
+            client.api.remove_network(name_or_id)
+            return True
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc) or attempt == REMOVE_TRIES - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1))
+    return True

@@ -1,0 +1,163 @@
+"""Kernel shaping of containers from the host (no `tc` needed in the image).
+
+Up = tbf on the container's eth0 (entered with ``nsenter -t PID -n``); down = tbf on the
+host-side end of its veth pair (eth0's ``@ifN`` is the host's ifindex N). A restarted
+container has a new veth, so the backend re-applies after every start.
+
+Partitions: iptables rules in chains of this mesh's own, jumped to from DOCKER-USER only for
+traffic inside this mesh's bridge (``-i BR -o BR``), so nothing else on the host is touched.
+DOCKER-USER runs before Docker's ESTABLISHED accept, so open connections are cut too.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+from orchestrator.backends import tc
+from orchestrator.backends.docker import labels
+
+_IFLINK = re.compile(r"^\d+:\s*eth0@if(\d+):")
+_LINK = re.compile(r"^(\d+):\s*([^:@\s]+)")
+
+
+def nsenter(pid: int) -> list[str]:
+    return ["nsenter", "-t", str(pid), "-n"]
+
+
+def kernel_rate_available() -> bool:
+    found = tc.probe()
+    return bool(found.get("root") and found.get("tbf"))
+
+
+def kernel_delay_available() -> bool:
+    return bool(tc.probe().get("netem"))
+
+
+async def host_veth(pid: int) -> str:
+    """Name of the host-side veth of the container whose init is ``pid``."""
+    out = await tc.run([*nsenter(pid), "ip", "-o", "link", "show", "eth0"])
+    m = _IFLINK.match(out.strip())
+    if not m:
+        raise RuntimeError(f"cannot find the peer of eth0 in {out.strip()!r}")
+    index = m.group(1)
+    for line in (await tc.run(["ip", "-o", "link", "show"])).splitlines():
+        lm = _LINK.match(line)
+        if lm and lm.group(1) == index:
+            return lm.group(2)
+    raise RuntimeError(f"no host interface with ifindex {index}")
+
+
+async def shape(pid: int, up_bps: Optional[int], down_bps: Optional[int]) -> None:
+    """Cap the container's sending (eth0 egress) and receiving (host veth egress)."""
+    await tc.shape_egress("eth0", up_bps, prefix=nsenter(pid))
+    await tc.shape_egress(await host_veth(pid), down_bps)
+
+
+async def delay(pid: int, latency_ms: float, jitter_ms: float, loss: float) -> None:
+    """netem on the container's eth0 (kernels that have it); keeps any tbf under it."""
+    await tc.netem("eth0", latency_ms, jitter_ms, loss, prefix=nsenter(pid))
+
+
+# --- partitions -------------------------------------------------------------------------
+
+
+def bridge_netfilter_on() -> bool:
+    """Bridged traffic goes through iptables only with br_netfilter's hook on."""
+    try:
+        return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def partition_available() -> bool:
+    found = tc.probe()
+    return bool(found.get("root") and found.get("iptables") and bridge_netfilter_on())
+
+
+def partition_rules(
+    mesh: str, bridge: str, sides: Sequence[Sequence[str]], ip_of: dict[str, str]
+) -> tuple[list[str], str]:
+    """(chain names, iptables-restore text) cutting traffic between ``sides``.
+
+    Sources that must drop the same destinations share one chain, so a packet walks at most
+    ~2N short rules instead of N^2. A node in no side keeps talking to everyone.
+    """
+    base = labels.chain_name(mesh)
+    groups: dict[frozenset[str], list[str]] = {}
+    members = [n for side in sides for n in side]
+    for node in dict.fromkeys(members):
+        mine = [i for i, side in enumerate(sides) if node in side]
+        blocked = frozenset(
+            n for i, side in enumerate(sides) if i not in mine for n in side if n != node
+        )
+        if blocked:
+            groups.setdefault(blocked, []).append(node)
+    chains = [base] + [f"{base}-{i}" for i in range(len(groups))]
+    lines = ["*filter"] + [f":{c} - [0:0]" for c in chains]
+    for i, (blocked, sources) in enumerate(groups.items()):
+        sub = f"{base}-{i}"
+        for dst in sorted(blocked):
+            lines.append(f"-A {sub} -d {ip_of[dst]}/32 -j DROP")
+        for src in sources:
+            lines.append(f"-A {base} -s {ip_of[src]}/32 -j {sub}")
+    lines.append(f"-I DOCKER-USER -i {bridge} -o {bridge} -j {base}")
+    lines += ["COMMIT", ""]
+    return chains, "\n".join(lines)
+
+
+async def apply_partition(text: str) -> None:
+    await tc.run(["iptables-restore", "-w", "5", "--noflush"], input=text.encode())
+
+
+def mesh_chains(mesh: str) -> list[str]:
+    """This mesh's chains as iptables lists them now (found by name, state or not)."""
+    base = labels.chain_name(mesh)
+    try:
+        out = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True,
+                             timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    chains = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "-N" and (
+            parts[1] == base or parts[1].startswith(base + "-")
+        ):
+            chains.append(parts[1])
+    return chains
+
+
+def rules_mentioning(words: Sequence[str]) -> list[str]:
+    """iptables rules (filter and nat) that mention any of ``words`` (leftover checks)."""
+    found: list[str] = []
+    for table in ("filter", "nat"):
+        try:
+            out = subprocess.run(["iptables", "-w", "5", "-t", table, "-S"],
+                                 capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        found += [f"{table}: {ln}" for ln in out.splitlines() if any(w in ln for w in words)]
+    return found
+
+
+def remove_partition(mesh: str, bridge: str) -> None:
+    """Drop the jump and the mesh's chains; idempotent, works from names alone."""
+    base = labels.chain_name(mesh)
+    # bounded: the jump is inserted once per partition, a heal removes it
+    for _ in range(16):
+        res = subprocess.run(
+            ["iptables", "-w", "5", "-D", "DOCKER-USER", "-i", bridge, "-o", bridge, "-j", base],
+            capture_output=True, timeout=20,
+        )
+        if res.returncode != 0:
+            break
+    chains = mesh_chains(mesh)
+    for chain in chains:
+        subprocess.run(["iptables", "-w", "5", "-F", chain], capture_output=True, timeout=20)
+    # the base chain jumps to the others: delete it first
+    for chain in sorted(chains, key=lambda c: c != base):
+        subprocess.run(["iptables", "-w", "5", "-X", chain], capture_output=True, timeout=20)

@@ -1,0 +1,389 @@
+"""SshBackend: agents on physical lab devices (Raspberry Pis, laptops, routers) over SSH.
+
+One asyncssh connection per device carries every step (probe, push peer.pyz, start, kill,
+read the ready file, clean up); a device may host several nodes. Devices are worked on in
+parallel. Links: kernel shaping is not applied on devices (agent emulation through
+POST /link), partitions through the agents' blocklists. See docs/ssh.md.
+
+State section (enough for `meshbed down` from another shell, after a crash)::
+
+    {"devices": {DEV: {"target": {...SshTarget...}, "profile", "python", "detach",
+                       "mesh_dirs": [...], "created": bool}},
+     "nodes": {NODE: {"device", "run_dir", "data_dir", "pyz", "unit", "pid",
+                      "api_port", "wire_port"}}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from devices import Profile, ProfileError, load_profile
+from orchestrator.backends.base import Backend, Capability, Endpoint, MeshContext, agent_args
+from orchestrator.backends.ssh import deploy as steps
+from orchestrator.backends.ssh import remote, shaping
+from orchestrator.backends.ssh.connection import (
+    CONNECT_TIMEOUT,
+    ConnectionPool,
+    DeviceConnection,
+    DeviceError,
+    SshTarget,
+    target_for,
+)
+from orchestrator.errors import DeployError
+from orchestrator.model import Device, Link, Node
+
+PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
+
+
+def target_from_dict(d: dict[str, Any]) -> SshTarget:
+    jump = d.get("jump")
+    return SshTarget(**{**d, "jump": target_from_dict(jump) if jump else None})
+
+
+def local_pyz() -> Path:
+    from orchestrator.pyz import ensure_pyz
+
+    return ensure_pyz()
+
+
+class _DeviceSession:
+    """What we know about one device during this process's life."""
+
+    def __init__(self, conn: DeviceConnection, profile: Profile, python: str, probe: remote.Probe) -> None:
+        self.conn = conn
+        self.profile = profile
+        self.python = python
+        self.probe = probe
+        self.pyz: Optional[str] = None
+        self.pushed = False
+        self.channels = asyncio.Semaphore(PER_DEVICE_CHANNELS)
+
+
+class SshBackend(Backend):
+    name: ClassVar[str] = "ssh"
+    # KERNEL_RATE only where the device allows it (root, profile tc, one node on the device):
+    # set_link's return value says per node.
+    capabilities: ClassVar[Capability] = Capability.DETACHED | Capability.KERNEL_RATE
+
+    def __init__(self, ctx: MeshContext, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        super().__init__(ctx)
+        self.pool = ConnectionPool(connect_timeout)
+        self.sessions: dict[str, _DeviceSession] = {}
+        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._pyz: Optional[tuple[Path, str]] = None
+        self.launched_at: dict[str, float] = {}  # node -> monotonic time its start returned
+        self.ctx.state.setdefault("devices", {})
+        self.ctx.state.setdefault("nodes", {})
+
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        try:
+            import asyncssh  # noqa: F401
+        except ImportError as exc:
+            return f"the ssh backend needs asyncssh (pip install asyncssh): {exc}"
+        return None
+
+    # --- devices ------------------------------------------------------------------------
+    def _device(self, name: str) -> Device:
+        topo = self.ctx.topology
+        if topo is None or topo.inventory is None:
+            raise DeployError(f"device {name}: no inventory in the topology")
+        try:
+            return topo.inventory.get(name)
+        except KeyError:
+            raise DeployError(f"device {name}: not in inventory {topo.inventory.path}") from None
+
+    def _device_of(self, node: Node) -> str:
+        if not node.device:
+            raise DeployError(f"{node.name}: ssh node without a device (group needs devices: [...])")
+        return node.device
+
+    async def _pyz_file(self) -> tuple[Path, str]:
+        if self._pyz is None:
+            path = await asyncio.to_thread(local_pyz)
+            self._pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
+        return self._pyz
+
+    async def session(self, name: str) -> _DeviceSession:
+        """Connect, probe and check the device once; push peer.pyz if it lacks it."""
+        lock = self._session_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name in self.sessions:
+                return self.sessions[name]
+            device = self._device(name)
+            try:
+                profile = load_profile(device.profile)
+            except ProfileError as exc:
+                raise DeviceError(name, str(exc)) from None
+            target = target_for(device, self.ctx.topology.inventory if self.ctx.topology else None)
+            python = device.python or profile.python
+            entry = self.ctx.state["devices"].setdefault(name, {})
+            entry.update({"target": asdict(target), "profile": profile.name, "python": python})
+            self.ctx.save()
+            conn = await self.pool.get(target)
+            found = await steps.probe(conn, profile, python)
+            if found.python_version is None:
+                raise DeviceError(name, f"no Python at {python!r} (profile {profile.name})")
+            if found.python_version[:2] < profile.min_python:
+                raise DeviceError(
+                    name, f"Python {found.python_text} is older than {profile.min_python_text} "
+                    f"(profile {profile.name})"
+                )
+            method = found.detach_method(profile)
+            if method is None:
+                raise DeviceError(name, f"none of {', '.join(profile.detach)} found to start agents")
+            # Record what we are about to create before creating it.
+            entry.update({
+                "detach": method,
+                "mesh_dirs": steps.mesh_dirs(found, self.ctx.mesh),
+                "install_dir": found.install_dir,
+                "data_dir": found.data_dir,
+                "created": True,
+            })
+            self.ctx.save()
+            session = _DeviceSession(conn, profile, python, found)
+            local, sha = await self._pyz_file()
+            session.pyz, session.pushed = await steps.ensure_pyz(conn, local, sha, found.install_dir)
+            self.sessions[name] = session
+            return session
+
+    async def prepare(self, nodes: Sequence[Node]) -> None:
+        """Every device of ``nodes`` in parallel: connect, probe, check, push peer.pyz."""
+        names = list(dict.fromkeys(self._device_of(n) for n in nodes))
+        await self._pyz_file()
+        results = await asyncio.gather(*(self.session(n) for n in names), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            for r in failed:
+                if not isinstance(r, Exception):
+                    raise r
+            lines = "; ".join(str(r) for r in failed)
+            raise DeployError(f"{len(failed)} of {len(names)} devices failed: {lines}")
+        pushed = sum(1 for n in names if self.sessions[n].pushed)
+        self.ctx.say(f"ssh: {len(names)} devices ready, peer.pyz pushed to {pushed}")
+
+    # --- agents -------------------------------------------------------------------------
+    def _paths(self, node: Node, session: _DeviceSession) -> steps.NodePaths:
+        return steps.node_paths(
+            session.probe.install_dir, session.probe.data_dir, self.ctx.mesh, node.name
+        )
+
+    async def deploy(self, node: Node) -> Endpoint:
+        device = self._device_of(node)
+        try:
+            session = await self.session(device)
+            paths = self._paths(node, session)
+            self.ctx.state["nodes"][node.name] = {
+                "device": device,
+                "run_dir": paths.run_dir,
+                "data_dir": paths.data_dir,
+                "pyz": session.pyz,
+                "unit": remote.unit_name(self.ctx.mesh, node.name)
+                if self.ctx.state["devices"][device]["detach"] == "systemd-run" else None,
+            }
+            self.ctx.save()
+            return await self._launch(node, session, paths, 0, 0, fresh=True)
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+
+    async def _launch(
+        self,
+        node: Node,
+        session: _DeviceSession,
+        paths: steps.NodePaths,
+        api_port: int,
+        wire_port: int,
+        fresh: bool = False,
+    ) -> Endpoint:
+        entry = self.ctx.state["nodes"][node.name]
+        args = agent_args(
+            node,
+            mesh=self.ctx.mesh,
+            data_dir=paths.data_dir,
+            api=f"0.0.0.0:{api_port}",
+            wire=f"0.0.0.0:{wire_port}",
+            token_file=paths.token_file,
+            ready_file=paths.ready_file,
+            backend=self.name,
+        )
+        assert session.pyz is not None
+        async with session.channels:
+            pid = await steps.start_agent(
+                session.conn,
+                method=self.ctx.state["devices"][entry["device"]]["detach"],
+                python=session.python,
+                pyz=session.pyz,
+                paths=paths,
+                args=args,
+                unit=entry.get("unit") or remote.unit_name(self.ctx.mesh, node.name),
+                fresh_token=self.ctx.token if fresh else None,
+            )
+        entry["pid"] = pid
+        self.launched_at[node.name] = time.monotonic()
+        self.ctx.save()
+        async with session.channels:
+            ready = await steps.wait_ready(session.conn, node.name, paths)
+        api, wire = remote.ports_of(ready)
+        entry.update({"pid": ready.get("pid", pid), "api_port": api, "wire_port": wire})
+        self.ctx.save()
+        host = session.conn.target.host
+        why = await steps.tcp_reachable(host, api)
+        if why is not None:
+            raise DeviceError(
+                session.conn.name,
+                f"agent of {node.name} listens on port {api} but {host}:{api} is not reachable "
+                f"from here ({why}); open the control port (docs/ssh.md)",
+            )
+        return Endpoint(api=f"{host}:{api}", wire=f"{host}:{wire}")
+
+    async def kill(self, node: Node) -> None:
+        await self._signal(node, graceful=False)
+
+    async def stop(self, node: Node) -> None:
+        await self._signal(node, graceful=True)
+
+    async def _signal(self, node: Node, graceful: bool) -> None:
+        entry = self.ctx.state["nodes"].get(node.name)
+        if not entry:
+            return
+        session = await self._session_or_raise(entry["device"])
+        cmd = (remote.stop_command if graceful else remote.kill_command)(entry["run_dir"], entry.get("unit"))
+        async with session.channels:
+            await session.conn.run(cmd, timeout=30)
+
+    async def _session_or_raise(self, device: str) -> _DeviceSession:
+        try:
+            return await self.session(device)
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+
+    async def start(self, node: Node) -> Endpoint:
+        entry = self.ctx.state["nodes"][node.name]
+        session = await self._session_or_raise(entry["device"])
+        paths = steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
+        async with session.channels:
+            alive = await session.conn.run(remote.alive_command(paths.run_dir))
+        host = session.conn.target.host
+        if "alive" in alive.stdout and entry.get("api_port"):
+            return Endpoint(api=f"{host}:{entry['api_port']}", wire=f"{host}:{entry['wire_port']}")
+        try:  # same ports again, so peers and reports keep one address
+            return await self._launch(
+                node, session, paths, int(entry.get("api_port") or 0), int(entry.get("wire_port") or 0)
+            )
+        except DeviceError:
+            try:  # a port was taken meanwhile: any free one
+                return await self._launch(node, session, paths, 0, 0)
+            except DeviceError as exc:
+                raise DeployError(str(exc)) from None
+
+    # --- links --------------------------------------------------------------------------
+    async def set_link(self, node: Node, link: Link) -> frozenset[str]:
+        """Rates in the device's kernel when allowed (see shaping.py), else nothing: the
+        engine then sends the whole link to the agent's own emulation."""
+        entry = self.ctx.state["nodes"].get(node.name)
+        if not entry:
+            return frozenset()
+        device = entry["device"]
+        session = await self._session_or_raise(device)
+        alone = sum(1 for e in self.ctx.state["nodes"].values() if e.get("device") == device) == 1
+        if not (alone and session.probe.tc_usable(session.profile)):
+            return frozenset()
+        async with session.channels:
+            if not entry.get("tc"):
+                out = await session.conn.run(shaping.iface_command(session.conn.target.host))
+                dev = out.stdout.strip()
+                if not dev:
+                    return frozenset()
+                entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name)}
+                self.ctx.save()  # recorded before the qdiscs exist
+            rec = entry["tc"]
+            try:
+                await session.conn.run(
+                    shaping.apply_command(rec["dev"], rec["ifb"], link.up_bps, link.down_bps)
+                )
+            except DeviceError as exc:
+                self.ctx.say(f"ssh: tc on {device} failed, agent emulation instead: {exc.message}")
+                await session.conn.run(shaping.clear_command(rec["dev"], rec["ifb"]), check=False)
+                entry.pop("tc", None)
+                self.ctx.save()
+                return frozenset()
+        return frozenset({"up_bps", "down_bps"})
+
+    async def put_file(self, node: Node, src: Path, name: str) -> str:
+        entry = self.ctx.state["nodes"][node.name]
+        session = await self._session_or_raise(entry["device"])
+        rel = f"inbox/{name}"
+        async with session.channels:
+            await session.conn.put(src, f"{entry['data_dir']}/{rel}")
+        return rel
+
+    async def logs(self, node: Node) -> str:
+        entry = self.ctx.state["nodes"].get(node.name)
+        if not entry:
+            return ""
+        try:
+            session = await self.session(entry["device"])
+        except DeviceError as exc:
+            return f"(no log: {exc})"
+        return await steps.log_tail(
+            session.conn, steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
+        )
+
+    # --- teardown -----------------------------------------------------------------------
+    async def teardown(self) -> None:
+        """Stop this mesh's agents and remove its dirs on every device, from state alone.
+
+        Two phases: every agent everywhere is stopped before any directory is removed, since
+        devices may share a filesystem (NFS homes, the test lab) and one device's `rm -rf`
+        must not take the pid file of an agent another device has yet to stop."""
+        devices: dict[str, dict[str, Any]] = self.ctx.state.get("devices", {})
+        nodes: dict[str, dict[str, Any]] = self.ctx.state.get("nodes", {})
+        names = list(devices)
+
+        def on(name: str) -> dict[str, dict[str, Any]]:
+            return {n: e for n, e in nodes.items() if e.get("device") == name}
+
+        stopped = await asyncio.gather(
+            *(self._teardown_device(n, devices[n], on(n), remove=False) for n in names),
+            return_exceptions=True,
+        )
+        ok = [n for n, r in zip(names, stopped) if not isinstance(r, BaseException)]
+        removed = await asyncio.gather(
+            *(self._teardown_device(n, devices[n], {}, remove=True) for n in ok),
+            return_exceptions=True,
+        )
+        left = [str(r) for r in list(stopped) + list(removed) if isinstance(r, BaseException)]
+        for name, r in zip(ok, removed):
+            if not isinstance(r, BaseException):
+                devices.pop(name, None)
+                for n in on(name):
+                    nodes.pop(n, None)
+        self.ctx.save()
+        await self.pool.close()
+        self.sessions.clear()
+        if left:  # the state keeps those devices, so a later `meshbed down` retries them
+            raise DeployError("ssh: left on devices: " + "; ".join(left))
+
+    async def _teardown_device(
+        self, name: str, entry: dict[str, Any], nodes: dict[str, dict[str, Any]], remove: bool
+    ) -> None:
+        if not entry.get("created") and not nodes:
+            return  # never got past connecting: nothing of ours is there
+        session = self.sessions.get(name)
+        if session is not None and not session.conn.conn.is_closed():
+            conn = session.conn
+        else:
+            conn = await self.pool.get(target_from_dict(entry["target"]))
+        if nodes:
+            # in parallel on the device: one slow agent does not serialize the others
+            stops = [remote.stop_command(e["run_dir"], e.get("unit")) for e in nodes.values()]
+            stops += [shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"]) for e in nodes.values() if e.get("tc")]
+            await conn.run(" ".join(f"( {s} ) &" for s in stops) + " wait", timeout=60)
+        dirs = list(entry.get("mesh_dirs") or [])
+        if remove and dirs:
+            await conn.run(remote.remove_command(dirs, self.ctx.mesh), timeout=60)

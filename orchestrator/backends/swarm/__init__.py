@@ -1,0 +1,259 @@
+"""`backend: swarm`: the same topology spread over a Docker Swarm cluster.
+
+One attachable overlay network per mesh; one service per node (replicas 1, restart policy none,
+a named volume for its data dir) so kill/start act on one peer and a restarted peer resumes;
+`endpoint_mode: dnsrr` (no IPVS needed); peers find each other by service name on the overlay.
+The orchestrator reaches each control API on a host-mode published port of the host running the
+task (no ingress mesh: that needs IPVS). Links are emulated by the agents; partitions use the
+agents' blocklists. The mesh token reaches the agents as a swarm secret, never in the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from orchestrator.backends.base import (
+    Backend,
+    Capability,
+    Endpoint,
+    MeshContext,
+    agent_args,
+)
+from orchestrator.backends.swarm import cluster, services
+from orchestrator.errors import DeployError
+from orchestrator.model import Node
+
+
+class SwarmBackend(Backend):
+    name: ClassVar[str] = "swarm"
+    capabilities: ClassVar[Capability] = Capability.DETACHED | Capability.OWN_ADDRESS | Capability.RESOURCES
+
+    def __init__(self, ctx: MeshContext) -> None:
+        super().__init__(ctx)
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+        self._said_emulation = False
+
+    @classmethod
+    def unavailable_reason(cls) -> Optional[str]:
+        return cluster.unavailable_reason()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = cluster.client()
+        return self._client
+
+    def _nodes_state(self) -> dict[str, Any]:
+        nodes: dict[str, Any] = self.ctx.state.setdefault("nodes", {})
+        return nodes
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def prepare(self, nodes: Sequence[Node]) -> None:
+        from orchestrator.backends.docker import images
+        from orchestrator.pyz import ensure_pyz
+
+        st = self.ctx.state
+        st["mesh"] = self.ctx.mesh
+        st["network"] = cluster.network_name(self.ctx.mesh)
+        st["secret"] = cluster.secret_name(self.ctx.mesh)
+        self.ctx.save()
+        topo = self.ctx.topology
+        wanted = {g.image for g in topo.groups if g.image} if topo else set()
+        if wanted:
+            st["image"] = sorted(wanted)[0]  # groups naming a registry image use it as is
+        else:
+            pyz = await asyncio.to_thread(ensure_pyz)
+            st["image"] = await asyncio.to_thread(images.ensure_peer_image, self.client, pyz, None, None, self.ctx.say)
+        st["network_id"] = await asyncio.to_thread(cluster.ensure_network, self.client, self.ctx.mesh)
+        st["secret_id"] = await asyncio.to_thread(cluster.ensure_secret, self.client, self.ctx.mesh, self.ctx.token)
+        taken = frozenset(int(v["api_port"]) for v in self._nodes_state().values() if "api_port" in v)
+        ports = await asyncio.to_thread(services.free_ports, len(nodes), 21000, taken)
+        for node, port in zip(nodes, ports):
+            self._nodes_state()[node.name] = {"api_port": port, "service": cluster.service_name(self.ctx.mesh, node.name)}
+        self.ctx.save()
+        self.ctx.say(
+            f"swarm: {len(nodes)} services on overlay {st['network']}; links and partitions "
+            "are emulated by the agents (no tc inside swarm tasks)"
+        )
+
+    def _image_for(self, node: Node) -> str:
+        topo = self.ctx.topology
+        if topo is not None:
+            img = topo.group(node.group).image
+            if img:
+                return img
+        return str(self.ctx.state["image"])
+
+    async def deploy(self, node: Node) -> Endpoint:
+        rec = self._nodes_state().get(node.name)
+        if rec is None:  # deploy without prepare for this node (a late node)
+            async with self._lock:
+                ports = await asyncio.to_thread(
+                    services.free_ports, 1, 21000,
+                    frozenset(int(v["api_port"]) for v in self._nodes_state().values()),
+                )
+                rec = {"api_port": ports[0], "service": cluster.service_name(self.ctx.mesh, node.name)}
+                self._nodes_state()[node.name] = rec
+                self.ctx.save()
+        args = agent_args(
+            node,
+            mesh=self.ctx.mesh,
+            data_dir=services.DATA_DIR,
+            api="0.0.0.0:7000",
+            wire="0.0.0.0:6881",
+            token_file=services.TOKEN_FILE,
+            link=node.link,
+            backend="swarm",
+        )
+        topo = self.ctx.topology
+        constraints = list(topo.group(node.group).placement) if topo else []
+        res = node.resources
+        try:
+            await asyncio.to_thread(
+                services.create,
+                self.client,
+                mesh=self.ctx.mesh,
+                node=node.name,
+                group=node.group,
+                image=self._image_for(node),
+                args=args,
+                api_port=int(rec["api_port"]),
+                secret_id=str(self.ctx.state["secret_id"]),
+                constraints=constraints,
+                nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
+                mem_bytes=res.memory_bytes,
+            )
+        except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds
+            raise DeployError(f"swarm: creating the service of {node.name} failed: {exc}") from exc
+        return await self._endpoint(node, pin=True)
+
+    async def _endpoint(self, node: Node, pin: bool = False) -> Endpoint:
+        rec = self._nodes_state()[node.name]
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        if svc is None:
+            raise DeployError(f"swarm: the service of {node.name} is gone")
+        try:
+            task = await asyncio.to_thread(services.running_task, svc)
+        except RuntimeError as exc:
+            raise DeployError(f"swarm: {node.name} did not start: {exc}") from exc
+        host = await asyncio.to_thread(services.node_address, self.client, task["NodeID"])
+        if pin and "node_id" not in rec:
+            # remember the host holding its volume: `start` pins the task there to resume
+            # (changing placement now would restart the running task)
+            rec["node_id"] = task["NodeID"]
+        rec["host"] = host
+        self.ctx.save()
+        return Endpoint(api=f"{host}:{rec['api_port']}", wire=services.wire_endpoint(self.ctx.mesh, node.name))
+
+    async def kill(self, node: Node) -> None:
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        if svc is None:
+            return
+        task = await asyncio.to_thread(services.current_task, svc)
+        if task is not None:
+            container = await asyncio.to_thread(services.local_container, self.client, task)
+            if container is not None:
+                await asyncio.to_thread(container.kill, "SIGKILL")
+        await asyncio.to_thread(services.scale, svc, 0)
+
+    async def stop(self, node: Node) -> None:
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        if svc is not None:
+            await asyncio.to_thread(services.scale, svc, 0)  # swarm sends SIGTERM, then SIGKILL
+
+    async def start(self, node: Node) -> Endpoint:
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        if svc is None:
+            raise DeployError(f"swarm: the service of {node.name} is gone")
+        node_id = self._nodes_state()[node.name].get("node_id")
+        if node_id:
+            await asyncio.to_thread(self._scale_pinned, svc, str(node_id))
+        else:
+            await asyncio.to_thread(services.scale, svc, 1)
+        return await self._endpoint(node)
+
+    def _scale_pinned(self, svc: Any, node_id: str) -> None:
+        from docker.types import ServiceMode
+
+        svc.reload()
+        spec = svc.attrs["Spec"]
+        constraints = list((spec.get("TaskTemplate", {}).get("Placement") or {}).get("Constraints") or [])
+        pin = f"node.id=={node_id}"
+        if pin not in constraints:
+            constraints.append(pin)
+        svc.update(mode=ServiceMode("replicated", replicas=1), constraints=constraints)
+
+    async def teardown(self) -> None:
+        await asyncio.to_thread(self._teardown_sync)
+
+    def _teardown_sync(self) -> None:
+        import time
+
+        import docker.errors
+
+        try:
+            cl = self.client
+            cl.ping()
+        except Exception as exc:  # noqa: BLE001
+            if self.ctx.state.get("nodes"):
+                raise DeployError(f"swarm: cannot reach the Docker engine to tear down: {exc}") from exc
+            return
+        flt = cluster.mesh_filter(self.ctx.mesh)
+        for svc in cl.services.list(filters=flt):
+            try:
+                svc.remove()
+            except docker.errors.NotFound:
+                pass
+        # volumes are freed once the tasks' containers are gone
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and cl.containers.list(all=True, filters=flt):
+            time.sleep(0.3)
+        for v in cl.volumes.list(filters=flt):
+            try:
+                v.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        for s in cl.secrets.list(filters=flt):
+            try:
+                s.remove()
+            except docker.errors.APIError:
+                pass
+        for _ in range(20):  # the overlay is busy until the last task detached
+            nets = cl.networks.list(filters=flt)
+            if not nets:
+                break
+            for n in nets:
+                try:
+                    n.remove()
+                except docker.errors.APIError:
+                    pass
+            time.sleep(0.5)
+        self.ctx.state.clear()
+        self.ctx.save()
+
+    # --- files and logs -------------------------------------------------------------------
+    async def put_file(self, node: Node, src: Path, name: str) -> str:
+        from orchestrator.backends.docker import containers
+
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        task = await asyncio.to_thread(services.current_task, svc) if svc else None
+        container = await asyncio.to_thread(services.local_container, self.client, task) if task else None
+        if container is None:
+            raise DeployError(
+                f"swarm: {node.name} runs on another host; put real files on a shared path or use synthetic content"
+            )
+        return await asyncio.to_thread(containers.put_file, self.client, container.id, src, name)
+
+    async def logs(self, node: Node) -> str:
+        svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
+        if svc is None:
+            return ""
+        try:
+            out = await asyncio.to_thread(lambda: b"".join(svc.logs(stdout=True, stderr=True, tail=100)))
+        except Exception:  # noqa: BLE001
+            return ""
+        return out.decode(errors="replace")

@@ -1,0 +1,114 @@
+"""The swarm itself: membership checks, `meshbed swarm init|leave`, the mesh's overlay network
+and token secret. Blocking docker SDK calls only (the backend runs them in threads)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional
+
+MANAGED = "meshbed.managed"
+MESH = "meshbed.mesh"
+NODE = "meshbed.node"
+GROUP = "meshbed.group"
+
+
+def client(timeout: int = 10) -> Any:
+    import docker
+
+    return docker.from_env(timeout=timeout)
+
+
+def swarm_state(cl: Any) -> tuple[str, bool]:
+    """(LocalNodeState, is manager) of the engine we talk to."""
+    info = cl.info().get("Swarm") or {}
+    return str(info.get("LocalNodeState", "inactive")), bool(info.get("ControlAvailable"))
+
+
+def unavailable_reason() -> Optional[str]:
+    try:
+        cl = client(timeout=3)
+        cl.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure: the engine is not reachable
+        return f"backend swarm: cannot reach the Docker engine ({str(exc)[:100]}); start dockerd"
+    state, manager = swarm_state(cl)
+    if state != "active":
+        return "backend swarm: this Docker engine is not in a swarm; run `meshbed swarm init` (single node) or join one"
+    if not manager:
+        return "backend swarm: this Docker engine is a swarm worker; run meshbed against a manager"
+    return None
+
+
+def init(advertise_addr: str = "127.0.0.1") -> bool:
+    """Make this engine a single-node swarm manager; False when it already was in a swarm."""
+    cl = client()
+    state, _ = swarm_state(cl)
+    if state == "active":
+        return False
+    cl.swarm.init(advertise_addr=advertise_addr, listen_addr=f"{advertise_addr}:2377")
+    return True
+
+
+def leave() -> bool:
+    """Remove every meshbed service/network/secret, then leave the swarm (force)."""
+    cl = client()
+    state, _ = swarm_state(cl)
+    if state != "active":
+        return False
+    flt = {"label": [f"{MANAGED}=1"]}
+    for svc in cl.services.list(filters=flt):
+        svc.remove()
+    for net in cl.networks.list(filters=flt):
+        try:
+            net.remove()
+        except Exception:  # noqa: BLE001 - still draining; leave takes it down anyway
+            pass
+    for sec in cl.secrets.list(filters=flt):
+        try:
+            sec.remove()
+        except Exception:  # noqa: BLE001
+            pass
+    cl.swarm.leave(force=True)
+    return True
+
+
+def mesh_labels(mesh: str) -> dict[str, str]:
+    return {MANAGED: "1", MESH: mesh}
+
+
+def mesh_filter(mesh: str) -> dict[str, list[str]]:
+    return {"label": [f"{MANAGED}=1", f"{MESH}={mesh}"]}
+
+
+def network_name(mesh: str) -> str:
+    return f"meshbed-{mesh}"
+
+
+def secret_name(mesh: str) -> str:
+    # secrets are immutable: a new token gets a new name
+    return f"meshbed-{mesh}-token"
+
+
+def service_name(mesh: str, node: str) -> str:
+    """Service names are DNS labels (<= 63 chars): long names get a digest suffix."""
+    name = f"mb-{mesh}-{node}"
+    if len(name) > 63:
+        name = name[:50] + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name
+
+
+def ensure_network(cl: Any, mesh: str) -> str:
+    name = network_name(mesh)
+    found = cl.networks.list(names=[name])
+    if found:
+        return str(found[0].id)
+    net = cl.networks.create(name, driver="overlay", attachable=True, labels=mesh_labels(mesh))
+    return str(net.id)
+
+
+def ensure_secret(cl: Any, mesh: str, token: str) -> str:
+    name = secret_name(mesh)
+    for s in cl.secrets.list(filters={"name": name}):
+        if s.name == name:
+            s.remove()  # a stale secret of an earlier mesh with the same name
+    sec = cl.secrets.create(name=name, data=token.encode(), labels=mesh_labels(mesh))
+    return str(sec.id)

@@ -1,0 +1,141 @@
+"""One swarm service per node (replicas 0 or 1): per-node services let `kill`/`start` act on one
+peer and keep its named volume, so a restarted peer resumes. Blocking SDK calls only."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Optional
+
+from orchestrator.backends.base import API_PORT, WIRE_PORT
+from orchestrator.backends.swarm import cluster
+
+DATA_DIR = "/data"
+TOKEN_FILE = "/run/secrets/meshbed-token"
+
+
+def free_ports(count: int, start: int = 21000, taken: frozenset[int] = frozenset()) -> list[int]:
+    """Host ports for the host-mode published control APIs (probed on this host)."""
+    out: list[int] = []
+    port = start
+    while len(out) < count and port < 60000:
+        if port not in taken:
+            with socket.socket() as s:
+                try:
+                    s.bind(("0.0.0.0", port))
+                    out.append(port)
+                except OSError:
+                    pass
+        port += 1
+    return out
+
+
+def create(
+    cl: Any,
+    *,
+    mesh: str,
+    node: str,
+    group: str,
+    image: str,
+    args: list[str],
+    api_port: int,
+    secret_id: str,
+    constraints: list[str],
+    nano_cpus: Optional[int],
+    mem_bytes: Optional[int],
+) -> str:
+    from docker.types import (
+        EndpointSpec,
+        Mount,
+        Resources,
+        RestartPolicy,
+        SecretReference,
+        ServiceMode,
+    )
+
+    name = cluster.service_name(mesh, node)
+    labels = {**cluster.mesh_labels(mesh), cluster.NODE: node, cluster.GROUP: group}
+    for old in cl.services.list(filters={"name": name}):
+        if old.name == name:
+            old.remove()  # a leftover of a crashed run holds the name
+    svc = cl.services.create(
+        image,
+        args=args,
+        name=name,
+        hostname=name,
+        labels=labels,
+        container_labels=labels,
+        networks=[cluster.network_name(mesh)],
+        # dnsrr: no virtual IP, so no IPVS needed; peers dial the service name
+        endpoint_spec=EndpointSpec(mode="dnsrr", ports={api_port: (API_PORT, "tcp", "host")}),
+        mounts=[Mount(target=DATA_DIR, source=f"{name}-data", type="volume", labels=labels)],
+        secrets=[SecretReference(secret_id, cluster.secret_name(mesh), filename="meshbed-token")],
+        restart_policy=RestartPolicy(condition="none"),
+        mode=ServiceMode("replicated", replicas=1),
+        constraints=constraints or None,
+        resources=Resources(cpu_limit=nano_cpus, mem_limit=mem_bytes) if (nano_cpus or mem_bytes) else None,
+        stop_grace_period=10_000_000_000,
+        log_driver="json-file",
+        log_driver_options={"max-size": "2m", "max-file": "1"},
+    )
+    return str(svc.id)
+
+
+def get(cl: Any, mesh: str, node: str) -> Any:
+    import docker.errors
+
+    try:
+        return cl.services.get(cluster.service_name(mesh, node))
+    except docker.errors.NotFound:
+        return None
+
+
+def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait for the service's task to run; its task dict (raises RuntimeError with the reason)."""
+    deadline = time.monotonic() + timeout
+    last = "no task yet"
+    while time.monotonic() < deadline:
+        tasks = svc.tasks(filters={"desired-state": "running"})
+        for t in tasks:
+            state = t["Status"]["State"]
+            if state == "running":
+                return dict(t)
+            if state in ("failed", "rejected"):
+                raise RuntimeError(t["Status"].get("Err") or state)
+            last = state
+        time.sleep(0.3)
+    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last})")
+
+
+def node_address(cl: Any, node_id: str) -> str:
+    addr = str(cl.nodes.get(node_id).attrs.get("Status", {}).get("Addr") or "127.0.0.1")
+    return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
+
+
+def scale(svc: Any, replicas: int) -> None:
+    svc.reload()
+    svc.scale(replicas)
+
+
+def local_container(cl: Any, task: dict[str, Any]) -> Any:
+    """The task's container when it runs on this engine, else None."""
+    import docker.errors
+
+    cid = (task.get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+    if not cid:
+        return None
+    try:
+        return cl.containers.get(cid)
+    except docker.errors.NotFound:
+        return None
+
+
+def current_task(svc: Any) -> Optional[dict[str, Any]]:
+    for t in svc.tasks(filters={"desired-state": "running"}):
+        return dict(t)
+    return None
+
+
+def wire_endpoint(mesh: str, node: str) -> str:
+    """Peers on the overlay reach a node by its service name (swarm DNS)."""
+    return f"{cluster.service_name(mesh, node)}:{WIRE_PORT}"

@@ -1,0 +1,80 @@
+"""`meshbed run TOPO.yaml [--report FILE.json] [--keep]`: up + play + report + down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from orchestrator import htmlreport, monitor
+from orchestrator.commands._runtime import run_interruptible
+from orchestrator.engine import Mesh
+from orchestrator.report import write_report
+from orchestrator.ui import RunView, out_console, summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topology", type=Path, help="topology YAML file")
+    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write the report JSON here")
+    parser.add_argument("--keep", action="store_true", help="leave the mesh running afterwards")
+    parser.add_argument("--json", action="store_true", help="print the report JSON instead of tables")
+    parser.add_argument("--html", type=Path, metavar="FILE.html",
+                        help="write a self-contained HTML page with charts of the run")
+
+
+def write_html(report: dict[str, Any], mesh: Mesh, path: Path) -> None:
+    """Render the HTML report from the run's samples (read before `down` removes them)."""
+    samples: list[dict[str, Any]] = []
+    if mesh.state is not None:
+        f = mesh.state.dir / "samples.jsonl"
+        if f.exists():
+            for line in f.read_text().splitlines():
+                try:
+                    samples.append(json.loads(line))
+                except ValueError:
+                    continue  # a torn last line after a crash
+    path.write_text(htmlreport.render(report, samples))
+    print(f"html report: {path}", file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    from orchestrator.loader import load_topology
+
+    topo = load_topology(args.topology)
+    view = RunView()
+    mesh = Mesh(topo, say=view.say)
+    mesh.check_available()
+    report: Optional[dict[str, Any]] = None
+
+    async def go() -> int:
+        nonlocal report
+        keep = False
+        try:
+            with view:
+                await mesh.up()
+                await mesh.play(on_sample=view.on_sample)
+            report = mesh.report()
+            if args.report:
+                write_report(report, args.report)
+            if args.html:
+                write_html(report, mesh, args.html)
+            if monitor.load_state():  # a running monitor charts finished runs too
+                monitor.save_result(report)
+            keep = bool(args.keep)
+        finally:
+            if not keep:
+                await asyncio.shield(mesh.down())
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            out_console().print(summary(report))
+        if args.report:
+            print(f"report: {args.report}", file=sys.stderr)
+        if keep:
+            print(f"mesh {topo.name} kept running: `meshbed down {topo.name}`", file=sys.stderr)
+        return 0 if report["ok"] else 1
+
+    return run_interruptible(go)

@@ -1,0 +1,37 @@
+"""`meshbed status [NAME]`: node, backend, address, state, chunks per content, rates."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from orchestrator import state as statemod
+from orchestrator.engine import Mesh
+from orchestrator.ui import out_console, status_table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="mesh name (default: every running mesh)")
+    parser.add_argument("--json", action="store_true", help="print the raw /status of every node")
+
+
+def main(args: argparse.Namespace) -> int:
+    home = statemod.home()
+    names = [args.name] if args.name else [p.name for p in statemod.mesh_dirs(home)]
+    console = out_console()
+    if not names:
+        console.print(f"no running mesh in {home}")
+        return 0
+    dumps = {}
+    for name in names:
+        mesh = Mesh.attach(name)
+        assert mesh.state is not None
+        statuses = asyncio.run(mesh.statuses())
+        if args.json:
+            dumps[name] = statuses
+            continue
+        console.print(status_table(name, mesh.state.nodes, mesh.contents, statuses))
+    if args.json:
+        print(json.dumps(dumps, indent=1))
+    return 0

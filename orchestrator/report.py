@@ -1,0 +1,150 @@
+"""The run report (DESIGN.md "Report": fixed keys) and the expectations' verdict.
+
+Fixed keys: name, backend, ok, contents{size, chunks, infohash, sha256},
+distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_seconds},
+nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
+Extra keys: reason, deploy_seconds, expect, events, problems, per fetch redownloaded/
+resumed_pieces, per content fetchers/verified/redownloaded_bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from orchestrator.bounds import topology_bounds
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Mesh
+    from orchestrator.scenario import PlayResult
+
+
+def _r(x: Optional[float], nd: int = 3) -> Optional[float]:
+    return None if x is None else round(float(x), nd)
+
+
+def distribution(
+    fetch_started: Optional[float], finishes: list[Optional[float]], lower: Optional[float],
+    cs: Optional[float],
+) -> dict[str, Any]:
+    """Seconds from the fetch event to the last verified completion (None if any fetch
+    did not complete and verify), efficiency = lower bound / measured."""
+    seconds: Optional[float] = None
+    if fetch_started is not None and finishes and all(f is not None for f in finishes):
+        seconds = max(0.0, max(f for f in finishes if f is not None) - fetch_started)
+    eff = (lower / seconds) if (lower is not None and seconds) else None
+    return {
+        "seconds": _r(seconds),
+        "lower_bound_seconds": _r(lower),
+        "efficiency": _r(eff),
+        "client_server_bound_seconds": _r(cs),
+    }
+
+
+def check_expectations(
+    expect_within: Optional[float], min_efficiency: Optional[float],
+    fetch_seconds_from_t0: list[Optional[float]], efficiencies: dict[str, Optional[float]],
+    all_verified: bool,
+) -> tuple[bool, dict[str, Any]]:
+    """ok = every fetch verified and every stated expectation met."""
+    out: dict[str, Any] = {"all_verified": all_verified}
+    ok = all_verified
+    if expect_within is not None:
+        worst = None
+        if fetch_seconds_from_t0 and all(s is not None for s in fetch_seconds_from_t0):
+            worst = max(s for s in fetch_seconds_from_t0 if s is not None)
+        met = worst is not None and worst <= expect_within
+        out["all_complete_within"] = {"limit": expect_within, "worst": _r(worst), "met": met}
+        ok = ok and met
+    if min_efficiency is not None:
+        vals = {k: v for k, v in efficiencies.items()}
+        met = bool(vals) and all(v is not None and v >= min_efficiency for v in vals.values())
+        out["min_efficiency"] = {"limit": min_efficiency, "values": vals, "met": met}
+        ok = ok and met
+    return ok, out
+
+
+def build_report(mesh: Mesh) -> dict[str, Any]:
+    topo = mesh.topology
+    res: Optional[PlayResult] = mesh.result
+    assert topo is not None and mesh.state is not None
+    bounds = topology_bounds(topo)
+    backends = topo.backends_used()
+    report: dict[str, Any] = {
+        "name": topo.name,
+        "backend": backends[0] if len(backends) == 1 else "+".join(backends),
+        "ok": False,
+        "contents": {},
+        "distribution": {},
+        "nodes": {},
+    }
+    fetches = res.fetches if res else {}
+    for name, c in mesh.contents.items():
+        report["contents"][name] = {
+            "size": c.size, "chunks": c.chunks, "infohash": c.infohash, "sha256": c.sha256,
+        }
+    for node in topo.nodes:
+        ep = mesh.endpoints.get(node.name)
+        entry: dict[str, Any] = {
+            "address": ep.api if ep else None,
+            "metrics_url": ep.metrics_url if ep else None,
+            "group": node.group,
+            "backend": node.backend,
+            "fetches": {},
+        }
+        for (n, content), fs in sorted(fetches.items()):
+            if n != node.name:
+                continue
+            started = res.fetch_started.get(content) if res else None
+            secs = (fs.finished_wall - started) if (fs.finished_wall and started) else None
+            t = fs.torrent
+            entry["fetches"][content] = {
+                "complete": fs.complete,
+                "verified": bool(fs.verified),
+                "seconds": _r(secs),
+                "bytes_from": dict(t.get("bytes_from") or {}),
+                "redownloaded": t.get("redownloaded"),
+                "resumed_pieces": t.get("resumed_pieces"),
+            }
+        report["nodes"][node.name] = entry
+
+    efficiencies: dict[str, Optional[float]] = {}
+    from_t0: list[Optional[float]] = []
+    all_verified = res is not None and not res.stuck
+    for name in mesh.contents:
+        fs_list = [fs for (n, cn), fs in fetches.items() if cn == name]
+        b = bounds.get(name, {})
+        started = res.fetch_started.get(name) if res else None
+        finishes = [fs.finished_wall if fs.verified else None for fs in fs_list]
+        d = distribution(started, finishes, b.get("lower_bound_seconds"), b.get("client_server_bound_seconds"))
+        d["fetchers"] = len(fs_list)
+        d["verified"] = sum(1 for fs in fs_list if fs.verified)
+        d["redownloaded_bytes"] = sum(int(fs.torrent.get("redownloaded") or 0) for fs in fs_list)
+        report["distribution"][name] = d
+        if fs_list:
+            efficiencies[name] = d["efficiency"]
+        all_verified = all_verified and all(fs.complete and fs.verified for fs in fs_list)
+        for fs in fs_list:
+            from_t0.append((fs.finished_wall - res.t0) if (res and fs.finished_wall and fs.verified) else None)
+    # Every fetch the scenario asked for must exist (a node that never got its POST counts as failed).
+    wanted = {(n, ev_c) for ev_c in mesh.contents for n in topo.fetchers(ev_c)
+              if n not in topo.content(ev_c).seeders}
+    if not wanted <= set(fetches):
+        all_verified = False
+    ok, expect = check_expectations(
+        topo.expect.all_complete_within, topo.expect.min_efficiency, from_t0, efficiencies, all_verified,
+    )
+    report["ok"] = ok
+    report["expect"] = expect
+    report["reason"] = res.reason if res else None
+    report["stuck"] = list(res.stuck) if res else []
+    report["deploy_seconds"] = _r(mesh.deploy_seconds)
+    report["events"] = res.events if res else []
+    report["problems"] = res.problems if res else []
+    return report
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,132 @@
+"""Contents: make the torrent locally, have the seeders share it, check they agree.
+
+Synthetic content is deterministic (``peer.synthetic``): the orchestrator generates it once
+into ``$MESHBED_HOME/cache/`` and hashes it there; every seeder generates the very same
+bytes itself (POST /share {"synthetic": ...}), so nothing is copied. The infohash each
+seeder returns must equal the local one. Real files are copied with ``backend.put_file``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from orchestrator.errors import DeployError, InputError
+from orchestrator.model import Content, Topology
+from orchestrator.peerclient import PeerError
+from peer import metainfo, synthetic
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Mesh
+
+
+@dataclass(frozen=True)
+class SeededContent:
+    name: str
+    infohash: str
+    metainfo: str  # base64 .torrent
+    size: int
+    chunks: int
+    piece_length: int
+    sha256: str
+    seed: int
+    synthetic: bool
+    path: Optional[str] = None
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, name: str, data: dict[str, Any]) -> SeededContent:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        fields["name"] = name
+        return cls(**fields)
+
+    def share_body(self, rel: Optional[str] = None) -> dict[str, Any]:
+        if self.synthetic:
+            return {
+                "synthetic": {"name": self.name, "size": self.size, "seed": self.seed},
+                "piece_length": self.piece_length,
+            }
+        return {"file": rel, "piece_length": self.piece_length}
+
+    async def reshare_if_missing(self, mesh: Mesh, node: str) -> None:
+        """After a restart: a seeder that did not pick its torrent up from disk shares again."""
+        if mesh.topology is None or node not in mesh.topology.content(self.name).seeders:
+            return
+        status = await mesh.client(node).status()
+        if self.infohash in status.get("torrents", {}):
+            return
+        await _share_on(mesh, node, self)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                return h.hexdigest()
+            h.update(block)
+
+
+def _prepare_sync(topology: Topology, content: Content, cache: Path) -> SeededContent:
+    if content.synthetic:
+        assert content.size is not None
+        # The file is named like the content: the torrent's name is part of the infohash.
+        path = cache / "synthetic" / f"{topology.seed}-{content.size}" / content.name
+        if path.exists() and path.stat().st_size == content.size:
+            sha = _sha256_file(path)
+        else:
+            sha = synthetic.write_file(path, topology.seed, content.name, content.size)
+    else:
+        assert content.path is not None
+        path = content.path
+        if not path.is_file():
+            raise InputError(f"content {content.name}: no such file {path}", topology.source)
+        sha = _sha256_file(path)
+    meta = metainfo.create(path, piece_length=content.chunk_size, hybrid=False)
+    return SeededContent(
+        name=content.name,
+        infohash=meta.hexhash,
+        metainfo=base64.b64encode(meta.to_torrent_bytes()).decode(),
+        size=meta.length,
+        chunks=meta.num_pieces,
+        piece_length=meta.piece_length,
+        sha256=sha,
+        seed=topology.seed,
+        synthetic=content.synthetic,
+        path=None if content.synthetic else str(path),
+    )
+
+
+async def prepare_content(topology: Topology, content: Content, cache: Path) -> SeededContent:
+    return await asyncio.to_thread(_prepare_sync, topology, content, cache)
+
+
+async def _share_on(mesh: Mesh, node: str, seeded: SeededContent) -> None:
+    rel: Optional[str] = None
+    if not seeded.synthetic:
+        assert seeded.path is not None
+        rel = await mesh.backend_of(node).put_file(mesh.node(node), Path(seeded.path), Path(seeded.path).name)
+    try:
+        answer = await mesh.client(node).share(seeded.share_body(rel))
+    except PeerError as exc:
+        raise DeployError(f"{node}: sharing {seeded.name} failed: {exc}") from None
+    if answer.get("infohash") != seeded.infohash:
+        raise DeployError(
+            f"{node}: sharing {seeded.name} gave infohash {answer.get('infohash')}, "
+            f"the orchestrator made {seeded.infohash} (same bytes and piece length expected)"
+        )
+
+
+async def seed_content(mesh: Mesh, content: Content, seeded: SeededContent) -> None:
+    """Every seeder shares the content; the state records it for status/watch."""
+    await asyncio.gather(*(_share_on(mesh, n, seeded) for n in content.seeders))
+    assert mesh.state is not None
+    mesh.state.data["contents"][content.name] = seeded.to_state()
+    mesh.state.save()

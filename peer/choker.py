@@ -1,0 +1,90 @@
+"""Choking decisions (pure): who gets the regular upload slots and the optimistic one.
+
+Leeching: the peers we download fastest from (reciprocation). Seeding: round robin, so a
+seed spreads its pieces over many peers instead of feeding the fastest few forever: a peer
+keeps its slot for ``rotate_after`` seconds, then yields it to the one choked the longest.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: Hashable
+    interested: bool  # the peer wants data from us
+    rate_from: float  # bytes/s we receive from it
+    rate_to: float  # bytes/s we send to it
+    unchoked: bool  # currently unchoked by us
+    since: float  # time of our last choke/unchoke of it
+    connected_at: float
+
+
+def regular_unchokes(
+    cands: Sequence[Candidate], slots: int, seeding: bool, now: float,
+    rotate_after: float = 30.0,
+) -> list[Hashable]:
+    """Keys of the peers to hold the ``slots`` regular upload slots."""
+    wanting = [c for c in cands if c.interested]
+    if slots <= 0 or not wanting:
+        return []
+    if not seeding:
+        ranked = sorted(wanting, key=lambda c: (c.rate_from, c.rate_to, c.unchoked), reverse=True)
+        return [c.key for c in ranked[:slots]]
+    keep = [c for c in wanting if c.unchoked and now - c.since < rotate_after]
+    keep.sort(key=lambda c: c.since)  # the longest-served first go if too many
+    chosen = [c.key for c in keep[-slots:]] if len(keep) > slots else [c.key for c in keep]
+    if len(chosen) < slots:
+        chosen_set = set(chosen)
+        # waiting the longest first: choked peers by when they were choked, expired ones last
+        waiting = [c for c in wanting if c.key not in chosen_set]
+        waiting.sort(key=lambda c: (c.unchoked, c.since))
+        chosen.extend(c.key for c in waiting[: slots - len(chosen)])
+    return chosen
+
+
+def pick_optimistic(
+    cands: Sequence[Candidate], exclude: set[Hashable], now: float, rng: random.Random,
+    new_for: float = 60.0,
+) -> Optional[Hashable]:
+    """A random interested peer outside the regular set; new peers weigh 3x (they have
+    nothing to reciprocate with yet)."""
+    pool = [c for c in cands if c.interested and c.key not in exclude]
+    if not pool:
+        return None
+    weights = [3.0 if now - c.connected_at < new_for else 1.0 for c in pool]
+    return rng.choices(pool, weights=weights, k=1)[0].key
+
+
+def pipeline_bytes(rate: float, block: int, seconds: float = 3.0,
+                   max_blocks: int = 64, max_bytes: int = 32 << 20) -> int:
+    """Bytes to keep requested from a peer: ``seconds`` of its measured rate, at least two
+    blocks, at most ``max_blocks`` blocks or ``max_bytes``."""
+    cap = min(max_blocks * block, max_bytes)
+    return int(max(2 * block, min(rate * seconds, cap)))
+
+
+class RateMeter:
+    """Bytes counter with a rate over a sliding window of ~2 s (ticked once a second)."""
+
+    __slots__ = ("total", "rate", "_samples")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.rate = 0.0
+        self._samples: list[tuple[float, int]] = []
+
+    def add(self, n: int) -> None:
+        self.total += n
+
+    def tick(self, now: float, window: float = 2.0) -> None:
+        samples = self._samples
+        samples.append((now, self.total))
+        while len(samples) > 2 and now - samples[1][0] >= window:
+            samples.pop(0)
+        t0, b0 = samples[0]
+        self.rate = (self.total - b0) / (now - t0) if now > t0 else 0.0

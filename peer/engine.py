@@ -1,0 +1,395 @@
+"""The agent: one wire listener, several torrents, the shared access link and metrics.
+
+``Agent`` is what the control API (peer/control.py) drives. Per-torrent swarm logic lives in
+peer/torrent.py, per-connection protocol handling in peer/connection.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import logging
+import os
+import random
+import string
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+from prometheus_client import CollectorRegistry
+
+from peer import metainfo, wire
+from peer.choker import RateMeter
+from peer.connection import PeerConnection
+from peer.metainfo import Metainfo
+from peer.metrics import AgentMetrics, ContentSnapshot
+from peer.shaping import LinkEmulator
+from peer.storage import METAINFO_FILE, PieceStore
+from peer.torrent import Torrent
+
+log = logging.getLogger("peer")
+
+T = TypeVar("T")
+HANDSHAKE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
+WRITE_HIGH_WATER = 2 << 20
+STATE_FILE = ".meshbed-state.json"
+HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def make_peer_id(rng: random.Random) -> bytes:
+    alphabet = string.ascii_letters + string.digits
+    return b"-MB0100-" + "".join(rng.choice(alphabet) for _ in range(12)).encode()
+
+
+class Agent:
+    def __init__(
+        self, *, data_dir: Path, registry: CollectorRegistry, link: LinkEmulator,
+        listen_host: str = "0.0.0.0", listen_port: int = 0, node: str = "", group: str = "",
+        mesh: str = "", peer_id: Optional[bytes] = None, rng: Optional[random.Random] = None,
+        hostile: Optional[str] = None, upload_slots: int = 4,
+    ) -> None:
+        if hostile is not None and hostile not in HOSTILE_MODES:
+            raise ValueError(f"hostile must be one of {', '.join(HOSTILE_MODES)}")
+        if peer_id is not None and len(peer_id) != 20:
+            raise ValueError("peer_id must be 20 bytes")
+        self.data_dir = Path(data_dir)
+        self.link = link
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.node = node
+        self.group = group
+        self.mesh = mesh
+        self.rng = rng or random.Random()
+        self.peer_id = peer_id or make_peer_id(self.rng)
+        self.hostile = hostile
+        self.upload_slots = upload_slots
+        self.metrics = AgentMetrics(registry, node=node, group=group)
+        self.metrics.set_source(self._snapshots)
+        self.torrents: dict[bytes, Torrent] = {}
+        self.banned_addrs: set[str] = set()
+        self.banned_nodes: set[str] = set()
+        self.self_addrs: set[tuple[str, int]] = set()
+        self.rate_up = RateMeter()
+        self.rate_down = RateMeter()
+        self.started = time.monotonic()
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="peer-io")
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._port = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._housekeeper: Optional[asyncio.Task[None]] = None
+        self.closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_incoming, self.listen_host, self.listen_port, limit=READ_LIMIT, backlog=256
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        self.link.on_block_change = self._on_block_change
+        await self._reload()
+        self._housekeeper = asyncio.ensure_future(self._housekeep())
+        log.info("agent %s listening on %s:%d (%d torrents)", self.node or "-",
+                 self.listen_host, self._port, len(self.torrents))
+
+    @property
+    def wire_port(self) -> int:
+        return self._port
+
+    async def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.link.on_block_change == self._on_block_change:
+            self.link.on_block_change = None
+        if self._server is not None:
+            self._server.close()
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+        for t in list(self.torrents.values()):
+            await t.close()
+        if self._tasks:
+            _done, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in pending:
+                task.cancel()
+        for t in self.torrents.values():
+            self.save_state(t)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self._io.shutdown, wait=True)
+        )
+        for t in self.torrents.values():
+            t.store.close()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Disk and hashing work off the event loop (the store is thread-safe)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, functools.partial(fn, *args))
+
+    # ------------------------------------------------------------------ torrents
+    def _root(self, meta: Metainfo) -> Path:
+        return self.data_dir / "torrents" / meta.hexhash
+
+    async def _reload(self) -> None:
+        base = self.data_dir / "torrents"
+        if not base.is_dir():
+            return
+        for root in sorted(base.iterdir()):
+            try:
+                meta = metainfo.parse((root / METAINFO_FILE).read_bytes())
+                state = _read_state(root)
+                store = await self.run_io(PieceStore.open, root, meta)
+            except (OSError, ValueError) as e:
+                log.warning("cannot resume %s: %s", root, e)
+                continue
+            kind = state.get("kind") or ("share" if store.complete else "fetch")
+            t = self._add_torrent(meta, store, kind=kind, pex=bool(state.get("pex", True)),
+                                  upload=bool(state.get("upload", True)),
+                                  sha256=state.get("sha256"),
+                                  started_at=float(state.get("started_at") or time.time()))
+            t.completed_at = state.get("completed_at")
+            t.seconds = state.get("seconds")
+            t.verified = state.get("verified")
+            given = [_addr(p) for p in state.get("peers", [])]
+            t.add_peers([a for a in given if a is not None], "given")
+            log.info("resumed %s: %d/%d pieces", meta.name, store.have_count, meta.num_pieces)
+            if store.complete and t.completed_at is None:
+                self.spawn(t._on_complete())
+
+    def _add_torrent(self, meta: Metainfo, store: PieceStore, **kw: Any) -> Torrent:
+        t = Torrent(self, meta, store, **kw)
+        self.torrents[meta.info_hash] = t
+        return t
+
+    async def share(self, meta: Metainfo, payload: Path) -> None:
+        old = self.torrents.get(meta.info_hash)
+        if old is not None and old.complete:
+            return
+        if old is not None:
+            await old.close()
+            old.store.close()
+            del self.torrents[meta.info_hash]
+        store = await self.run_io(PieceStore.adopt, self._root(meta), meta, Path(payload))
+        t = self._add_torrent(meta, store, kind="share", pex=True, upload=True, sha256=None,
+                              started_at=time.time())
+        t.completed_at = time.time()
+        t.seconds = 0.0
+        if old is not None:
+            t.known = old.known
+        self.save_state(t)
+
+    async def fetch(
+        self, meta: Metainfo, peers: list[tuple[str, int]], *, pex: bool = True,
+        upload: bool = True, sha256: Optional[str] = None,
+    ) -> None:
+        t = self.torrents.get(meta.info_hash)
+        if t is None:
+            root = self._root(meta)
+            state = _read_state(root)
+            store = await self.run_io(PieceStore.open, root, meta)
+            t = self._add_torrent(meta, store, kind="fetch", pex=pex, upload=upload,
+                                  sha256=sha256 or state.get("sha256"),
+                                  started_at=float(state.get("started_at") or time.time()))
+            if store.complete:
+                self.spawn(t._on_complete())
+        else:
+            t.pex, t.upload = pex, upload
+            if sha256:
+                t.sha256 = sha256
+        t.add_peers([(str(h), int(p)) for h, p in peers], "given")
+        self.save_state(t)
+        if self._server is not None:
+            t.dial_now()
+
+    def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int:
+        added = 0
+        for t in self.torrents.values():
+            if infohash is None or t.meta.hexhash == infohash.lower():
+                n = t.add_peers([(str(h), int(p)) for h, p in peers], "given")
+                if n and self._server is not None:
+                    t.dial_now()
+                added += n
+        return added
+
+    def save_state(self, t: Torrent) -> None:
+        state = {
+            "kind": t.kind, "pex": t.pex, "upload": t.upload, "sha256": t.sha256,
+            "peers": [f"{h}:{p}" for (h, p), kp in t.known.items() if kp.source == "given"],
+            "started_at": t.started_at, "completed_at": t.completed_at, "seconds": t.seconds,
+            "verified": t.verified,
+        }
+        root = self._root(t.meta)
+        try:
+            tmp = root / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, root / STATE_FILE)
+        except OSError as e:
+            log.warning("cannot save state of %s: %s", t.meta.name, e)
+
+    # ------------------------------------------------------------------ peers
+    def is_self(self, addr: tuple[str, int]) -> bool:
+        return addr in self.self_addrs or (addr[1] == self._port and addr[0] in LOCAL_HOSTS)
+
+    def is_banned(self, host: str, port: Optional[int], node: Optional[str]) -> bool:
+        if node and node in self.banned_nodes:
+            return True
+        return port is not None and f"{host}:{port}" in self.banned_addrs
+
+    def ban(self, c: PeerConnection, reason: str) -> None:
+        self.banned_addrs.add(f"{c.ip}:{c.port}")
+        if c.listen_port:
+            self.banned_addrs.add(f"{c.ip}:{c.listen_port}")
+        if c.node:
+            self.banned_nodes.add(c.node)
+        self.metrics.banned_peers.inc()
+        log.warning("banned %s (%s)", c.label, reason)
+        c.close(abort=True)
+
+    def protocol_error(self, reason: str, c: Any, detail: str = "") -> None:
+        self.metrics.protocol_errors.labels(reason).inc()
+        who = c.label if isinstance(c, PeerConnection) else str(c)
+        log.warning("protocol error from %s: %s", who, detail or reason)
+
+    def _on_block_change(self) -> None:
+        for t in self.torrents.values():
+            for c in list(t.conns.values()):
+                if self.link.blocked(c.node, c.ip, c.listen_port):
+                    c.close()
+                    kp = t.known.get(c.listen_addr) if c.listen_addr else None
+                    if kp is not None:
+                        kp.next_try = 0.0
+
+    def _tune(self, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    async def connect(self, t: Torrent, addr: tuple[str, int]) -> bool:
+        """Dial ``addr`` for torrent ``t``; True once the handshake passed."""
+        host, port = addr
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=READ_LIMIT), CONNECT_TIMEOUT
+            )
+        except (OSError, asyncio.TimeoutError):
+            return False
+        try:
+            self._tune(writer)
+            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
+            hs = wire.decode_handshake(
+                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
+            )
+            if hs.info_hash != t.meta.info_hash:
+                raise wire.DecodeError("wrong_infohash", f"{host}:{port}")
+            if hs.peer_id == self.peer_id:
+                self.self_addrs.add(addr)
+                writer.close()
+                return False
+        except wire.DecodeError as e:
+            self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return False
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            writer.transport.abort()
+            return False
+        if self.closing or t.closing:
+            writer.close()
+            return False
+        conn = PeerConnection(self, t, reader, writer, hs, outgoing=True, dial_addr=addr)
+        self.spawn(conn.run())
+        return True
+
+    async def _on_incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        host, port = str(peer[0]), int(peer[1])
+        if self.closing or self.link.blocked(None, host, None):
+            writer.transport.abort()
+            return
+        try:
+            self._tune(writer)
+            hs = wire.decode_handshake(
+                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
+            )
+            t = self.torrents.get(hs.info_hash)
+            if t is None or t.closing:
+                raise wire.DecodeError("unknown_infohash", hs.info_hash.hex())
+            if hs.peer_id == self.peer_id:
+                writer.transport.abort()
+                return
+            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
+        except wire.DecodeError as e:
+            self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            writer.transport.abort()
+            return
+        conn = PeerConnection(self, t, reader, writer, hs, outgoing=False)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await conn.run()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    # ------------------------------------------------------------------ periodic
+    async def _housekeep(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self.rate_up.tick(now)
+            self.rate_down.tick(now)
+            for t in list(self.torrents.values()):
+                try:
+                    t.tick(now)
+                except Exception:  # a bug in one torrent's upkeep must not stop the others
+                    log.exception("housekeeping of %s failed", t.meta.name)
+
+    # ------------------------------------------------------------------ reporting
+    def status(self) -> dict[str, Any]:
+        pid = self.peer_id
+        try:
+            peer_id = pid.decode("ascii") if pid.isascii() and pid.decode().isprintable() else pid.hex()
+        except UnicodeDecodeError:
+            peer_id = pid.hex()
+        return {
+            "node": self.node,
+            "group": self.group,
+            "mesh": self.mesh,
+            "peer_id": peer_id,
+            "wire": f"{self.listen_host}:{self._port}",
+            "uptime": round(time.monotonic() - self.started, 3),
+            "rate_up": round(self.rate_up.rate, 1),
+            "rate_down": round(self.rate_down.rate, 1),
+            "bytes_sent": self.rate_up.total,
+            "bytes_received": self.rate_down.total,
+            "blocked": self.link.blocklist(),
+            "torrents": {t.meta.hexhash: t.status() for t in self.torrents.values()},
+        }
+
+    def _snapshots(self) -> list[ContentSnapshot]:
+        return [t.snapshot() for t in list(self.torrents.values())]
+
+
+def _read_state(root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((root / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _addr(text: Any) -> Optional[tuple[str, int]]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)

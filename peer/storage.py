@@ -1,0 +1,279 @@
+"""Verified, resumable piece storage for one torrent.
+
+Layout of ``root`` (= DATA_DIR/torrents/<infohash>/):
+  metainfo.torrent   the .torrent, written atomically
+  <name>             the payload, sparse, written with pwrite at piece offsets
+  have.journal       append-only 4-byte big-endian indexes of pieces written *after* their
+                     data (so a crash can at worst leave a journaled piece whose data is
+                     incomplete; every journaled piece is re-hashed on open, so such a piece
+                     is simply not counted)
+
+Thread use: ``verify``/``write_piece``/``read`` may run in worker threads at once (hashing
+and pread/pwrite release the GIL); the bookkeeping is under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import threading
+from pathlib import Path
+from typing import Optional, Union
+
+from peer.metainfo import Metainfo
+from peer.wire import Bitfield
+
+__all__ = ["HashMismatch", "PieceStore", "METAINFO_FILE", "JOURNAL_FILE", "payload_path", "open_store"]
+
+METAINFO_FILE = "metainfo.torrent"
+JOURNAL_FILE = "have.journal"
+_RESERVED = {METAINFO_FILE, JOURNAL_FILE, METAINFO_FILE + ".tmp", JOURNAL_FILE + ".tmp"}
+_REC = struct.Struct(">I")
+_SHA256_CHUNK = 1 << 20
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class HashMismatch(Exception):
+    """A piece's data does not match its SHA-1 from the metainfo."""
+
+
+def _write_atomic(path: Path, data: bytes, fsync: bool) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            raise OSError(f"short read at offset {offset + got}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _pwrite_full(fd: int, data: Buffer, offset: int) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def payload_path(root: Path, meta: Metainfo) -> Path:
+    """Where the payload lives; a name that clashes with our own files gets a prefix."""
+    name = meta.name if meta.name not in _RESERVED else "payload-" + meta.name
+    return Path(root) / name
+
+
+class PieceStore:
+    """One torrent's pieces on disk. Create with :meth:`open` or :meth:`adopt`."""
+
+    def __init__(self, root: Path, meta: Metainfo, fd: int, journal_fd: int,
+                 have: Bitfield, fsync: bool, resumed: int) -> None:
+        self.root = root
+        self.meta = meta
+        self.path = payload_path(root, meta)
+        self.fsync = fsync
+        self.resumed = resumed  # verified pieces found on disk when opened
+        self._fd = fd
+        self._journal_fd = journal_fd
+        self._have = have
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def open(cls, root: Path, meta: Metainfo, *, fsync: bool = False) -> PieceStore:
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        cls._write_metainfo(root, meta, fsync)
+        fd = os.open(payload_path(root, meta), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size != meta.length:
+                os.ftruncate(fd, meta.length)  # sparse extension (or cut a foreign tail)
+            have, rewrite = cls._load_journal(root, meta, fd)
+            jpath = root / JOURNAL_FILE
+            if rewrite:
+                # Drop bad/duplicate/torn records so the journal stays small and aligned.
+                _write_atomic(jpath, b"".join(_REC.pack(i) for i in have.iter_set()), fsync)
+            jfd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(root, meta, fd, jfd, have, fsync, have.count())
+
+    @classmethod
+    def adopt(cls, root: Path, meta: Metainfo, src: Path, *, fsync: bool = False) -> PieceStore:
+        """Seed from ``src``, a complete file just hashed into ``meta``: hard-link it (or copy
+        when linking fails) as the payload and journal every piece as verified."""
+        root = Path(root)
+        src = Path(src)
+        if src.stat().st_size != meta.length:
+            raise ValueError(f"{src}: size {src.stat().st_size} != torrent length {meta.length}")
+        root.mkdir(parents=True, exist_ok=True)
+        cls._write_metainfo(root, meta, fsync)
+        dst = payload_path(root, meta)
+        if not (dst.exists() and os.path.samefile(src, dst)):
+            tmp = dst.with_name(dst.name + ".adopt.tmp")
+            if tmp.exists():
+                tmp.unlink()
+            try:
+                os.link(src, tmp)
+            except OSError:  # other filesystem, no link support...
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        n = meta.num_pieces
+        _write_atomic(root / JOURNAL_FILE, b"".join(_REC.pack(i) for i in range(n)), fsync)
+        fd = os.open(dst, os.O_RDWR)
+        jfd = os.open(root / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND)
+        return cls(root, meta, fd, jfd, Bitfield.full(n), fsync, n)
+
+    @staticmethod
+    def _write_metainfo(root: Path, meta: Metainfo, fsync: bool) -> None:
+        path = root / METAINFO_FILE
+        data = meta.to_torrent_bytes()
+        try:
+            if path.read_bytes() == data:
+                return
+        except OSError:
+            pass
+        _write_atomic(path, data, fsync)
+
+    @staticmethod
+    def _load_journal(root: Path, meta: Metainfo, fd: int) -> tuple[Bitfield, bool]:
+        """Re-hash every journaled piece; return the verified set and whether to rewrite."""
+        have = Bitfield(meta.num_pieces)
+        try:
+            raw = (root / JOURNAL_FILE).read_bytes()
+        except FileNotFoundError:
+            return have, False
+        whole = len(raw) - len(raw) % 4  # a torn last record is ignored
+        rewrite = whole != len(raw)
+        hashes = meta.piece_hashes
+        for (i,) in _REC.iter_unpack(raw[:whole]):
+            if i >= len(hashes) or i in have:
+                rewrite = True
+                continue
+            off = i * meta.piece_length
+            data = _pread_full(fd, min(meta.piece_length, meta.length - off), off)
+            if hashlib.sha1(data).digest() == hashes[i]:
+                have.set(i)
+            else:
+                rewrite = True
+        return have, rewrite
+
+    # ------------------------------------------------------------ state
+
+    def has(self, i: int) -> bool:
+        return i in self._have
+
+    @property
+    def bitfield(self) -> Bitfield:
+        """The live set of verified pieces (read it, do not mutate it)."""
+        return self._have
+
+    @property
+    def have_count(self) -> int:
+        return self._have.count()
+
+    @property
+    def complete(self) -> bool:
+        return self._have.all()
+
+    @property
+    def fileno(self) -> int:
+        """The payload's file descriptor (e.g. for os.sendfile of held pieces)."""
+        return self._fd
+
+    # ------------------------------------------------------------ pieces
+
+    def verify(self, i: int, data: Buffer) -> bool:
+        """Pure SHA-1 check of a whole piece (hashlib releases the GIL on big buffers)."""
+        if len(data) != self.meta.piece_size(i):
+            return False
+        return hashlib.sha1(data).digest() == self.meta.piece_hashes[i]
+
+    def write_piece(self, i: int, data: Buffer, *, verified: bool = False) -> bool:
+        """Store piece ``i``; False (and nothing done) when it is already held.
+
+        Order: data (pwrite), then journal record, then the in-memory bit: a piece is
+        never counted before its data is on disk.
+        """
+        if self.has(i):
+            return False
+        if len(data) != self.meta.piece_size(i):
+            raise ValueError(f"piece {i}: {len(data)} bytes, expected {self.meta.piece_size(i)}")
+        if not verified and not self.verify(i, data):
+            raise HashMismatch(f"piece {i} failed its SHA-1 check")
+        _pwrite_full(self._fd, data, i * self.meta.piece_length)
+        if self.fsync:
+            os.fdatasync(self._fd)
+        with self._lock:
+            if i in self._have:  # another thread stored it meanwhile
+                return False
+            os.write(self._journal_fd, _REC.pack(i))
+            if self.fsync:
+                os.fsync(self._journal_fd)
+            self._have.set(i)
+        return True
+
+    def read(self, i: int, begin: int, length: int) -> bytes:
+        """Bytes ``begin..begin+length`` of piece ``i`` (the caller checks it holds it)."""
+        size = self.meta.piece_size(i)
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise ValueError(f"read {begin}+{length} outside piece {i} of {size} bytes")
+        return _pread_full(self._fd, length, i * self.meta.piece_length + begin)
+
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the whole payload, streamed in bounded reads."""
+        h = hashlib.sha256()
+        chunk = max(_SHA256_CHUNK, self.meta.piece_length)
+        off = 0
+        while off < self.meta.length:
+            n = min(chunk, self.meta.length - off)
+            h.update(_pread_full(self._fd, n, off))
+            off += n
+        return h.hexdigest()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._fd, self._journal_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> PieceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"PieceStore({str(self.root)!r}, {self.meta.name!r}, "
+                f"{self.have_count}/{self.meta.num_pieces})")
+
+
+def open_store(root: Path, meta: Metainfo, *, fsync: bool = False,
+               src: Optional[Path] = None) -> PieceStore:
+    """Convenience: adopt ``src`` when given, else open (resume) the store."""
+    if src is not None:
+        return PieceStore.adopt(root, meta, src, fsync=fsync)
+    return PieceStore.open(root, meta, fsync=fsync)

@@ -1,0 +1,47 @@
+"""Contract harness of the `local` backend: always available (Linux /proc)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from orchestrator import state
+
+
+def skip_reason() -> Optional[str]:
+    if not Path("/proc/self/stat").exists():
+        return "the local backend needs /proc"
+    return None
+
+
+def topology_fields(n_nodes: int) -> dict[str, Any]:
+    return {"backend": "local"}
+
+
+def _agent_pids(mesh_name: str) -> list[str]:
+    """Agents of this mesh: `python -m peer run ... --mesh NAME ...` processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2 :].startswith("Z"):
+            continue  # a zombie holds no port or file; its parent reaps it
+        if b"peer" in args and b"--mesh" in args:
+            i = args.index(b"--mesh")
+            if i + 1 < len(args) and args[i + 1] == mesh_name.encode():
+                found.append(f"process {entry.name}: {b' '.join(args).decode(errors='replace')[:160]}")
+    return found
+
+
+def leftovers(mesh_name: str) -> list[str]:
+    out = _agent_pids(mesh_name)
+    mesh_dir = state.home() / mesh_name
+    if mesh_dir.exists():
+        out.append(f"directory {mesh_dir}: {sorted(p.name for p in mesh_dir.iterdir())}")
+    return out

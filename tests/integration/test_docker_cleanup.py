@@ -1,0 +1,132 @@
+"""Nothing of a docker mesh is left behind: after `down`, after `down` with a partition in
+force, and after the orchestrator was SIGKILLed in the middle of a deploy. Plus the
+unreachable-daemon path: exit 2, one line, nothing deployed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from docker_support import leftovers, mesh_name, require_docker, topology, write_topology
+
+from orchestrator.backends.docker import DockerBackend, client, containers
+from orchestrator.engine import Mesh
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
+
+
+def _meshbed(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def test_cli_up_then_down_leaves_nothing(tmp_path: Path) -> None:
+    require_docker()
+    name = mesh_name("dcli")
+    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home")}
+    path = write_topology(
+        tmp_path, name,
+        {"peers": {"count": 2, "link": {"up": "20mbit"}},
+         "small": {"count": 1, "resources": {"cpus": 0.5, "memory": "128MiB"}}},
+        {"blob": {"size": "1MiB", "seeders": ["peers[0]"]}}, [])
+    try:
+        up = _meshbed("up", str(path), env=env)
+        assert up.returncode == 0, up.stderr + up.stdout
+        found = leftovers(name)
+        assert sum(x.startswith("container ") for x in found) == 3, found
+        assert any(x.startswith("network ") for x in found), found
+        c = client()
+        try:
+            small = c.api.inspect_container(f"meshbed-{name}-small-0")["HostConfig"]
+            peer = c.api.inspect_container(f"meshbed-{name}-peers-0")["HostConfig"]
+        finally:
+            c.close()
+        assert small["NanoCpus"] == 500_000_000 and small["Memory"] == 128 << 20
+        assert not peer["NanoCpus"] and not peer["Memory"]
+    finally:
+        down = _meshbed("down", name, env=env)
+    assert down.returncode == 0, down.stderr + down.stdout
+    assert leftovers(name) == []
+    assert not (tmp_path / "home" / name).exists()
+
+
+def test_orchestrator_killed_mid_deploy_then_down(tmp_path: Path) -> None:
+    require_docker()
+    name = mesh_name("dkill")
+    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home")}
+    path = write_topology(tmp_path, name, {"peers": {"count": 24, "link": {"up": "50mbit"}}},
+                          {"blob": {"size": "1MiB", "seeders": ["peers[0]"]}}, [])
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "up", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c = client()
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                if containers.find(c, name):
+                    break
+                time.sleep(0.05)
+            started = len(containers.find(c, name))
+        finally:
+            c.close()
+        assert proc.poll() is None, "the deploy ended before the first container appeared"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert started >= 1
+    print(f"killed with {started} of 24 containers started")
+    assert leftovers(name) != []  # the kill left a half-deployed mesh behind
+    down = _meshbed("down", name, env=env)
+    assert down.returncode == 0, down.stderr + down.stdout
+    assert leftovers(name) == []
+
+
+def test_down_with_partition_in_force_removes_rules(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    require_docker()
+    monkeypatch.setenv("MESHBED_HOME", str(tmp_path / "home"))
+    name = mesh_name("dpart")
+    topo = topology(tmp_path, name, {"a": {"count": 2}, "b": {"count": 2}},
+                    {"blob": {"size": "1MiB", "seeders": ["a[0]"]}}, [])
+
+    async def go() -> None:
+        mesh = Mesh(topo)
+        try:
+            await mesh.up()
+            await mesh.partition([["a"], ["b"]])
+            if mesh.kernel_partition:
+                assert any(x.startswith("iptables ") for x in leftovers(name)), leftovers(name)
+        finally:
+            await mesh.down()
+
+    asyncio.run(go())
+    assert leftovers(name) == []
+
+
+def test_unreachable_daemon_is_bad_input(tmp_path: Path) -> None:
+    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home"),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    name = mesh_name("dnone")
+    path = write_topology(tmp_path, name, {"peers": {"count": 2}},
+                          {"blob": {"size": "1MiB", "seeders": ["peers[0]"]}}, [])
+    up = _meshbed("up", str(path), env=env, timeout=60)  # a hang fails here
+    assert up.returncode == 2, up.stderr + up.stdout
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Docker engine" in lines[0], up.stderr
+    assert "backend: local" in lines[0]
+    assert not (tmp_path / "home" / name).exists()
+
+
+def test_unavailable_reason_names_the_cause(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    reason = DockerBackend.unavailable_reason()
+    assert reason is not None and reason.startswith("cannot reach the Docker engine (")

@@ -1,0 +1,140 @@
+"""The scenario engine on real local agents: rollback of a failed deploy, a content that can
+no longer complete, the client-server strategy, a real file as content."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.backends.local import processes
+from orchestrator.engine import Mesh
+from orchestrator.errors import DeployError
+from orchestrator.loader import load_topology_text
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def agents_of(mesh: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if not stat[stat.rindex(")") + 2:].startswith("Z") and b"--mesh" in args and mesh.encode() in args:
+            out.append(int(entry.name))
+    return out
+
+
+def topo(name: str, body: str, source: Path | None = None) -> Any:
+    return load_topology_text(f"name: {name}\nbackend: local\nseed: 3\n" + body, source)
+
+
+def test_failed_deploy_rolls_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_spawn = processes.spawn
+
+    def spawn(args: list[str], log: Path, env: Any = None) -> Any:
+        if args[args.index("--node") + 1] == "b-2":  # this agent dies at once
+            import subprocess
+
+            return subprocess.Popen([sys.executable, "-c", "print('boom'); raise SystemExit(3)"],
+                                    stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        return real_spawn(args, log, env)
+
+    monkeypatch.setattr(processes, "spawn", spawn)
+    t = topo("rollback", "groups:\n  b: {count: 4}\ncontent:\n  x: {size: 1MiB, seeders: [b]}\n")
+    mesh = Mesh(t, home=tmp_path)
+    with pytest.raises(DeployError, match="b-2") as err:
+        asyncio.run(mesh.up())
+    assert "boom" in str(err.value)  # the node's log is in the message
+    assert agents_of("rollback") == []
+    assert not (tmp_path / "rollback").exists()
+
+
+def test_content_that_cannot_complete_ends_the_run(tmp_path: Path) -> None:
+    t = topo("orphan", """
+defaults: {link: {up: 4mbit}}
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content: {blob: {size: 8MiB, seeders: [seeders]}}
+scenario:
+  - {at: 0s, fetch: {content: blob, by: leechers}}
+  - {at: 1s, kill: seeders}
+timeout: 100s
+""")
+
+    async def go() -> tuple[dict[str, Any], float]:
+        mesh = Mesh(t, home=tmp_path)
+        try:
+            await mesh.up()
+            started = time.monotonic()
+            await mesh.play()
+            return mesh.report(), time.monotonic() - started
+        finally:
+            await mesh.down()
+
+    report, took = asyncio.run(go())
+    assert report["ok"] is False and report["reason"] == "stuck" and report["stuck"] == ["blob"]
+    assert took < 40  # not the 100 s timeout
+    assert agents_of("orphan") == []
+
+
+def test_client_server_fetchers_pull_only_from_seeders(tmp_path: Path) -> None:
+    t = topo("cs", """
+strategy: client-server
+defaults: {link: {up: 40mbit}}
+groups: {seeders: {count: 1}, leechers: {count: 3}}
+content: {blob: {size: 4MiB, seeders: [seeders]}}
+scenario: [{at: 0s, fetch: {content: blob, by: leechers}}]
+""")
+
+    async def go() -> dict[str, Any]:
+        mesh = Mesh(t, home=tmp_path)
+        try:
+            await mesh.up()
+            await mesh.play()
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    assert report["ok"] is True
+    for i in range(3):
+        f = report["nodes"][f"leechers-{i}"]["fetches"]["blob"]
+        assert set(f["bytes_from"]) == {"seeders-0"}, f
+    d = report["distribution"]["blob"]
+    assert d["lower_bound_seconds"] == d["client_server_bound_seconds"]
+
+
+def test_real_file_is_copied_shared_and_verified(tmp_path: Path) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 12345)
+    (tmp_path / "paper.bin").write_bytes(payload)
+    t = topo("realfile", """
+groups: {a: {count: 1}, b: {count: 2}}
+content: {paper: {path: ./paper.bin, seeders: [a]}}
+scenario: [{at: 0s, fetch: {content: paper, by: b}}]
+""", source=tmp_path / "t.yaml")
+
+    async def go() -> dict[str, Any]:
+        mesh = Mesh(t, home=tmp_path / "home")
+        try:
+            await mesh.up()
+            await mesh.play()
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    assert report["ok"] is True
+    assert report["contents"]["paper"]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert report["contents"]["paper"]["size"] == len(payload)
+    assert all(report["nodes"][f"b-{i}"]["fetches"]["paper"]["verified"] for i in range(2))

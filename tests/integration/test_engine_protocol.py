@@ -1,0 +1,191 @@
+"""Hand-made hostile input against a real agent over TCP: each one is a clean disconnect
+counted in meshbed_protocol_errors_total{reason}, and the agent keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from swarm_support import Content, make_agent, make_content, sample
+
+from peer import engine, wire
+from peer.engine import Agent
+
+MiB = 1 << 20
+PEER_ID = b"-XX0000-abcdefghijkl"
+PLAIN = bytes(8)  # no extension bits: an ordinary (non-meshbed) client
+FAST = bytes([0, 0, 0, 0, 0, 0, 0, wire.FAST_BIT])
+
+
+async def _seeder(tmp: Path) -> tuple[Agent, Content]:
+    content = make_content(tmp, 2 * MiB, 256 * 1024)
+    a = make_agent(tmp, "seeders-0")
+    await a.start()
+    await a.share(content.meta, content.path)
+    return a, content
+
+
+async def _connect(a: Agent, content: Content, reserved: bytes = PLAIN) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", a.wire_port)
+    writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, reserved))
+    hs = wire.decode_handshake(await asyncio.wait_for(reader.readexactly(68), 5))
+    assert hs.info_hash == content.meta.info_hash
+    return reader, writer
+
+
+async def _closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> bool:
+    """Read until EOF (True) or timeout (False)."""
+    try:
+        await with_timeout(reader, timeout)
+    except asyncio.TimeoutError:
+        return False
+    except ConnectionResetError:  # aborted (RST) rather than closed: still closed
+        pass
+    return True
+
+
+async def with_timeout(reader: asyncio.StreamReader, timeout: float) -> None:
+    async def drain() -> None:
+        while await reader.read(65536):
+            pass
+    await asyncio.wait_for(drain(), timeout)
+
+
+def _run(tmp: Path, body: Callable[[Agent, Content], Awaitable[Any]]) -> None:
+    async def main() -> None:
+        a, content = await _seeder(tmp)
+        try:
+            await body(a, content)
+            # the agent still serves a well-behaved peer afterwards
+            reader, writer = await _connect(a, content)
+            writer.close()
+        finally:
+            await a.close()
+    asyncio.run(main())
+
+
+def _errors(a: Agent, reason: str) -> float:
+    return sample(a.metrics.registry, "meshbed_protocol_errors_total", reason=reason)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (struct.pack(">I", wire.MAX_FRAME + 1), "frame_too_large"),
+        (struct.pack(">IB", 1, 99), "unknown_id"),
+        (struct.pack(">IBI", 5, wire.HAVE, 10_000), "bad_index"),
+        (struct.pack(">IBB", 2, wire.HAVE, 1), "bad_length"),
+        (wire.encode(wire.Request(0, 0, 32 * 1024)), "request_too_large"),
+        (wire.encode(wire.Request(0, 0, 2 * MiB)), "request_too_large"),
+        (wire.encode(wire.Request(0, 250 * 1024, 16 * 1024)), "bad_request"),
+        (wire.encode(wire.Request(99, 0, 16 * 1024)), "bad_index"),
+        (wire.encode(wire.Have(1)) + wire.encode(wire.Bitfield(8)), "late_bitfield"),
+        (wire.encode(wire.HaveAll()), "fast_not_negotiated"),
+    ],
+)
+def test_bad_frames_disconnect_and_count(tmp_path: Path, frame: bytes, reason: str) -> None:
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await _connect(a, content)
+        writer.write(frame)
+        assert await _closed(reader)
+        writer.close()
+        assert _errors(a, reason) == 1
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_unknown_infohash_is_refused(tmp_path: Path) -> None:
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", a.wire_port)
+        writer.write(wire.encode_handshake(b"\x01" * 20, PEER_ID))
+        assert await _closed(reader)
+        assert _errors(a, "unknown_infohash") == 1
+        writer.close()
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_garbage_handshake_and_silent_client_time_out(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "HANDSHAKE_TIMEOUT", 0.5)
+
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", a.wire_port)
+        writer.write(b"GET / HTTP/1.1\r\n" * 5)
+        assert await _closed(reader)
+        assert _errors(a, "bad_handshake") == 1
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", a.wire_port)
+        assert await _closed(reader, timeout=3.0)  # said nothing: dropped after the timeout
+        writer.close()
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_request_flood_is_cut_off(tmp_path: Path) -> None:
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await _connect(a, content)
+        writer.write(wire.encode(wire.Interested()))
+        # wait for the unchoke (a free slot is given at once)
+        while True:
+            (n,) = struct.unpack(">I", await asyncio.wait_for(reader.readexactly(4), 5))
+            body = await reader.readexactly(n)
+            if n and body[0] == wire.UNCHOKE:
+                break
+        req = wire.encode(wire.Request(0, 0, 16 * 1024))
+        writer.write(req * 5000)  # and never read the answers
+        assert await _closed(reader, timeout=10)
+        assert _errors(a, "request_flood") == 1
+        writer.close()
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_out_of_range_block_from_a_seed_disconnects_the_downloader(tmp_path: Path) -> None:
+    """A fake seed answers the agent's first request with a block past the piece end."""
+
+    async def main() -> None:
+        content = make_content(tmp_path, 2 * MiB, 256 * 1024)
+        got_request = asyncio.Event()
+        closed = asyncio.Event()
+
+        async def fake_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(68)
+            writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, FAST))
+            writer.write(wire.encode(wire.HaveAll()) + wire.encode(wire.Unchoke()))
+            try:
+                while True:
+                    (n,) = struct.unpack(">I", await reader.readexactly(4))
+                    body = await reader.readexactly(n)
+                    if n and body[0] == wire.REQUEST:
+                        index, begin, length = struct.unpack(">III", body[1:])
+                        got_request.set()
+                        writer.write(wire.piece_header(index, 255 * 1024, length))
+                        writer.write(b"\0" * length)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                closed.set()
+
+        server = await asyncio.start_server(fake_seed, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        a = make_agent(tmp_path, "leechers-0")
+        await a.start()
+        try:
+            await a.fetch(content.meta, [("127.0.0.1", port)])
+            await asyncio.wait_for(got_request.wait(), 5)
+            await asyncio.wait_for(closed.wait(), 5)
+            assert _errors(a, "bad_block") == 1
+            assert a.torrents[content.meta.info_hash].picker.have_count == 0
+        finally:
+            await a.close()
+            server.close()
+
+    asyncio.run(main())

@@ -1,0 +1,167 @@
+"""meshbed agents and aria2c (Debian) on 127.0.0.1. aria2c only finds peers through a
+tracker, so Debian's opentracker runs in whitelist mode and the test announces the meshbed
+agent to it (meshbed itself needs no tracker)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peerproc import AgentProc  # noqa: E402
+
+from peer import metainfo  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+PIECE = 256 * 1024
+
+_missing = [b for b in ("aria2c", "opentracker") if shutil.which(b) is None]
+if _missing:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"missing for the aria2 interop tests: {', '.join(_missing)}")
+    pytest.skip(f"not installed: {', '.join(_missing)}", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Tracker:
+    def __init__(self, root: Path, infohashes: list[str]) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)  # opentracker chroots here and drops to nobody
+        whitelist = root / "whitelist"
+        whitelist.write_text("".join(f"{ih}\n" for ih in infohashes))
+        whitelist.chmod(0o644)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/announce"
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen(
+            ["opentracker", "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
+             "-w", "whitelist", "-d", str(root), *user],
+            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("opentracker did not start") from None
+                time.sleep(0.05)
+
+    def announce(self, infohash: str, port: int, left: int) -> bytes:
+        """Announce a peer that does not talk to trackers (a meshbed agent)."""
+        query = urllib.parse.urlencode({
+            "peer_id": "-MBTEST-" + hashlib.sha1(str(port).encode()).hexdigest()[:12],
+            "port": port, "uploaded": 0, "downloaded": 0, "left": left, "compact": 1,
+            "event": "started",
+        })
+        ih = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
+        with urllib.request.urlopen(f"{self.url}?info_hash={ih}&{query}", timeout=5) as r:
+            return bytes(r.read())
+
+    def torrent_for(self, torrent: bytes) -> bytes:
+        """The same torrent (same info dict, same infohash) with our announce URL."""
+        info = metainfo.parse(torrent).info_bytes
+        url = self.url.encode()
+        return b"d8:announce" + str(len(url)).encode() + b":" + url + b"4:info" + info + b"e"
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def _aria2(dir_: Path, torrent: Path, port: int, *extra: str) -> list[str]:
+    return [
+        "aria2c", "--no-conf", f"--dir={dir_}", "--enable-dht=false", "--enable-dht6=false",
+        "--bt-enable-lpd=false", "--enable-peer-exchange=false", f"--listen-port={port}",
+        "--interface=127.0.0.1", "--file-allocation=none", "--summary-interval=0",
+        "--console-log-level=warn", "--bt-stop-timeout=120", "--bt-tracker-interval=2",
+        *extra, str(torrent),
+    ]
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[object]]:
+    things: list[object] = []
+    yield things
+    for t in reversed(things):
+        if isinstance(t, AgentProc):
+            t.kill()
+        elif isinstance(t, Tracker):
+            t.close()
+        elif isinstance(t, subprocess.Popen):
+            t.kill()
+            t.wait(10)
+
+
+def test_meshbed_seeds_aria2_downloads(tmp_path: Path, cleanup: list[object]) -> None:
+    seeder = AgentProc(tmp_path, "seeders-0")
+    cleanup.append(seeder)
+    seeder.start()
+    shared = seeder.ok("POST", "/share", {
+        "synthetic": {"name": "movie.bin", "size": 5 * 1024 * 1024 + 99, "seed": 2},
+        "piece_length": PIECE,
+    })
+    tracker = Tracker(tmp_path / "tracker", [shared["infohash"]])
+    cleanup.append(tracker)
+    tracker.announce(shared["infohash"], int(seeder.wire.rsplit(":", 1)[1]), 0)
+    tfile = tmp_path / "movie.torrent"
+    tfile.write_bytes(tracker.torrent_for(base64.b64decode(shared["metainfo"])))
+    out = tmp_path / "aria2"
+    cmd = _aria2(out, tfile, _free_port(), "--seed-time=0", "--check-integrity=true")
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or b"")[-600:]
+        pytest.fail(f"aria2c did not finish in 90 s; seeder log:\n{seeder.logs()[-1500:]}\n"
+                    f"aria2c: {tail!r}")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    got = hashlib.sha256((out / "movie.bin").read_bytes()).hexdigest()
+    assert got == shared["sha256"]
+
+
+def test_aria2_seeds_meshbed_downloads(tmp_path: Path, cleanup: list[object]) -> None:
+    src_dir = tmp_path / "aria2"
+    src_dir.mkdir()
+    src = src_dir / "paper.bin"
+    src.write_bytes(os.urandom(4 * 1024 * 1024 + 5))
+    meta = metainfo.create(src, piece_length=PIECE)
+    tracker = Tracker(tmp_path / "tracker", [meta.hexhash])
+    cleanup.append(tracker)
+    tfile = tmp_path / "paper.torrent"
+    tfile.write_bytes(tracker.torrent_for(meta.to_torrent_bytes()))
+    port = _free_port()
+    aria = subprocess.Popen(
+        _aria2(src_dir, tfile, port, "--check-integrity=true", "--seed-ratio=0.0",
+               "--seed-time=5"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    cleanup.append(aria)
+    leecher = AgentProc(tmp_path, "leechers-0")
+    cleanup.append(leecher)
+    leecher.start()
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    body = {"metainfo": base64.b64encode(meta.to_torrent_bytes()).decode(),
+            "peers": [f"127.0.0.1:{port}"], "sha256": sha}
+    leecher.ok("POST", "/fetch", body)
+    t = leecher.wait_complete(meta.hexhash, 120)
+    assert t["verified"] is True and t["sha256"] == sha
+    got = leecher.data_dir / "torrents" / meta.hexhash / "paper.bin"
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == sha

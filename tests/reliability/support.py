@@ -1,0 +1,171 @@
+"""Shared helpers of the reliability suite: which backends to run, topologies built as YAML
+(so the real loader checks them), meshes driven through the engine's Python API, and an
+offline checker of an agent's piece store (journal + payload, read-only)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import os
+import struct
+import sys
+import uuid
+from collections.abc import Awaitable, Coroutine
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional, TypeVar
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS_DIR = ROOT / "tests" / "contract"
+if str(HARNESS_DIR) not in sys.path:
+    sys.path.insert(0, str(HARNESS_DIR))
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from orchestrator.engine import Mesh  # noqa: E402
+from orchestrator.loader import load_topology  # noqa: E402
+from orchestrator.model import Topology  # noqa: E402
+from peer import metainfo  # noqa: E402
+from peer.storage import JOURNAL_FILE, METAINFO_FILE, payload_path  # noqa: E402
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+
+# Backends the mesh-level tests (churn, partition, seeder loss) run on. The local backend
+# always; netns by default too (root only, cheap); docker/swarm/ssh when asked for, since
+# their image builds alone would break the folder's time budget:
+#   MESHBED_RELIABILITY_BACKENDS=local,netns,docker pytest tests/reliability
+DEFAULT_BACKENDS = "local,netns"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def selected_backends() -> list[str]:
+    raw = os.environ.get("MESHBED_RELIABILITY_BACKENDS", DEFAULT_BACKENDS)
+    return [b.strip() for b in raw.split(",") if b.strip()]
+
+
+_harness_ready: dict[str, ModuleType] = {}
+
+
+def harness(backend: str) -> ModuleType:
+    """The contract harness of ``backend``; skip (fail under CI=true) when unavailable."""
+    if backend in _harness_ready:
+        return _harness_ready[backend]
+    try:
+        mod = importlib.import_module(f"harness.{backend}")
+    except ModuleNotFoundError:
+        pytest.fail(f"no contract harness for backend {backend!r}")
+    reason = mod.skip_reason()
+    if reason:
+        if in_ci():
+            pytest.fail(f"backend {backend} unavailable under CI=true: {reason}")
+        pytest.skip(f"backend {backend}: {reason}")
+    if hasattr(mod, "setup"):
+        mod.setup()
+    _harness_ready[backend] = mod
+    return mod
+
+
+def write_topology(
+    tmp: Path, backend: str, prefix: str, doc: dict[str, Any]
+) -> tuple[Topology, Path]:
+    """Write ``doc`` (plus the backend's harness fields and a unique name) and load it."""
+    name = f"{prefix}-{backend[:5]}-{uuid.uuid4().hex[:6]}"
+    full: dict[str, Any] = {"name": name}
+    full.update(harness(backend).topology_fields(_count(doc)))
+    full.update(doc)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(full, sort_keys=False))
+    return load_topology(path), path
+
+
+def _count(doc: dict[str, Any]) -> int:
+    return sum(int(g.get("count", 1)) for g in doc.get("groups", {}).values())
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run ``coro`` to completion on a fresh loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def with_mesh(mesh: Mesh, body: Awaitable[T]) -> T:
+    """Await ``body`` (which uses an up mesh); always tear the mesh down afterwards."""
+    try:
+        return await body
+    finally:
+        await asyncio.shield(mesh.down())
+
+
+def leftovers(backend: str, mesh_name: str) -> list[str]:
+    mod = harness(backend)
+    return list(mod.leftovers(mesh_name))
+
+
+# --- offline store check --------------------------------------------------------------------
+_REC = struct.Struct(">I")
+
+
+def journal_indexes(root: Path) -> list[int]:
+    """Piece indexes recorded in the store's journal (whole records only)."""
+    try:
+        raw = (root / JOURNAL_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    whole = len(raw) - len(raw) % 4
+    return [i for (i,) in _REC.iter_unpack(raw[:whole])]
+
+
+def check_store(root: Path) -> tuple[set[int], list[int]]:
+    """(pieces whose bytes match their SHA-1, journaled pieces that do not) of a store."""
+    meta = metainfo.parse((root / METAINFO_FILE).read_bytes())
+    good: set[int] = set()
+    bad: list[int] = []
+    path = payload_path(root, meta)
+    with open(path, "rb") as f:
+        for i in journal_indexes(root):
+            if i >= meta.num_pieces:
+                bad.append(i)
+                continue
+            f.seek(meta.piece_offset(i))
+            data = f.read(meta.piece_size(i))
+            if hashlib.sha1(data).digest() == meta.piece_hashes[i]:
+                good.add(i)
+            else:
+                bad.append(i)
+    return good, bad
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def metric_values(text: str, name: str) -> dict[str, float]:
+    """{label-string: value} of one metric family in Prometheus text format."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        key, _, value = line.rpartition(" ")
+        rest = key[len(name):]
+        if rest and not rest.startswith("{"):
+            continue  # a longer metric name with the same prefix
+        out[rest] = float(value)
+    return out
+
+
+def metric_sum(text: str, name: str, label: Optional[str] = None) -> float:
+    vals = metric_values(text, name)
+    if label is None:
+        return sum(vals.values())
+    return sum(v for k, v in vals.items() if label in k)

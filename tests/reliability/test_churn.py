@@ -1,0 +1,94 @@
+"""Churn: a third of the leechers are SIGKILLed and restarted at seeded random times while
+the file spreads. Every peer completes with verified bytes, restarted peers resume from the
+chunks they had verified (nothing verified is fetched twice), and the report says so."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import MiB, Mesh, leftovers, run, selected_backends, with_mesh, write_topology
+
+pytestmark = pytest.mark.timeout(240)
+
+LEECHERS = 6
+SIZE = 6 * MiB
+CHUNK = 128 * 1024
+
+
+def churn_doc(seed: int) -> tuple[dict[str, Any], list[str]]:
+    """Topology with kill/start of a third of the leechers at seeded random times."""
+    rng = random.Random(seed)
+    victims = sorted(rng.sample(range(LEECHERS), LEECHERS // 3))
+    scenario: list[dict[str, Any]] = [{"at": "0s", "fetch": {"content": "blob", "by": "leechers"}}]
+    for i in victims:
+        killed = rng.uniform(2.0, 4.5)
+        back = killed + rng.uniform(1.5, 3.5)
+        scenario.append({"at": f"{killed:.2f}s", "kill": f"leechers-{i}"})
+        scenario.append({"at": f"{back:.2f}s", "start": f"leechers-{i}"})
+    doc = {
+        "seed": seed,
+        "chunk_size": "128KiB",
+        "defaults": {"link": {"up": "4mbit", "down": "40mbit"}},
+        "groups": {"seeders": {"count": 1, "link": {"up": "8mbit"}},
+                   "leechers": {"count": LEECHERS}},
+        "content": {"blob": {"size": "6MiB", "seeders": ["seeders"]}},
+        "scenario": scenario,
+        "expect": {"all_complete_within": "150s"},
+    }
+    return doc, [f"leechers-{i}" for i in victims]
+
+
+@pytest.mark.parametrize("backend", selected_backends())
+def test_churn_everyone_completes_and_restarted_peers_resume(tmp_path: Path, backend: str) -> None:
+    doc, victims = churn_doc(seed=41)
+    topo, _ = write_topology(tmp_path, backend, "churn", doc)
+    mesh = Mesh(topo, home=tmp_path / "home")
+    # per victim: pid of its first agent and the most pieces that agent was seen holding
+    first: dict[str, tuple[int, int]] = {}
+
+    def on_sample(sample: Any) -> None:
+        for v in victims:
+            st = sample.statuses.get(v)
+            if not st:
+                continue
+            have = max((int(t.get("have") or 0) for t in st.get("torrents", {}).values()), default=0)
+            pid = int(st.get("pid") or 0)
+            if v not in first:
+                first[v] = (pid, have)
+            elif first[v][0] == pid:
+                first[v] = (pid, max(have, first[v][1]))
+
+    async def body() -> dict[str, Any]:
+        await mesh.up()
+        await mesh.play(on_sample=on_sample)
+        return mesh.report()
+
+    report = run(with_mesh(mesh, body()), 200)
+    assert leftovers(backend, topo.name) == []
+
+    kinds = [e["kind"] for e in report["events"]]
+    assert kinds.count("kill") == len(victims) and kinds.count("start") == len(victims)
+    assert report["reason"] == "complete", report["problems"]
+    assert report["ok"] is True, report["expect"]
+    dist = report["distribution"]["blob"]
+    assert dist["fetchers"] == LEECHERS and dist["verified"] == LEECHERS
+    assert "redownloaded_bytes" in dist and dist["redownloaded_bytes"] == 0
+    chunks = report["contents"]["blob"]["chunks"]
+    assert chunks == SIZE // CHUNK
+    for name, node in report["nodes"].items():
+        if not name.startswith("leechers-"):
+            continue
+        f = node["fetches"]["blob"]
+        assert f["complete"] is True and f["verified"] is True, (name, f)
+        assert f["redownloaded"] == 0, (name, f)
+        if name in victims:
+            # It had verified chunks when it was killed and found at least those again on
+            # disk; since the restart it fetched only what it lacked (+ end-game duplicates).
+            resumed = f["resumed_pieces"]
+            had = first[name][1]
+            assert had > 0 and resumed is not None and resumed >= had, (name, had, f)
+            since_restart = sum(f["bytes_from"].values())
+            assert since_restart <= (chunks - resumed + 10) * CHUNK, (name, resumed, since_restart)
