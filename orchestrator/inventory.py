@@ -109,6 +109,7 @@ def load_inventory_text(text: str, source: Optional[Path] = None) -> Inventory:
         r.check_keys(spec, DEVICE_KEYS, f"device {name!r}", required=("host",))
         out.append(_device(r, name, spec, defaults, profiles, base))
     _check_tags(r, devices_map, out)
+    _check_jumps(r, devices_map, out)
     return Inventory(
         path=source.resolve() if source is not None else Path("<inventory>"), devices=tuple(out)
     )
@@ -134,7 +135,7 @@ def _device(
 ) -> Device:
     where = f"device {name!r}"
     host = r.get_str(spec, "host", f"{where}: host")
-    if not host or any(c.isspace() for c in host):
+    if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise r.error(f"{where}: host must be a host name or address", spec.value_line("host"))
     src, _ = _pick(spec, defaults, "port")
     port = r.get_int(src, "port", f"{where}: port", 22, lo=1, hi=65535)
@@ -181,6 +182,19 @@ def _check_tags(r: Reader, devices_map: YMap, devices: Sequence[Device]) -> None
                     "rename one so `devices: [...]` is not ambiguous",
                     devices_map.key_line(d.name),
                 )
+
+
+def _check_jumps(r: Reader, devices_map: YMap, devices: Sequence[Device]) -> None:
+    """A jump through inventory devices must not lead back to where it started."""
+    jumps = {d.name: d.jump for d in devices if d.jump}
+    for d in devices:
+        chain, at = [d.name], jumps.get(d.name)
+        while at in jumps or at == d.name:
+            chain.append(at)
+            if at in chain[:-1]:
+                raise r.error(f"device {d.name!r}: jump hosts form a loop ({' -> '.join(chain)})",
+                              devices_map.key_line(d.name))
+            at = jumps.get(at)
 
 
 def resolve_devices(

@@ -454,7 +454,10 @@ class _TopologyLoader:
         path = Path(raw).expanduser()
         if not path.is_absolute():
             path = self.base / path
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before 3.13)
+            raise self.err(f"{where}: cannot resolve {raw!r}: {exc}", line) from None
         if not path.exists():
             raise self.err(f"{where}: file {raw!r} not found (looked at {path})", line)
         if not path.is_file():

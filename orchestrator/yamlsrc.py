@@ -162,8 +162,10 @@ def parse_yaml(text: str, source: Optional[Path] = None) -> Any:
             line = max(1, min(line, len(text.splitlines()) or 1))
         problem = exc.problem or exc.context or "syntax error"
         raise InputError(f"YAML syntax error: {_one_line(problem)}", source, line) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"YAML syntax error: {_one_line(str(exc))}", source, None) from None
+    except yaml.YAMLError as exc:  # ReaderError (control characters) has a position only
+        pos = getattr(exc, "position", None)
+        at = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else None
+        raise InputError(f"YAML syntax error: {_one_line(str(exc))}", source, at) from None
     except (ValueError, RecursionError, UnicodeError) as exc:  # e.g. NUL characters
         raise InputError(f"not a YAML text: {_one_line(str(exc))[:120]}", source, None) from None
     if not nodes:

@@ -265,7 +265,8 @@ class PeerConnection:
             t.fill(self)
         elif kind is wire.Choke:
             self.peer_choking = True
-            t.release_all(self)
+            if not self.fast:  # with BEP 6 the peer rejects what it will not send
+                t.release_all(self)
         elif kind is wire.Interested:
             self.peer_interested = True
             t.on_interest(self)

@@ -132,11 +132,13 @@ class PiecePicker:
         max_block: int,
         budget: int,
         busy: Optional[Callable[[int], bool]] = None,
+        duplicates: bool = True,
     ) -> list[tuple[int, int, int]]:
         """Requests (index, begin, length) for one peer, about ``budget`` bytes in total.
 
         ``peer_has(i)``: the peer holds piece i. ``busy(i)``: the peer already has
         requests in piece i (end game avoids asking it twice for the same blocks).
+        ``duplicates``: may end game ask this peer for blocks already requested elsewhere.
         """
         out: list[tuple[int, int, int]] = []
         units_per_block = max(1, max_block // UNIT)
@@ -158,7 +160,7 @@ class PiecePicker:
             p = self.partial[i] = Partial(i, self.piece_size(i))
             left -= self._take_units(p, units_per_block, left, out, FREE)
         # 3. end game: all missing pieces are requested; ask for unreceived units again
-        if left > 0 and not self._free:
+        if left > 0 and duplicates and not self._free:
             for p in list(self.partial.values()):
                 if left <= 0:
                     break

@@ -247,7 +247,10 @@ class Torrent:
             def peer_has(i: int) -> bool:  # noqa: F811
                 return i in bits and i not in rejected
         busy = c.busy_pieces
-        reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__)
+        # end game: only a peer with nothing else in flight duplicates others' requests, so
+        # duplicates go to idle links and whole-piece blocks are not fetched twice needlessly
+        reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
+                           duplicates=not c.outstanding)
         if not reqs:
             return
         now = time.monotonic()

@@ -71,9 +71,12 @@ def test_up_fetch_kill_start_down(ssh_lab: SshLab, tmp_path: Path) -> None:
             del result
             # kill: the process is gone; start: same ports again
             before = mesh.endpoints["leechers-1"]
+            backend = mesh.backends["ssh"]
+            device = topo.node("leechers-1").device or ""
+            backend.sessions[device].conn.conn.close()  # the link dropped: reconnect on next use
+            await asyncio.sleep(0.1)
             await mesh.kill(["leechers-1"])
             assert len(ssh_lab.agent_pids()) == 3
-            backend = mesh.backends["ssh"]
             ep = await backend.start(topo.node("leechers-1"))
             assert ep == before
             await mesh.wait_ready("leechers-1")
@@ -92,6 +95,37 @@ def test_up_fetch_kill_start_down(ssh_lab: SshLab, tmp_path: Path) -> None:
     assert [p.name for p in (ssh_lab.shared_dir / "meshbed").iterdir() if p.name.startswith("peer-")]
     assert not (home / "sshfetch").exists()
     assert any("devices ready" in s for s in said)
+
+
+def test_real_file_content_is_pushed_to_the_seeder(ssh_lab: SshLab, tmp_path: Path) -> None:
+    paper = tmp_path / "paper.bin"
+    paper.write_bytes(bytes(range(256)) * 4096 + b"tail")  # 1 MiB + 4 bytes
+    doc = {
+        "name": "sshfile",
+        "backend": "ssh",
+        "inventory": str(ssh_lab.inventory_path),
+        "groups": {"seeders": {"devices": ["dev-0"]}, "leechers": {"devices": ["dev-1"]}},
+        "content": {"paper": {"path": str(paper), "seeders": ["seeders"]}},
+        "scenario": [{"at": "0s", "fetch": {"content": "paper", "by": "leechers"}}],
+        "expect": {"all_complete_within": "60s"},
+    }
+    path = tmp_path / "file.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    async def go() -> dict[str, object]:
+        mesh = Mesh(load_topology(path), home=tmp_path / "home")
+        await mesh.up()
+        try:
+            inbox = ssh_lab.shared_dir / "meshbed" / "sshfile" / "seeders-0" / "data" / "inbox"
+            assert (inbox / "paper.bin").read_bytes() == paper.read_bytes()
+            await mesh.play()
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    assert report["ok"], report
+    assert ssh_lab.agent_pids() == []
 
 
 def test_second_mesh_reuses_pushed_pyz(ssh_lab: SshLab, tmp_path: Path) -> None:

@@ -103,9 +103,18 @@ async def with_mesh(mesh: Mesh, body: Awaitable[T]) -> T:
         await asyncio.shield(mesh.down())
 
 
-def leftovers(backend: str, mesh_name: str) -> list[str]:
+def leftovers(backend: str, mesh_name: str, home: Path) -> list[str]:
+    """What of the mesh is still on the host (the harness looks under $MESHBED_HOME)."""
     mod = harness(backend)
-    return list(mod.leftovers(mesh_name))
+    old = os.environ.get("MESHBED_HOME")
+    os.environ["MESHBED_HOME"] = str(home)
+    try:
+        return list(mod.leftovers(mesh_name))
+    finally:
+        if old is None:
+            del os.environ["MESHBED_HOME"]
+        else:
+            os.environ["MESHBED_HOME"] = old
 
 
 # --- offline store check --------------------------------------------------------------------

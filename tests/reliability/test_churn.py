@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import MiB, Mesh, leftovers, run, selected_backends, with_mesh, write_topology
+from support import Mesh, MiB, leftovers, run, selected_backends, with_mesh, write_topology
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -67,7 +67,7 @@ def test_churn_everyone_completes_and_restarted_peers_resume(tmp_path: Path, bac
         return mesh.report()
 
     report = run(with_mesh(mesh, body()), 200)
-    assert leftovers(backend, topo.name) == []
+    assert leftovers(backend, topo.name, tmp_path / "home") == []
 
     kinds = [e["kind"] for e in report["events"]]
     assert kinds.count("kill") == len(victims) and kinds.count("start") == len(victims)

@@ -133,7 +133,7 @@ def test_orchestrator_sigkill_at_random_points_then_down_cleans_all(
                 proc.wait(10)
         down = _meshbed(env, "down", name)
         assert down.returncode == 0, down.stderr
-        assert leftovers("local", name) == [], (name, i)
+        assert leftovers("local", name, home) == [], (name, i)
         again = _meshbed(env, "down", name)  # idempotent
         assert again.returncode == 0
     # Shared folders (content cache, monitor targets) may stay; nothing of the meshes does.

@@ -62,7 +62,7 @@ def test_partition_each_side_progresses_then_heal_completes(tmp_path: Path, back
         return mesh.report(), kernel
 
     report, kernel = run(with_mesh(mesh, body()), 200)
-    assert leftovers(backend, topo.name) == []
+    assert leftovers(backend, topo.name, tmp_path / "home") == []
     assert report["reason"] == "complete" and report["ok"] is True, report["expect"]
     assert report["distribution"]["blob"]["redownloaded_bytes"] == 0
 

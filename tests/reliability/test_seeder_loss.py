@@ -58,7 +58,7 @@ def test_seeder_dies_once_every_chunk_is_elsewhere(tmp_path: Path, backend: str)
         return mesh.report()
 
     report = run(with_mesh(mesh, body()), 200)
-    assert leftovers(backend, topo.name) == []
+    assert leftovers(backend, topo.name, tmp_path / "home") == []
     assert "seeders-0" in mesh.dead and at_kill, "the seeder was never killed"
     unfinished = [n for n, done in at_kill.items() if not done]
     assert unfinished, "everyone had completed before the seeder died: nothing was shown"
@@ -91,4 +91,4 @@ def test_chunk_nowhere_exits_1_naming_the_content(tmp_path: Path) -> None:
     assert "blob cannot complete" in out, out[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["ok"] is False and report["reason"] == "stuck" and report["stuck"] == ["blob"]
-    assert leftovers("local", "nowhere") == []
+    assert leftovers("local", "nowhere", tmp_path / "home") == []

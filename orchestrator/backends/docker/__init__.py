@@ -138,8 +138,11 @@ class DockerBackend(Backend):
         mesh = self.ctx.mesh
         t0 = time.monotonic()
         pyz = await asyncio.to_thread(pyz_path)
+        notes: list[str] = []  # said from this thread: the UI need not be thread-safe
         image = await self._call(images.ensure_peer_image, self.client, pyz, None, None,
-                                 self._say)
+                                 notes.append)
+        for note in notes:
+            self._say(note)
         self.ctx.state["image"] = image
         self.ctx.state["network"] = {"name": labels.network_name(mesh),
                                      "bridge": labels.bridge_name(mesh)}
@@ -281,18 +284,24 @@ class DockerBackend(Backend):
 
     # --- links ------------------------------------------------------------------------------
     async def set_link(self, node: Node, link: Link) -> frozenset[str]:
-        self.ctx.state.setdefault("links", {})[node.name] = {
+        links = self.ctx.state.setdefault("links", {})
+        before = links.get(node.name)
+        # kept for start() (a new veth needs it again); saved with the next state save, as
+        # one fsync per node per link change would cost more than the shaping itself
+        links[node.name] = {
             "up_bps": link.up_bps, "down_bps": link.down_bps, "latency_ms": link.latency_ms,
             "jitter_ms": link.jitter_ms, "loss": link.loss,
         }
-        self.ctx.save()
         if not shaping.kernel_rate_available():
             self._tell_once("docker: no root or no tbf here: links are emulated by the agents")
             return frozenset()
         pid = await self._call(containers.pid, self.client, self._entry(node)["container"])
         if pid is None:  # not running: start() applies the recorded link
             return RATE_FIELDS
-        await shaping.shape(pid, link.up_bps, link.down_bps)
+        uncapped = link.up_bps is None and link.down_bps is None
+        never_capped = before is None or (before["up_bps"] is None and before["down_bps"] is None)
+        if not (uncapped and never_capped):  # a fresh veth has no qdisc to remove
+            await shaping.shape(pid, link.up_bps, link.down_bps)
         applied = set(RATE_FIELDS)
         if shaping.kernel_delay_available():
             await shaping.delay(pid, link.latency_ms, link.jitter_ms, link.loss)

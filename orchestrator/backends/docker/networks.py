@@ -147,7 +147,13 @@ def remove(client: Any, name_or_id: str) -> bool:
         except docker.errors.NotFound:
             return False
         except docker.errors.APIError as exc:
-            if "active endpoints" not in str(exc) or attempt == REMOVE_TRIES - 1:
+            if "active endpoints" not in str(exc):
                 raise
+            if attempt == REMOVE_TRIES - 1:
+                raise DeployError(
+                    f"backend docker: network {name_or_id} still counts endpoints though no "
+                    "container is attached (dockerd's bookkeeping; restarting dockerd releases "
+                    "it); run `meshbed down` again after that"
+                ) from exc
             time.sleep(0.25 * (attempt + 1))
     return True

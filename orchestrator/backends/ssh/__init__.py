@@ -34,7 +34,7 @@ from orchestrator.backends.ssh.connection import (
     SshTarget,
     target_for,
 )
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, MeshbedError
 from orchestrator.model import Device, Link, Node
 
 PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
@@ -113,8 +113,11 @@ class SshBackend(Backend):
         """Connect, probe and check the device once; push peer.pyz if it lacks it."""
         lock = self._session_locks.setdefault(name, asyncio.Lock())
         async with lock:
-            if name in self.sessions:
-                return self.sessions[name]
+            cached = self.sessions.get(name)
+            if cached is not None:
+                if cached.conn.conn.is_closed():  # the device rebooted or the link dropped
+                    cached.conn = await self.pool.get(cached.conn.target)
+                return cached
             device = self._device(name)
             try:
                 profile = load_profile(device.profile)
@@ -328,7 +331,7 @@ class SshBackend(Backend):
             return ""
         try:
             session = await self.session(entry["device"])
-        except DeviceError as exc:
+        except MeshbedError as exc:
             return f"(no log: {exc})"
         return await steps.log_tail(
             session.conn, steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])

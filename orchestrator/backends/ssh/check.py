@@ -51,6 +51,10 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
     except DeviceError as exc:
         result.problems.append(exc.message)
         return result
+    try:  # deploys push peer.pyz and read ready files over SFTP
+        await conn.sftp()
+    except DeviceError as exc:
+        result.problems.append(f"{exc.message} (OpenWrt/dropbear: opkg install openssh-sftp-server)")
     result.arch = probe.arch
     result.free_bytes = probe.free_bytes
     result.python = probe.python_text

@@ -109,7 +109,7 @@ def target_for(device: Device, inventory: Optional[Inventory] = None, _depth: in
         else:
             user, host, port = _parse_jump(device.jump, device)
             jump = SshTarget(
-                name=f"{device.name}-jump",
+                name=f"jump:{user or ''}@{host}:{port}",  # devices naming the same jump share it
                 host=host,
                 port=port,
                 user=user,
@@ -215,10 +215,12 @@ class DeviceConnection:
         timeout: float = COMMAND_TIMEOUT,
         stdin: Optional[str] = None,
     ) -> RunResult:
-        """Run ``command`` through the device's login shell (POSIX sh syntax)."""
+        """Run ``command`` (POSIX sh syntax) on the device. The login shell only execs
+        ``/bin/sh``, so a user whose shell is fish or csh works too."""
         try:
             proc = await asyncio.wait_for(
-                self.conn.run(command, check=False, input=stdin), timeout
+                self.conn.run(f"exec /bin/sh -c {shlex.quote(command)}", check=False, input=stdin),
+                timeout,
             )
         except asyncio.TimeoutError:
             raise DeviceError(self.name, f"`{command[:120]}` timed out after {timeout:.0f}s") from None

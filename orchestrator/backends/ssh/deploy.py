@@ -81,7 +81,7 @@ async def measure_skew(conn: DeviceConnection, samples: int = 5) -> Optional[flo
     Asked through one long-lived remote ``sh`` so each round trip costs the network plus one
     fork of ``date``, not a login shell's start-up (which would skew the midpoint)."""
     try:
-        proc = await conn.conn.create_process("exec sh", term_type=None)
+        proc = await conn.conn.create_process("exec /bin/sh", term_type=None)
     except Exception as exc:  # noqa: BLE001 - asyncssh raises several kinds here
         raise DeviceError(conn.name, f"cannot start a shell: {exc}") from None
     best: Optional[tuple[float, float]] = None  # (rtt, skew)

@@ -8,7 +8,9 @@ A module ``harness/<backend>.py`` makes the suite run against that backend. It e
   ``{"backend": "netns"}`` or an inventory;
 - ``leftovers(mesh_name: str) -> list[str]``: whatever of the mesh is still on the host
   (processes, containers, namespaces, veths, qdiscs, rules, files); empty after `down`;
-- optionally ``setup()`` / ``teardown()``: run once per session around its tests.
+- optionally ``setup()`` / ``teardown()``: run once per session around its tests;
+- optionally ``adapt_groups(groups: dict) -> dict``: rewrite the tests' groups for the
+  backend (ssh: ``count: N`` becomes ``devices: [N lab devices]``).
 """
 
 from __future__ import annotations
