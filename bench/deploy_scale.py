@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator import pyz  # noqa: E402
 from orchestrator.backends.base import API_PORT, MeshContext  # noqa: E402
-from orchestrator.backends.docker import DockerBackend, client, images  # noqa: E402
+from orchestrator.backends.docker import DockerBackend, client, containers, images  # noqa: E402
 from orchestrator.engine import bounded  # noqa: E402
 from orchestrator.model import Link, Node  # noqa: E402
 from orchestrator.peerclient import PeerClient, PeerError  # noqa: E402
@@ -58,21 +58,7 @@ async def wait_all_ready(apis: list[str], token: Optional[str], deadline: float)
 
 def memory_per_peer(cids: list[str]) -> Optional[float]:
     """Mean cgroup memory of the containers, page cache excluded (like `docker stats`)."""
-    vals = []
-    for cid in cids:
-        for usage_f, stat_f, cache_key in (
-            (f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes",
-             f"/sys/fs/cgroup/memory/docker/{cid}/memory.stat", "total_inactive_file"),
-            (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current",
-             f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.stat", "inactive_file"),
-        ):
-            try:
-                usage = int(Path(usage_f).read_text())
-                stat = dict(line.split() for line in Path(stat_f).read_text().splitlines())
-            except (OSError, ValueError):
-                continue
-            vals.append(usage - int(stat.get(cache_key, 0)))
-            break
+    vals = [m for m in (containers.memory_bytes(cid) for cid in cids) if m is not None]
     return sum(vals) / len(vals) if vals else None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import resource
 import statistics
 import tempfile
 import time
@@ -37,6 +38,8 @@ def seeder_main(tmp: str, torrent: bytes, payload: str, pipe: Connection) -> Non
         pipe.send(a.wire_port)
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
         await a.close()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"  seeder CPU: user {ru.ru_utime:.2f} s, sys {ru.ru_stime:.2f} s")
     asyncio.run(run())
 
 
@@ -50,6 +53,8 @@ async def fetch_once(tmp: Path, meta: metainfo.Metainfo, port: int, run: int) ->
         await asyncio.sleep(0.005)
     seconds = time.monotonic() - t0
     await a.close()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"  downloader CPU so far: user {ru.ru_utime:.2f} s, sys {ru.ru_stime:.2f} s")
     return seconds
 
 

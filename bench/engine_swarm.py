@@ -26,9 +26,11 @@ async def run(args: argparse.Namespace) -> None:
         tmp = Path(d)
         size = args.size_mib << 20
         content = make_content(tmp, size, args.piece_kib * 1024)
-        seeder = make_agent(tmp, "seeders-0", up_mbit=args.seed_up, upload_slots=args.slots)
+        seeder = make_agent(tmp, "seeders-0", up_mbit=args.seed_up, upload_slots=args.slots,
+                            choke_policy=args.policy)
         leechers = [make_agent(tmp, f"leechers-{i}", up_mbit=args.up, down_mbit=args.down,
-                               upload_slots=args.slots) for i in range(args.leechers)]
+                               upload_slots=args.slots,
+                            choke_policy=args.policy) for i in range(args.leechers)]
         agents = [seeder, *leechers]
         for a in agents:
             await a.start()
@@ -39,12 +41,17 @@ async def run(args: argparse.Namespace) -> None:
         finish: dict[str, float] = {}
         timeline: list[str] = []
         last_total, last_t = 0, t0
+        lag = 0.0
         while len(finish) < len(leechers) and time.monotonic() - t0 < args.timeout:
+            before = time.monotonic()
             await asyncio.sleep(0.1)
             now = time.monotonic()
+            lag = max(lag, now - before - 0.1)
             if args.verbose and now - last_t >= 2.0:
                 total = sum(a.torrents[content.meta.info_hash].uploaded for a in agents)
-                timeline.append(f"{now - t0:.0f}s:{(total - last_total) / (now - last_t) / 1e6:.1f}")
+                rate = (total - last_total) / (now - last_t) / 1e6
+                timeline.append(f"{now - t0:.0f}s:{rate:.1f}" + (f"(lag {lag:.2f})" if lag > 0.05 else ""))
+                lag = 0.0
                 last_total, last_t = total, now
             for a in leechers:
                 if a.node not in finish and a.torrents[content.meta.info_hash].complete:
@@ -55,7 +62,8 @@ async def run(args: argparse.Namespace) -> None:
         n = args.leechers
         bound = max(size / us, size / dmin, n * size / (us + n * ui))
         sent = seeder.torrents[content.meta.info_hash].uploaded / size
-        print(f"leechers={n} size={args.size_mib}MiB piece={args.piece_kib}KiB slots={args.slots}")
+        print(f"leechers={n} size={args.size_mib}MiB piece={args.piece_kib}KiB slots={args.slots} "
+              f"policy={args.policy}")
         print(f"first done {min(finish.values()):.1f}s, last {seconds:.1f}s, bound {bound:.2f}s, "
               f"efficiency {bound / seconds:.3f} (libtorrent 0.869), seeder sent {sent:.2f} copies")
         if args.verbose:
@@ -78,7 +86,8 @@ def main() -> None:
     p.add_argument("--seed-up", type=float, default=40)
     p.add_argument("--up", type=float, default=10)
     p.add_argument("--down", type=float, default=50)
-    p.add_argument("--slots", type=int, default=4)
+    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--policy", default="neediest", choices=("neediest", "reciprocate"))
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("-v", "--verbose", action="store_true")
     asyncio.run(run(p.parse_args()))

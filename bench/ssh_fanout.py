@@ -37,6 +37,7 @@ class Run:
     ready: float  # every agent's ready file read back and its control port reachable
     pushed: int
     agent_cpu: float  # CPU seconds the agents used to start (they share this host's cores)
+    own_cpu: float  # CPU seconds of this process (asyncssh, polling) during the deploy
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -65,16 +66,18 @@ async def deploy_once(lab: SshLab, mesh: str) -> Run:
     backend = SshBackend(ctx)
     await backend._pyz_file()  # building peer.pyz locally is not what this measures
     started = time.monotonic()
+    cpu0 = time.process_time()
     try:
         await backend.prepare(nodes)
         await asyncio.gather(*(backend.deploy(n) for n in nodes))
         ready = time.monotonic() - started
+        own = time.process_time() - cpu0
         launched = max(backend.launched_at.values()) - started
         pushed = sum(1 for s in backend.sessions.values() if s.pushed)
         cpu = _cpu_seconds(lab.agent_pids())
     finally:
         await backend.teardown()
-    return Run(launched, ready, pushed, cpu)
+    return Run(launched, ready, pushed, cpu, own)
 
 
 def main() -> int:
@@ -88,7 +91,7 @@ def main() -> int:
         return 2
     counts = [int(x) for x in args.n.split(",") if x.strip()]
     results: dict[int, Run] = {}
-    print(f"{'devices':>7} {'launched s':>10} {'ready s':>8} {'pushed':>6} {'agent cpu s':>11}"
+    print(f"{'devices':>7} {'launched s':>10} {'ready s':>8} {'pushed':>6} {'agent cpu s':>11} {'own cpu s':>9}"
           f" {'ratio launched':>14} {'ratio ready':>11}")
     for n in counts:
         runs = []
@@ -99,7 +102,7 @@ def main() -> int:
         results[n] = runs[len(runs) // 2]
         base = results[min(results)]
         res = results[n]
-        print(f"{n:>7} {res.launched:>10.2f} {res.ready:>8.2f} {res.pushed:>6} {res.agent_cpu:>11.2f}"
+        print(f"{n:>7} {res.launched:>10.2f} {res.ready:>8.2f} {res.pushed:>6} {res.agent_cpu:>11.2f} {res.own_cpu:>9.2f}"
               f" {res.launched / base.launched:>14.2f} {res.ready / base.ready:>11.2f}", flush=True)
     if 1 in results and max(counts) > 1:
         big, one = results[max(counts)], results[1]

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -88,6 +89,22 @@ def make_content(size: int, piece_length: int, tracker: str) -> tuple[Path, Path
     return path, torrent, sha, infohash
 
 
+def cpu_times() -> list[int]:
+    """Aggregate /proc/stat jiffies: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+def cpu_usage(before: list[int], after: list[int]) -> dict[str, float]:
+    """Share of all cores busy over the run, and how much of that was in the kernel
+    (system + irq + softirq: bridge, netfilter, tbf, TCP)."""
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    busy = total - d[3] - d[4]
+    kernel = d[2] + d[5] + d[6]
+    return {"cpu_busy": round(busy / total, 3), "cpu_kernel_share": round(kernel / (busy or 1), 3)}
+
+
 def summarize(outs: list[Outcome], bound: float) -> dict[str, Any]:
     times = [o.seconds for o in outs if o.ok and o.seconds]
     best = min(outs, key=lambda o: (not o.ok, o.seconds or 1e9))
@@ -128,6 +145,7 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
         for run in range(args.runs):
             for c in wanted:
                 lab.reset_dirs()
+                cpu0 = cpu_times()
                 if c == "meshbed" and args.meshbed_via == "engine":
                     out = await meshbed.run_engine(plan)
                 elif c == "meshbed":
@@ -137,11 +155,14 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
                     swarm = Swarm(lab, seeder, leechers, content, torrent, meshbed.CONTENT, sha,
                                   size, args.piece, tracker, args.timeout)
                     out = await EXTERNAL[c].run(swarm)
+                out.extra.update(cpu_usage(cpu0, cpu_times()))
                 await lab.kill_all()
                 results[c].append(out)
                 print(f"  run {run + 1} {out.contestant:<28} "
                       + (f"{out.seconds:7.2f}s  eff {lo / out.seconds:.3f}" if out.ok and out.seconds
-                         else f"FAILED: {out.error}"), flush=True)
+                         else f"FAILED: {out.error}")
+                      + f"  (cpu busy {out.extra['cpu_busy']:.0%}, "
+                        f"{out.extra['cpu_kernel_share']:.0%} of it in the kernel)", flush=True)
                 await asyncio.sleep(2)  # let the kernel settle (TIME_WAIT, qdisc backlog)
     finally:
         await asyncio.shield(lab.close())
@@ -244,6 +265,9 @@ async def amain(args: argparse.Namespace) -> int:
                                                                       time.gmtime()),
             "rates_bps": {"seeder_up": SEEDER_UP, "leecher_up": LEECHER_UP,
                           "leecher_down": LEECHER_DOWN},
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "cpu_note": "cpu_busy = share of all cores busy during the contestant's whole run "
+                        "(engine: including deploy/teardown; other processes count too)",
             "meshbed_via": args.meshbed_via, "chart": "pure-Python SVG (bench/svgchart.py)"}
     if args.scalability:
         data = {**meta, **await scalability(args)}
@@ -305,6 +329,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         asyncio.run(_cleanup_all())
         print("interrupted; cleaned up", file=sys.stderr)
         return 130
+    finally:
+        # content, torrents, caches: nothing of the run stays in the scratch folder
+        if not any(LAB_HOME.glob("*/state.json")) and not any(
+                (LAB_HOME / "meshbed-home").glob("*/state.json")):
+            shutil.rmtree(LAB_HOME, ignore_errors=True)
 
 
 if __name__ == "__main__":

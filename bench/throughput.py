@@ -12,11 +12,13 @@ import argparse
 import base64
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -63,8 +65,58 @@ def make_source(workdir: Path, size: int) -> Path:
     return src
 
 
+def start_profilers(profile_dir: Optional[Path], agents: list[AgentProc]) -> list[Any]:
+    """py-spy (pip install py-spy) on each agent, collapsed stacks for `summarize`."""
+    if profile_dir is None:
+        return []
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    procs = [
+        subprocess.Popen(["py-spy", "record", "-p", str(a.pid), "-r", "250", "-f", "raw",
+                          "--nonblocking", "-o", str(profile_dir / f"{a.name}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for a in agents
+    ]
+    time.sleep(1.0)  # let py-spy attach
+    return procs
+
+
+def stop_profilers(procs: list[Any], profile_dir: Optional[Path]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+        p.wait(60)
+    if profile_dir is not None:
+        for f in sorted(profile_dir.glob("*.txt")):
+            summarize(f)
+
+
+def summarize(path: Path, top: int = 12) -> None:
+    """Print the hottest functions (self and inclusive samples) of a py-spy raw profile."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  + ")" if " (" in f else f for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    print(f"\nprofile {path.name}: {total} samples")
+    print("  self%  function")
+    for name, n in own.most_common(top):
+        print(f"  {100 * n / total:5.1f}  {name}")
+    print("  incl%  function")
+    for name, n in incl.most_common(top + 8):
+        print(f"  {100 * n / total:5.1f}  {name}")
+
+
 def run_meshbed(workdir: Path, src: Path, piece_length: int, runs: int,
-                command: Optional[list[str]]) -> tuple[list[float], bytes]:
+                command: Optional[list[str]],
+                profile_dir: Optional[Path] = None) -> tuple[list[float], bytes]:
     root = workdir / "meshbed"
     shutil.rmtree(root, ignore_errors=True)
     seeder = AgentProc(root, "seeders-0", command=command)
@@ -84,6 +136,8 @@ def run_meshbed(workdir: Path, src: Path, piece_length: int, runs: int,
             leecher = AgentProc(root, f"leechers-{run}", command=command)
             try:
                 leecher.start()
+                profilers = start_profilers(profile_dir if run == 0 else None,
+                                            [seeder, leecher])
                 start = time.monotonic()
                 leecher.ok("POST", "/fetch", {"metainfo": shared["metainfo"],
                                                "peers": [seeder.wire], "pex": False})
@@ -95,6 +149,7 @@ def run_meshbed(workdir: Path, src: Path, piece_length: int, runs: int,
                         raise RuntimeError(f"meshbed fetch did not finish: {t}")
                     time.sleep(0.02)
                 elapsed = time.monotonic() - start
+                stop_profilers(profilers, profile_dir)
                 times.append(elapsed)
                 print(f"meshbed    run {run + 1}: {elapsed:6.2f} s  "
                       f"{mbps(src.stat().st_size, elapsed):7.1f} MB/s"
@@ -159,6 +214,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="default: a temp dir (removed at the end)")
     ap.add_argument("--pyz", type=Path, help="run the agents from this peer.pyz")
     ap.add_argument("--skip-libtorrent", action="store_true")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="py-spy both agents during the first meshbed run; print hot spots")
     ap.add_argument("--lt-high-performance", action="store_true",
                     help="libtorrent with high_performance_seed settings")
     args = ap.parse_args()
@@ -169,7 +226,7 @@ def main() -> int:
     command = [sys.executable, str(args.pyz)] if args.pyz else None
     try:
         src = make_source(workdir, size)
-        m_times, torrent = run_meshbed(workdir, src, piece, args.runs, command)
+        m_times, torrent = run_meshbed(workdir, src, piece, args.runs, command, args.profile)
         m = mbps(size, statistics.median(m_times))
         print(f"\nmeshbed    median {statistics.median(m_times):.2f} s  {m:.1f} MB/s")
         if args.skip_libtorrent:

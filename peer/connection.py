@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("peer")
 
 MAX_QUEUED_REQUESTS = 256  # requests a peer may have waiting with us; more = flood
+MAX_SEND_BACKLOG = 16 << 20  # bytes queued toward a peer that does not read
 SEGMENT = 64 * 1024  # upload granularity under a rate cap, so connections interleave
 _LEN = struct.Struct(">I")
 _II = struct.Struct(">II")
@@ -88,9 +89,11 @@ class PeerConnection:
         self.pex_sent: set[tuple[str, int]] = set()
         self.next_pex = now + 1.0
         self.pex_round = 0
+        self.pex_greeted = False
         self._messages = 0  # non-extended messages received (bitfield must be the first)
         self.closed = False
         self.registered = False
+        self.silent = agent.hostile == "stall"  # test mode: handshake, then never a word
 
     # ------------------------------------------------------------------ identity
     @property
@@ -109,14 +112,23 @@ class PeerConnection:
 
     # ------------------------------------------------------------------ sending
     def send(self, msg: wire.Message) -> None:
-        if not self.closed:
+        if not self.closed and not self.silent:
             self.writer.write(wire.encode(msg))
             self.last_sent = time.monotonic()
+            self._check_backlog()
 
     def send_frames(self, frames: list[bytes]) -> None:
-        if not self.closed and frames:
+        if not self.closed and frames and not self.silent:
             self.writer.write(b"".join(frames))
             self.last_sent = time.monotonic()
+            self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        # Control messages are written without waiting; a peer that sends (e.g. requests
+        # we reject) but never reads would make them pile up in memory.
+        if self.writer.transport.get_write_buffer_size() > MAX_SEND_BACKLOG:
+            self.agent.protocol_error("not_reading", self, "send backlog over limit")
+            self.close(abort=True)
 
     def send_initial(self) -> None:
         t = self.torrent
@@ -262,6 +274,7 @@ class PeerConnection:
             t.on_have(self, self._index(msg.index))  # type: ignore[union-attr]
         elif kind is wire.Unchoke:
             self.peer_choking = False
+            self.rejected_pieces.clear()
             t.fill(self)
         elif kind is wire.Choke:
             self.peer_choking = True
@@ -296,8 +309,10 @@ class PeerConnection:
                 raise ProtocolError("fast_not_negotiated")
             key = (msg.index, msg.begin, msg.length)  # type: ignore[union-attr]
             if self.take_request(key):
-                self.rejected_pieces.add(key[0])
+                if not self.peer_choking:  # not explained by a choke: it will not serve it
+                    self.rejected_pieces.add(key[0])
                 t.picker.release(*key)
+                t.refill_soon()
         elif kind is wire.Extended:
             self._on_extended(msg)  # type: ignore[arg-type]
         elif kind is wire.Suggest or kind is wire.AllowedFast:

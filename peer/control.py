@@ -25,7 +25,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Optional, Protocol, TypeVar
@@ -154,6 +154,16 @@ def _str_list(body: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise HttpError(400, f"{key} must be a list of strings")
     return list(value)
+
+
+class _Collected:
+    """Metrics already collected, in the shape generate_latest() reads."""
+
+    def __init__(self, metrics: list[Any]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self.metrics)
 
 
 class _Server(ThreadingHTTPServer):
@@ -287,6 +297,11 @@ class ControlServer:
             )
             if meta.length != path.stat().st_size:
                 raise HttpError(400, "file size does not match the metainfo")
+            if "metainfo" in body:
+                # The store adopts the file as verified: check every piece hash first.
+                ours = self._create(path, meta.piece_length, False)
+                if ours.piece_hashes != meta.piece_hashes:
+                    raise HttpError(400, "file does not match the metainfo's piece hashes")
             sha256 = _file_sha256(path)
         else:
             raise HttpError(400, "share needs 'synthetic' or 'file'")
@@ -387,6 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK
     # add 40 ms to every keep-alive response.
     disable_nagle_algorithm = True
+    timeout = 120  # close idle keep-alive connections (one thread each)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -409,8 +425,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         try:
             if method == "GET" and path == "/metrics":
-                # In the loop: the engine's collector reads live state at scrape time.
-                data = control.call_sync(lambda: generate_latest(control.registry))
+                # Collect in the loop (the engine's collector reads live state), format here
+                # so the loop is not held up by the text rendering.
+                collected = control.call_sync(lambda: list(control.registry.collect()))
+                data = generate_latest(_Collected(collected))  # type: ignore[arg-type]
                 if "gzip" in (self.headers.get("Accept-Encoding") or ""):  # Prometheus asks
                     self._send(200, gzip.compress(data, compresslevel=1), CONTENT_TYPE_LATEST,
                                encoding="gzip")

@@ -38,6 +38,7 @@ READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
 WRITE_HIGH_WATER = 2 << 20
 STATE_FILE = ".meshbed-state.json"
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
+CHOKE_POLICIES = ("neediest", "reciprocate")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
@@ -51,8 +52,15 @@ class Agent:
         self, *, data_dir: Path, registry: CollectorRegistry, link: LinkEmulator,
         listen_host: str = "0.0.0.0", listen_port: int = 0, node: str = "", group: str = "",
         mesh: str = "", peer_id: Optional[bytes] = None, rng: Optional[random.Random] = None,
-        hostile: Optional[str] = None, upload_slots: int = 4,
+        hostile: Optional[str] = None, upload_slots: int = 8,
+        choke_policy: str = "neediest",
     ) -> None:
+        """``upload_slots``: regular unchoke slots per torrent (+1 optimistic).
+        ``choke_policy``: "neediest" (serve the peers that lack the most: a cooperative
+        swarm finishes together, measured best in bench/engine_swarm.py) or "reciprocate"
+        (classic: fastest uploaders to us when leeching, round robin when seeding)."""
+        if choke_policy not in CHOKE_POLICIES:
+            raise ValueError(f"choke_policy must be one of {', '.join(CHOKE_POLICIES)}")
         if hostile is not None and hostile not in HOSTILE_MODES:
             raise ValueError(f"hostile must be one of {', '.join(HOSTILE_MODES)}")
         if peer_id is not None and len(peer_id) != 20:
@@ -68,12 +76,14 @@ class Agent:
         self.peer_id = peer_id or make_peer_id(self.rng)
         self.hostile = hostile
         self.upload_slots = upload_slots
+        self.choke_policy = choke_policy
         self.metrics = AgentMetrics(registry, node=node, group=group)
         self.metrics.set_source(self._snapshots)
         self.torrents: dict[bytes, Torrent] = {}
         self.banned_addrs: set[str] = set()
         self.banned_nodes: set[str] = set()
         self.self_addrs: set[tuple[str, int]] = set()
+        self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
         self.rate_down = RateMeter()
         self.started = time.monotonic()
@@ -204,13 +214,19 @@ class Agent:
             t.pex, t.upload = pex, upload
             if sha256:
                 t.sha256 = sha256
-        t.add_peers([(str(h), int(p)) for h, p in peers], "given")
+        t.add_peers([(str(h), int(p)) for h, p in peers] + self.bootstrap, "given")
         self.save_state(t)
         if self._server is not None:
             t.dial_now()
 
     def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int:
+        """Known addresses for one torrent, or (infohash None) for every torrent, now and
+        fetched later (bootstrap peers). Returns how many were new."""
         added = 0
+        if infohash is None:
+            for h, p in peers:
+                if (str(h), int(p)) not in self.bootstrap:
+                    self.bootstrap.append((str(h), int(p)))
         for t in self.torrents.values():
             if infohash is None or t.meta.hexhash == infohash.lower():
                 n = t.add_peers([(str(h), int(p)) for h, p in peers], "given")
@@ -286,6 +302,7 @@ class Agent:
             hs = wire.decode_handshake(
                 await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
             )
+            await self.link.recv_gate(wire.HANDSHAKE_LEN)
             if hs.info_hash != t.meta.info_hash:
                 raise wire.DecodeError("wrong_infohash", f"{host}:{port}")
             if hs.peer_id == self.peer_id:
@@ -317,6 +334,7 @@ class Agent:
             hs = wire.decode_handshake(
                 await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
             )
+            await self.link.recv_gate(wire.HANDSHAKE_LEN)
             t = self.torrents.get(hs.info_hash)
             if t is None or t.closing:
                 raise wire.DecodeError("unknown_infohash", hs.info_hash.hex())

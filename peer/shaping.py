@@ -7,14 +7,17 @@ its connections:
   on a virtual clock in call order, so concurrent senders are served first-come first-served
   and one connection cannot starve the others. The burst tolerance is 10 ms of rate, at least
   32 KiB (two 16 KiB blocks), so measured rates stay within a few percent of the cap.
-- ``latency_ms`` / ``jitter_ms``: one-way delay of the data *arriving* at this node. Since the
-  engine reads a message and then calls :meth:`LinkEmulator.recv_gate`, delivery is delayed
-  per reading task (one per connection): a message that starts a burst is held until
-  ``arrival + latency + U(-jitter, +jitter)``; messages read right after the previous one was
-  delivered were already buffered, so they keep the burst's arrival time (pipelining, no
-  stop-and-wait). Deliveries on one connection never overtake each other (TCP is in order).
-  The round trip between two nodes is thus the sum of both nodes' latencies, as with netem
-  on each node's interface.
+- ``latency_ms`` / ``jitter_ms``: one-way delay of the data *arriving* at this node, a delay
+  line per connection: each message is handed to the engine at
+  ``arrival + latency + U(-jitter, +jitter)``, never before the previous one (TCP is in
+  order), so pipelined messages are not serialised (no stop-and-wait). The engine reads a
+  message, then calls :meth:`LinkEmulator.recv_gate` from the connection's reading task.
+  Exact arrival times need :meth:`LinkEmulator.watch` (one call per connection, in that
+  task): it timestamps the bytes as the transport feeds them to the StreamReader. Without
+  it, arrival is estimated: a message read within 5 ms of the previous delivery counts as
+  already buffered (same arrival as the burst), otherwise as arriving now; the estimate
+  under-delays fast request/response exchanges on loopback. The round trip between two
+  nodes is the sum of both nodes' latencies, as with netem on each node's interface.
 - ``loss`` (fraction): a TCP-like penalty, not real drops. The incoming bytes are counted in
   1460-byte segments; each lost segment (drawn with geometric gaps) stalls that connection
   for one retransmission round trip, ``max(2 * latency, 10 ms)``.
@@ -33,6 +36,7 @@ import math
 import random
 import re
 import weakref
+from collections import deque
 from typing import Any, Callable, Optional
 
 SEGMENT = 1460  # bytes of TCP payload per segment, for the loss model
@@ -132,13 +136,26 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 class _StreamClock:
-    """Per reading task: arrival time of the current burst, time of the last delivery."""
+    """Per reading task: arrival time of the current burst, time of the last delivery, and
+    for a watched reader the arrival log: (bytes fed so far, loop time) per transport read."""
 
-    __slots__ = ("arrival", "delivered")
+    __slots__ = ("arrival", "delivered", "reader", "fed", "log")
 
     def __init__(self) -> None:
         self.arrival = -math.inf
         self.delivered = -math.inf
+        self.reader: Optional[asyncio.StreamReader] = None
+        self.fed = 0
+        self.log: deque[tuple[int, float]] = deque()
+
+    def arrival_of_last_read(self, now: float) -> float:
+        """When the last byte of the message just read from the watched reader arrived."""
+        assert self.reader is not None
+        end = self.fed - len(getattr(self.reader, "_buffer", b""))
+        log = self.log
+        while log and log[0][0] < end:
+            log.popleft()
+        return log[0][1] if log else now
 
 
 def _rate_or_none(value: Any, name: str) -> Optional[int]:
@@ -237,6 +254,35 @@ class LinkEmulator:
         }
 
     # --- gates ----------------------------------------------------------------------------
+    def watch(self, reader: asyncio.StreamReader) -> None:
+        """Timestamp the bytes arriving on ``reader`` so :meth:`recv_gate` delays each message
+        from its real arrival. Call once per connection from the task that reads it and
+        calls recv_gate (optional: without it arrival is estimated)."""
+        task = asyncio.current_task()
+        buffer = getattr(reader, "_buffer", None)
+        if task is None or buffer is None:
+            return
+        loop = asyncio.get_running_loop()
+        clock = self._clocks.get(task)
+        if clock is None:
+            clock = self._clocks[task] = _StreamClock()
+        clock.reader = reader
+        clock.fed = len(buffer)  # already buffered: counts as arriving now
+        clock.log.clear()
+        if clock.fed:
+            clock.log.append((clock.fed, loop.time()))
+        feed = reader.feed_data
+        link = self
+
+        def feed_data(data: Any) -> None:
+            if data:
+                clock.fed += len(data)
+                if not link._recv_fast:  # only log while delays are on: bounded
+                    clock.log.append((clock.fed, loop.time()))
+            feed(data)
+
+        reader.feed_data = feed_data  # type: ignore[method-assign]
+
     async def send_gate(self, nbytes: int) -> None:
         """Wait until ``nbytes`` may be sent on the uplink (returns at once when uncapped)."""
         if self.up_bps is None:
@@ -260,7 +306,9 @@ class LinkEmulator:
             clock = self._clocks[task] = _StreamClock()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if now - clock.delivered > BACK_TO_BACK:
+        if clock.reader is not None:
+            clock.arrival = clock.arrival_of_last_read(now)
+        elif now - clock.delivered > BACK_TO_BACK:
             clock.arrival = now  # the stream was idle: this message starts a new burst
         delay = self.latency_ms / 1000.0
         if self.jitter_ms:
@@ -271,7 +319,7 @@ class LinkEmulator:
             deliver += lost * max(2 * self.latency_ms / 1000.0, MIN_RETRANSMIT)
         if deliver > now:
             await asyncio.sleep(deliver - now)
-        clock.delivered = loop.time()
+        clock.delivered = deliver if clock.reader is not None else loop.time()
 
     def _draw_gap(self) -> float:
         """Segments until the next lost one (geometric), inf without loss."""

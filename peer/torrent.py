@@ -31,7 +31,7 @@ KEEPALIVE_SECONDS = 60.0
 IDLE_SECONDS = 120.0
 PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, then every 30 s
 MAX_BACKOFF = 60.0
-_RR = bool(os.environ.get("MB_RR"))
+MAX_VERIFY_BACKLOG = 64 << 20  # bytes received but not yet hashed: stop requesting beyond
 
 
 @dataclass
@@ -78,6 +78,8 @@ class Torrent:
         self.optimistic: Optional[PeerConnection] = None
         self.piece_started: dict[int, float] = {}
         self.requested = bytearray(meta.num_pieces)  # pieces asked for since start
+        self.verify_backlog = 0
+        self._refill_pending = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_choke = 0.0
         self._next_optimistic = 0.0
@@ -113,8 +115,9 @@ class Torrent:
             return False
         old = self.conns.get(c.peer_id)
         if old is not None and not old.closed:
-            # the same peer connected both ways: keep the one the smaller peer_id dialed
-            keep_new = (self.agent.peer_id < c.peer_id) == (not c.outgoing)
+            # The same peer twice. Both ways at once: keep the one the smaller peer_id dialed
+            # (both sides decide alike). The same way again: the old one is stale, replace it.
+            keep_new = old.outgoing == c.outgoing or (self.agent.peer_id < c.peer_id) == c.outgoing
             if not keep_new:
                 return False
             old.close()
@@ -164,7 +167,8 @@ class Torrent:
             return
         if c.listen_addr is not None:
             self._mark_connected(c.listen_addr)
-        if self.pex and ext.UT_PEX in c.ext_ids:
+        if self.pex and ext.UT_PEX in c.ext_ids and not c.pex_greeted:
+            c.pex_greeted = True
             # tell a newcomer about the swarm at once: its upload is idle until it knows peers
             asyncio.get_running_loop().call_later(0.2, self._send_pex, c)
 
@@ -235,7 +239,7 @@ class Torrent:
         if c.closed or c.peer_choking or not c.am_interested or self.picker.complete:
             return
         picker = self.picker
-        if c.snubbed and not picker.endgame:
+        if (c.snubbed and not picker.endgame) or self.verify_backlog > MAX_VERIFY_BACKLOG:
             return
         block = min(c.block, self.meta.piece_length)
         room = pipeline_bytes(c.rate_from.rate, block) - c.out_bytes
@@ -269,6 +273,18 @@ class Torrent:
                 self.requested[r[0]] = 2 if picker.has(r[0]) else 1
             frames.append(encode(request(*r)))
         c.send_frames(frames)
+
+    def refill_soon(self) -> None:
+        """Top up every pipeline once, after the current burst of messages."""
+        if not self._refill_pending:
+            self._refill_pending = True
+            asyncio.get_running_loop().call_soon(self._refill)
+
+    def _refill(self) -> None:
+        self._refill_pending = False
+        if not self.closing:
+            for c in list(self.conns.values()):
+                self.fill(c)
 
     def release_all(self, c: PeerConnection) -> None:
         for key in c.drop_requests():
@@ -309,6 +325,7 @@ class Torrent:
 
     def _complete_piece(self, index: int) -> None:
         p = self.picker.take(index)
+        self.verify_backlog += p.size
         self.spawn(self._verify(index, p.data(), p.contributors))
 
     async def _verify(self, index: int, data: Any, contributors: set[Any]) -> None:
@@ -322,6 +339,12 @@ class Torrent:
             log.warning("%s: cannot store piece %d: %s", self.meta.name, index, e)
             self.picker.piece_failed(index)
             return
+        finally:
+            was = self.verify_backlog
+            self.verify_backlog -= len(data)
+            if was > MAX_VERIFY_BACKLOG >= self.verify_backlog and not self.closing:
+                for c in list(self.conns.values()):  # requesting was paused: resume
+                    self.fill(c)
         if self.closing:
             return
         picker = self.picker
@@ -367,7 +390,7 @@ class Torrent:
         self.seconds = max(0.0, self.completed_at - self.started_at)
         log.info("%s: complete in %.2f s", self.meta.name, self.seconds)
         for c in list(self.conns.values()):
-            if c.is_seed:
+            if c.is_seed or not self.upload:  # nothing left to trade
                 c.close()
         if self.sha256:
             digest = await self.agent.run_io(self.store.sha256)
@@ -436,10 +459,11 @@ class Torrent:
             return
         cands = [
             Candidate(c, c.peer_interested, c.rate_from.rate, c.rate_to.rate, not c.am_choking,
-                      c.choke_since, c.connected_at)
+                      c.choke_since, c.connected_at, len(c.bits) - c.bits.count())
             for c in conns
         ]
-        regular = set(regular_unchokes(cands, self.agent.upload_slots, self.complete or _RR, now))
+        regular = set(regular_unchokes(cands, self.agent.upload_slots, self.complete, now,
+                                       policy=self.agent.choke_policy))
         opt = self.optimistic
         if rotate_optimistic or opt is None or opt.closed or not opt.peer_interested or opt in regular:
             self.optimistic = pick_optimistic(cands, regular, now, self.agent.rng)  # type: ignore[assignment]
@@ -468,7 +492,7 @@ class Torrent:
         self._dial(time.monotonic())
 
     def _dial(self, now: float) -> None:
-        if self.closing or (self.complete and self.kind == "share" and not self.upload):
+        if self.closing or (self.complete and not self.upload):
             return
         room = min(MAX_PEERS - len(self.conns), MAX_DIALS - len(self.dialing))
         if room <= 0:

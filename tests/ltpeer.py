@@ -24,11 +24,12 @@ BASE_SETTINGS: dict[str, Any] = {
 }
 
 
-def make_torrent(path: Path, piece_length: int) -> bytes:
-    """A v1-only single-file .torrent of ``path`` made by libtorrent."""
+def make_torrent(path: Path, piece_length: int, v1_only: bool = True) -> bytes:
+    """A single-file .torrent of ``path`` made by libtorrent (v1 only, or libtorrent 2.x's
+    default: hybrid v1+v2)."""
     fs = lt.file_storage()
     lt.add_files(fs, str(path))
-    ct = lt.create_torrent(fs, piece_length, flags=lt.create_torrent.v1_only)
+    ct = lt.create_torrent(fs, piece_length, flags=lt.create_torrent.v1_only if v1_only else 0)
     lt.set_piece_hashes(ct, str(path.parent))
     return bytes(lt.bencode(ct.generate()))
 

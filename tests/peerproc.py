@@ -113,11 +113,11 @@ class AgentProc:
                 args += ["--token-file", str(token_file)]
             else:
                 env["MESHBED_TOKEN"] = self.token
-        self.proc = subprocess.Popen(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "stderr.txt", "ab"),  # noqa: SIM115 - child owns it
-            cwd=self.dir,
-        )
+        with open(self.dir / "stderr.txt", "ab") as stderr:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=stderr, cwd=self.dir,
+            )
         deadline = time.monotonic() + timeout
         while not self.ready_file.exists():
             if self.proc.poll() is not None:
@@ -195,13 +195,15 @@ class AgentProc:
     def wait_complete(
         self, infohash: str, timeout: float = 120.0, verdict: bool = True
     ) -> dict[str, Any]:
-        """Wait until complete and, with ``verdict``, the whole-file check has a result."""
+        """Wait until complete and, with ``verdict`` and an expected SHA-256, until the
+        whole-file check has a result."""
 
         def done() -> Optional[dict[str, Any]]:
             t = self.torrent(infohash)
             if not t or not t.get("complete"):
                 return None
-            return t if not verdict or t.get("verified") is not None else None
+            waiting = verdict and t.get("sha256") and t.get("verified") is None
+            return None if waiting else t
 
         try:
             return dict(wait_for(done, timeout, f"{self.name} to complete {infohash}", 0.2))

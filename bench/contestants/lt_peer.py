@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--done", required=True)
     ap.add_argument("--stats")
     ap.add_argument("--seed", action="store_true")
+    ap.add_argument("--lifetime", type=float, default=3600.0,
+                    help="exit after this many seconds even if nobody stops us")
     args = ap.parse_args()
     stop = False
 
@@ -58,7 +60,8 @@ def main() -> None:
     handle = ses.add_torrent({"ti": info, "save_path": args.save})
     done = False
     last_stats = 0.0
-    while not stop:
+    end = time.monotonic() + args.lifetime
+    while not stop and time.monotonic() < end:
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.torrent_finished_alert) and not done:

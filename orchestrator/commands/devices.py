@@ -38,7 +38,8 @@ def main(args: argparse.Namespace) -> int:
     results = asyncio.run(check_inventory(inventory, connect_timeout=args.timeout))
 
     table = Table(title=f"devices in {args.inventory}")
-    for col in ("device", "host", "profile", "reachable", "python", "arch", "free disk", "clock skew"):
+    for col in ("device", "host", "profile", "reachable", "python", "arch", "free disk", "clock skew",
+                "start", "shaping"):
         table.add_column(col, no_wrap=True)
     table.add_column("fit", min_width=24, overflow="fold")
     for r in results:
@@ -58,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
             r.arch or "-",
             free,
             skew,
+            r.detach or "-",
+            ("tc" if r.kernel_shaping else "agent") if r.reachable else "-",
             verdict,
         )
     console = Console()

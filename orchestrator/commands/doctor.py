@@ -16,9 +16,10 @@ Row = tuple[str, str, str]  # facility, yes/no, detail
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
-    parser.add_argument("--clean-orphans", action="store_true",
+    parser.add_argument("--clean-orphans", nargs="*", metavar="MESH", default=None,
                         help="remove docker containers/networks/volumes of meshes that have no "
-                             "state in $MESHBED_HOME (left by a lost state folder)")
+                             "state in $MESHBED_HOME (left by a lost state folder); only the "
+                             "named meshes when given")
 
 
 def _version(cmd: list[str]) -> str:
@@ -161,7 +162,10 @@ def clean_orphans(orphans: dict[str, int]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     orphans = docker_orphans()
-    if getattr(args, "clean_orphans", False):
+    wanted = getattr(args, "clean_orphans", None)
+    if wanted is not None:
+        if wanted:
+            orphans = {m: n for m, n in orphans.items() if m in wanted}
         clean_orphans(orphans)
         print(f"removed the docker objects of {len(orphans)} orphaned meshes"
               + (f": {', '.join(orphans)}" if orphans else ""))

@@ -90,11 +90,17 @@ def test_sigkill_mid_fetch_resumes(tmp_path: Path, agents: list[AgentProc]) -> N
     assert t["downloaded"] <= shared["size"] - t["resumed_pieces"] * 262144 + 262144
 
 
-def test_sigterm_exits_cleanly(tmp_path: Path, agents: list[AgentProc]) -> None:
-    a = _start(agents, AgentProc(tmp_path, "solo-0"))
-    a.share_synthetic("small", 100_000)
-    assert a.terminate(20) == 0
-    assert "Traceback" not in a.logs()
+def test_sigterm_exits_cleanly_mid_transfer(tmp_path: Path, agents: list[AgentProc]) -> None:
+    seeder = _start(agents, AgentProc(tmp_path, "seeders-0", extra=["--up", "16mbit"]))
+    shared = seeder.share_synthetic("small", 4 * 1024 * 1024, piece_length=65536)
+    leecher = _start(agents, AgentProc(tmp_path, "leechers-0"))
+    leecher.ok("POST", "/fetch", {"metainfo": shared["metainfo"], "peers": [seeder.wire]})
+    wait_for(lambda: leecher.known(shared["infohash"])["have"] >= 2, 30, "a transfer", 0.05)
+    assert leecher.terminate(20) == 0
+    assert seeder.terminate(20) == 0
+    for a in (seeder, leecher):
+        assert "Traceback" not in a.logs(), a.logs()
+        assert "stopping" in a.logs()
 
 
 def test_post_stop_exits_cleanly(tmp_path: Path, agents: list[AgentProc]) -> None:
@@ -233,3 +239,38 @@ def test_uplink_cap_from_flag_and_link_endpoint(tmp_path: Path, agents: list[Age
     assert elapsed < 4 * floor, f"{elapsed:.2f} s: far slower than the cap"
     assert seeder.ok("POST", "/link", {"up_bps": None})["up_bps"] is None
     assert seeder.status()["link"]["up_bps"] is None
+
+
+def test_block_partitions_and_heal_resumes(tmp_path: Path, agents: list[AgentProc]) -> None:
+    seeder = _start(agents, AgentProc(tmp_path, "seeders-0", extra=["--up", "16mbit"]))
+    shared = seeder.share_synthetic("part", 6 * 1024 * 1024, seed=8, piece_length=262144)
+    ih = shared["infohash"]
+    leecher = _start(agents, AgentProc(tmp_path, "leechers-0"))
+    leecher.ok("POST", "/fetch", {"metainfo": shared["metainfo"], "peers": [seeder.wire]})
+    wait_for(lambda: leecher.known(ih)["have"] >= 2, 30, "some pieces", 0.05)
+    assert leecher.ok("POST", "/block", {"nodes": ["seeders-0"]}) == {
+        "nodes": ["seeders-0"], "addrs": []}
+    wait_for(lambda: leecher.known(ih)["peers"] == 0, 10, "the connection to be cut")
+    time.sleep(0.5)  # a piece in flight may still land
+    held = leecher.known(ih)["have"]
+    time.sleep(1.5)
+    t = leecher.known(ih)
+    assert t["have"] == held and not t["complete"], t
+    assert leecher.status()["blocked"]["nodes"] == ["seeders-0"]
+    assert leecher.ok("POST", "/block", {"nodes": [], "addrs": []}) == {"nodes": [], "addrs": []}
+    t = leecher.wait_complete(ih, 60, verdict=False)
+    assert t["have"] == t["pieces"]
+
+
+def test_latency_flag_delays_a_fetch(tmp_path: Path, agents: list[AgentProc]) -> None:
+    """--latency delays what the leecher receives: a one-piece fetch waits at least one
+    one-way delay (two when the engine lets the link watch its readers: the peer's
+    bitfield/unchoke, then the piece)."""
+    seeder = _start(agents, AgentProc(tmp_path, "seeders-0"))
+    shared = seeder.share_synthetic("tiny", 16384, piece_length=16384)
+    leecher = _start(agents, AgentProc(tmp_path, "leechers-0", extra=["--latency", "150ms"]))
+    assert leecher.status()["link"]["latency_ms"] == 150.0
+    start = time.monotonic()
+    leecher.ok("POST", "/fetch", {"metainfo": shared["metainfo"], "peers": [seeder.wire]})
+    leecher.wait_complete(shared["infohash"], 30, verdict=False)
+    assert time.monotonic() - start >= 0.15

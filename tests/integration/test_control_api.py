@@ -166,6 +166,11 @@ def test_share_metainfo_plus_file(h: Harness) -> None:
     (inbox / "short.pdf").write_bytes(b"short")
     status, obj = h.post("/share", dict(body, file="inbox/short.pdf"))
     assert status == 400, obj
+    tampered = bytearray((inbox / "paper.pdf").read_bytes())
+    tampered[-1] ^= 1
+    (inbox / "tampered.pdf").write_bytes(bytes(tampered))
+    status, obj = h.post("/share", dict(body, file="inbox/tampered.pdf"))
+    assert status == 400 and "piece hashes" in obj["error"], obj
 
 
 def test_bad_requests(h: Harness) -> None:

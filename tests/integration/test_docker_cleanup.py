@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from docker_support import leftovers, mesh_name, require_docker, topology, write_topology
 
-from orchestrator.backends.docker import DockerBackend, client, containers
+from orchestrator.backends.docker import DockerBackend, client, containers, shaping
 from orchestrator.engine import Mesh
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
@@ -26,10 +27,13 @@ def _meshbed(*args: str, env: dict[str, str], timeout: float = 120) -> subproces
                           text=True, env=env, timeout=timeout)
 
 
-def test_cli_up_then_down_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attach", ["veth", "docker"])
+def test_cli_up_then_down_leaves_nothing(tmp_path: Path, attach: str) -> None:
+    """Both ways of attaching containers: our own veth (root, local daemon: the default
+    here) and docker's network attach (the fallback, forced by MESHBED_DOCKER_ATTACH)."""
     require_docker()
     name = mesh_name("dcli")
-    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home"), "MESHBED_DOCKER_ATTACH": attach}
     path = write_topology(
         tmp_path, name,
         {"peers": {"count": 2, "link": {"up": "20mbit"}},
@@ -49,6 +53,10 @@ def test_cli_up_then_down_leaves_nothing(tmp_path: Path) -> None:
             c.close()
         assert small["NanoCpus"] == 500_000_000 and small["Memory"] == 128 << 20
         assert not peer["NanoCpus"] and not peer["Memory"]
+        if os.geteuid() == 0:
+            assert peer["NetworkMode"] == ("none" if attach == "veth" else f"meshbed-{name}")
+        status = _meshbed("status", name, env=env)
+        assert status.returncode == 0 and "peers-1" in status.stdout, status.stderr
     finally:
         down = _meshbed("down", name, env=env)
     assert down.returncode == 0, down.stderr + down.stdout
@@ -102,7 +110,9 @@ def test_down_with_partition_in_force_removes_rules(tmp_path: Path,
         mesh = Mesh(topo)
         try:
             await mesh.up()
-            await mesh.partition([["a"], ["b"]])
+            await mesh.partition([["a-0", "a-1"], ["b-0", "b-1"]])
+            # as root with br_netfilter the kernel does it; else the agents' blocklists
+            assert mesh.kernel_partition is shaping.partition_available()
             if mesh.kernel_partition:
                 assert any(x.startswith("iptables ") for x in leftovers(name)), leftovers(name)
         finally:
@@ -130,3 +140,37 @@ def test_unavailable_reason_names_the_cause(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
     reason = DockerBackend.unavailable_reason()
     assert reason is not None and reason.startswith("cannot reach the Docker engine (")
+
+
+def test_failed_deploy_rolls_back_everything(tmp_path: Path) -> None:
+    """One group names an image that does not exist: `up` exits 1 and leaves nothing."""
+    require_docker()
+    name = mesh_name("dfail")
+    env = {**os.environ, "MESHBED_HOME": str(tmp_path / "home")}
+    path = write_topology(
+        tmp_path, name,
+        {"good": {"count": 4}, "bad": {"count": 1, "image": "meshbed/absent-image:0"}},
+        {"blob": {"size": "1MiB", "seeders": ["good"]}}, [])
+    up = _meshbed("up", str(path), env=env)
+    assert up.returncode == 1, up.stderr + up.stdout
+    assert "absent-image" in up.stderr + up.stdout
+    assert leftovers(name) == []
+    assert not (tmp_path / "home" / name).exists()
+
+
+def test_lost_state_folder_is_cleaned_by_label(tmp_path: Path) -> None:
+    """The state folder is gone: the mesh's objects are still found by label."""
+    require_docker()
+    name = mesh_name("dorph")
+    home = tmp_path / "home"
+    env = {**os.environ, "MESHBED_HOME": str(home)}
+    path = write_topology(tmp_path, name, {"peers": {"count": 2, "link": {"down": "30mbit"}}},
+                          {"blob": {"size": "1MiB", "seeders": ["peers[0]"]}}, [])
+    up = _meshbed("up", str(path), env=env)
+    assert up.returncode == 0, up.stderr + up.stdout
+    shutil.rmtree(home / name)
+    doctor = _meshbed("doctor", env=env)
+    assert f"{name} (" in doctor.stdout, doctor.stdout
+    clean = _meshbed("doctor", "--clean-orphans", name, env=env)
+    assert clean.returncode == 0 and name in clean.stdout, clean.stderr + clean.stdout
+    assert leftovers(name) == []

@@ -43,6 +43,12 @@ def _run(c: Any, image: str, *args: str) -> str:
     return out.decode() if isinstance(out, bytes) else str(out)
 
 
+def _run_python(c: Any, image: str, code: str) -> str:
+    out = c.containers.run(image, ["-c", code], entrypoint="python3", remove=True,
+                           network_disabled=True, stdout=True, stderr=True)
+    return out.decode() if isinstance(out, bytes) else str(out)
+
+
 def test_offline_base_runs_the_agent(docker_client: Any, tmp_path: Path) -> None:
     c = docker_client
     suffix = uuid.uuid4().hex[:8]
@@ -61,6 +67,11 @@ def test_offline_base_runs_the_agent(docker_client: Any, tmp_path: Path) -> None
     assert attrs["Config"]["Entrypoint"] == ["python3", "/opt/meshbed/peer.pyz"]
     out = _run(c, tag, "run", "--help")
     assert "--data-dir" in out, out
+    # the agent was precompiled by the base's own interpreter, and those .pyc are used
+    out = _run_python(
+        c, tag, "import sys; sys.path[:0] = ['/opt/meshbed/peer.pyz', "
+        "'/opt/meshbed/peer.pyz/_vendor']; import peer.cli; print(peer.cli.__cached__)")
+    assert out.strip().endswith("peer/cli.pyc"), out
     # the tag follows the agent and the base: same inputs, same tag
     assert images.peer_tag(c, agent, base) == images.peer_tag(c, agent, base)
 

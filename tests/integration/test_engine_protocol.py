@@ -4,6 +4,7 @@ counted in meshbed_protocol_errors_total{reason}, and the agent keeps serving.""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from swarm_support import Content, make_agent, make_content, sample
 
-from peer import engine, wire
+from peer import connection, engine, torrent, wire
 from peer.engine import Agent
 
 MiB = 1 << 20
@@ -189,3 +190,59 @@ def test_out_of_range_block_from_a_seed_disconnects_the_downloader(tmp_path: Pat
             server.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_peer_that_never_reads_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests while choked are rejected (BEP 6); a peer that floods them and never reads
+    the rejects must not make the agent buffer without bound."""
+    monkeypatch.setattr(connection, "MAX_SEND_BACKLOG", 64 * 1024)
+
+    async def body(a: Agent, content: Content) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", a.wire_port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, FAST))
+        reader._transport.pause_reading()  # type: ignore[attr-defined]
+        chunk = wire.encode(wire.Request(0, 0, 16 * 1024)) * 20_000
+        try:
+            for _ in range(60):  # at most 15 MB of requests
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), 10)
+                if _errors(a, "not_reading"):
+                    break
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        assert _errors(a, "not_reading") == 1
+        writer.close()
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_keepalives_are_sent_and_silent_peers_dropped(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torrent, "KEEPALIVE_SECONDS", 1.0)
+    monkeypatch.setattr(torrent, "IDLE_SECONDS", 3.0)
+
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await _connect(a, content)
+        keepalives = 0
+        t0 = asyncio.get_running_loop().time()
+        try:
+            while True:
+                (n,) = struct.unpack(">I", await asyncio.wait_for(reader.readexactly(4), 10))
+                if n == 0:
+                    keepalives += 1
+                else:
+                    await reader.readexactly(n)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        elapsed = asyncio.get_running_loop().time() - t0
+        assert keepalives >= 1
+        assert 2.5 <= elapsed <= 8.0  # dropped for silence after IDLE_SECONDS
+        writer.close()
+
+    _run(tmp_path, body)

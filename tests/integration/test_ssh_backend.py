@@ -228,3 +228,35 @@ def test_down_from_state_alone(ssh_lab: SshLab, tmp_path: Path) -> None:
     assert ssh_lab.agent_pids() == []
     assert not (ssh_lab.shared_dir / "meshbed" / "crashy").exists()
     assert not (home / "crashy").exists()
+
+
+def test_deploy_through_a_jump_host(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """dev-2 is reached through dev-0 (a bastion that is itself an inventory device)."""
+    inv = tmp_path / "inv.yaml"
+    doc = yaml.safe_load(ssh_lab.inventory_path.read_text())
+    doc["devices"]["dev-2"]["jump"] = "dev-0"
+    inv.write_text(yaml.safe_dump(doc))
+    topo = load_topology(topology(ssh_lab, tmp_path, "viajump", inventory=inv, extra_group=False))
+    hosts = {d.name: d.host for d in ssh_lab.devices}
+
+    async def go() -> dict[str, object]:
+        mesh = Mesh(topo, home=tmp_path / "home")
+        await mesh.up()
+        try:
+            backend = mesh.backends["ssh"]
+            # the bastion got its own (one) connection, reused as the tunnel
+            assert sorted(backend.pool.names()) == ["dev-0", "dev-1", "dev-2"]
+            assert backend.sessions["dev-2"].conn.target.jump is not None
+            assert mesh.endpoints["leechers-1"].api.startswith(hosts["dev-2"] + ":")
+            await mesh.play()
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    assert report["ok"], report
+    assert ssh_lab.agent_pids() == []
+    # dev-2's sshd saw the login come from the bastion's address, not from this host
+    accepted = [line for line in (ssh_lab.devices[2].dir / "sshd.log").read_text().splitlines()
+                if "Accepted publickey" in line]
+    assert accepted and f"from {hosts['dev-0']} " in accepted[-1], accepted[-3:]

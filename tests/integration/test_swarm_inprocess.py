@@ -96,3 +96,33 @@ def test_leecher_restarted_mid_fetch_resumes_without_refetching(tmp_path: Path) 
             await leecher.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_client_server_fetchers_never_upload_and_stick_to_given_peers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        content = make_content(tmp_path, 8 * MiB, 256 * 1024)
+        h = content.meta.hexhash
+        seeder = make_agent(tmp_path, "seeders-0", up_mbit=200)
+        fetchers = [make_agent(tmp_path, f"fetchers-{i}") for i in range(3)]
+        agents = [seeder, *fetchers]
+        try:
+            for a in agents:
+                await a.start()
+            await seeder.share(content.meta, content.path)
+            for a in fetchers:
+                await a.fetch(content.meta, [addr(seeder)], pex=False, upload=False,
+                              sha256=content.sha256)
+            await wait_complete(fetchers, content.meta, timeout=45)
+            for a in fetchers:
+                st = a.status()["torrents"][h]
+                assert st["verified"] is True and st["upload"] is False
+                assert st["uploaded"] == 0 and st["bytes_to"] == {}
+                assert set(st["bytes_from"]) == {"seeders-0"}
+                assert set(a.torrents[content.meta.info_hash].known) == {addr(seeder)}
+            assert seeder.status()["torrents"][h]["uploaded"] >= 3 * content.meta.length
+        finally:
+            for a in agents:
+                await a.close()
+
+    asyncio.run(scenario())

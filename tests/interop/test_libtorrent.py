@@ -58,11 +58,14 @@ def test_meshbed_seeds_libtorrent_downloads(
     assert t is not None and t["uploaded"] >= shared["size"], t
 
 
-def test_libtorrent_seeds_meshbed_downloads(tmp_path: Path, cleanup: list[object]) -> None:
+@pytest.mark.parametrize("v1_only", [True, False], ids=["v1", "lt-default-hybrid"])
+def test_libtorrent_seeds_meshbed_downloads(
+    tmp_path: Path, cleanup: list[object], v1_only: bool
+) -> None:
     src = tmp_path / "lt" / "paper.bin"
     src.parent.mkdir(parents=True)
     src.write_bytes(os.urandom(5 * 1024 * 1024 + 4321))
-    torrent = make_torrent(src, PIECE)
+    torrent = make_torrent(src, PIECE, v1_only)
     lt_peer = LtPeer(src.parent)
     cleanup.append(lt_peer)
     lt_peer.add(torrent)

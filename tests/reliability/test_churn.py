@@ -92,3 +92,30 @@ def test_churn_everyone_completes_and_restarted_peers_resume(tmp_path: Path, bac
             assert had > 0 and resumed is not None and resumed >= had, (name, had, f)
             since_restart = sum(f["bytes_from"].values())
             assert since_restart <= (chunks - resumed + 10) * CHUNK, (name, resumed, since_restart)
+
+
+def test_peer_down_when_the_fetch_starts_fetches_after_restart(tmp_path: Path) -> None:
+    """A peer that is dead when the fetch event fires must fetch once it is started again."""
+    doc = {
+        "seed": 5,
+        "groups": {"seeders": {"count": 1}, "leechers": {"count": 3}},
+        "content": {"blob": {"size": "2MiB", "seeders": ["seeders"]}},
+        "scenario": [
+            {"at": "0s", "kill": "leechers-1"},
+            {"at": "1s", "fetch": {"content": "blob", "by": "leechers"}},
+            {"at": "3s", "start": "leechers-1"},
+        ],
+        "expect": {"all_complete_within": "60s"},
+    }
+    topo, _ = write_topology(tmp_path, "local", "late", doc)
+    mesh = Mesh(topo, home=tmp_path / "home")
+
+    async def body() -> dict[str, Any]:
+        await mesh.up()
+        await mesh.play()
+        return mesh.report()
+
+    report = run(with_mesh(mesh, body()), 120)
+    f = report["nodes"]["leechers-1"]["fetches"].get("blob")
+    assert f is not None and f["complete"] and f["verified"], report["nodes"]["leechers-1"]
+    assert report["ok"] is True, (report["reason"], report["expect"])

@@ -42,8 +42,9 @@ def test_seeder_dies_once_every_chunk_is_elsewhere(tmp_path: Path, backend: str)
         # Once one leecher holds every chunk, every chunk exists somewhere else.
         for _ in range(600):
             statuses = await mesh.statuses()
-            haves = {n: next(iter((st or {}).get("torrents", {}).values()), {})
-                     for n, st in statuses.items() if n.startswith("leechers-")}
+            haves: dict[str, dict[str, Any]] = {
+                n: next(iter((st or {}).get("torrents", {}).values()), {})
+                for n, st in statuses.items() if n.startswith("leechers-")}
             if any(t.get("complete") for t in haves.values()):
                 at_kill.update({n: bool(t.get("complete")) for n, t in haves.items()})
                 await mesh.kill(["seeders-0"])

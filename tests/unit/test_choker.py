@@ -10,8 +10,9 @@ from peer.choker import Candidate, RateMeter, pick_optimistic, pipeline_bytes, r
 
 
 def cand(key: str, interested: bool = True, rate_from: float = 0.0, rate_to: float = 0.0,
-         unchoked: bool = False, since: float = 0.0, connected_at: float = 0.0) -> Candidate:
-    return Candidate(key, interested, rate_from, rate_to, unchoked, since, connected_at)
+         unchoked: bool = False, since: float = 0.0, connected_at: float = 0.0,
+         missing: int = 0) -> Candidate:
+    return Candidate(key, interested, rate_from, rate_to, unchoked, since, connected_at, missing)
 
 
 @pytest.mark.timeout(10)
@@ -82,3 +83,12 @@ def test_rate_meter_windows_over_two_seconds() -> None:
     m.tick(4.0)
     assert m.rate == pytest.approx(0)
     assert m.total == 4000
+
+
+@pytest.mark.timeout(10)
+def test_neediest_policy_serves_the_peers_furthest_behind() -> None:
+    cands = [cand("almost", missing=2, rate_from=100), cand("behind", missing=90),
+             cand("middle", missing=40), cand("done", missing=0, interested=False)]
+    for seeding in (False, True):
+        assert regular_unchokes(cands, 2, seeding=seeding, now=0, policy="neediest") == [
+            "behind", "middle"]

@@ -139,3 +139,33 @@ def test_jump_targets() -> None:
     assert t2.jump is not None
     assert (t2.jump.user, t2.jump.host, t2.jump.port) == ("admin", "gw.lab", 2200)
     assert SshTarget(name="x", host="h", port=2222).host_pattern == "[h]:2222"
+
+
+def test_tc_commands_over_ssh() -> None:
+    from orchestrator.backends.ssh import shaping
+
+    ifb = shaping.ifb_name("mesh", "node-1")
+    assert ifb.startswith("mbi") and len(ifb) <= 15  # IFNAMSIZ
+    assert ifb != shaping.ifb_name("mesh", "node-2")
+    both = shaping.apply_command("eth0", ifb, 8_000_000, 20_000_000)
+    assert both.startswith("set -e; ")
+    assert "tc qdisc replace dev eth0 root handle 1: tbf rate 8000000bit" in both
+    assert f"mirred egress redirect dev {ifb}" in both
+    assert f"tc qdisc replace dev {ifb} root handle 1: tbf rate 20000000bit" in both
+    up_only = shaping.apply_command("eth0", ifb, 8_000_000, None)
+    assert "ingress 2>/dev/null || true" in up_only and f"ip link del {ifb}" in up_only
+    none = shaping.apply_command("eth0", ifb, None, None)
+    assert "tbf" not in none and "del dev eth0 root 2>/dev/null || true" in none
+
+
+def test_fresh_dirs_take_the_token_from_stdin() -> None:
+    from orchestrator.backends.ssh.deploy import fresh_dirs_command, node_paths
+
+    paths = node_paths("/home/pi/.local/share", "/data", "demo", "pis-0")
+    assert paths.run_dir == "/home/pi/.local/share/meshbed/demo/pis-0"
+    assert paths.data_dir == "/data/meshbed/demo/pis-0/data"
+    cmd = fresh_dirs_command(paths)
+    assert "umask 077 && cat >/home/pi/.local/share/meshbed/demo/pis-0/token" in cmd
+    assert "chmod 700" in cmd
+    with pytest.raises(ValueError):
+        node_paths("/x", "/x", "demo", "../etc")

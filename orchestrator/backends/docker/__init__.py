@@ -152,15 +152,13 @@ class DockerBackend(Backend):
         await self._remove_volumes()
         net = await self._call(networks.create, self.client, mesh)
         self.ctx.state["network"] = net
+        self.ctx.state["attach"] = (
+            "veth" if networks.veth_attach_available(self.client) else "docker"
+        )
         addrs = networks.node_addresses(net["subnet"], len(nodes))
         for node, ip in zip(nodes, addrs):
-            self._nodes[node.name] = {
-                "container": labels.container_name(mesh, node.name),
-                "volume": containers.volume_name(mesh, node.name),
-                "ip": ip,
-                "group": node.group,
-                "swept": True,  # prepare removed the mesh's leftovers: no per-node sweep
-            }
+            self._nodes[node.name] = self._plan(node, ip)
+            self._nodes[node.name]["swept"] = True  # prepare swept leftovers: no per-node sweep
         self.ctx.save()
         self._deploy_started = time.monotonic()
         self._deployed = 0
@@ -173,12 +171,33 @@ class DockerBackend(Backend):
         count = len(used) + 1
         ip = next(a for a in networks.node_addresses(self.ctx.state["network"]["subnet"], count)
                   if a not in used)
-        self._nodes[node.name] = {
-            "container": labels.container_name(self.ctx.mesh, node.name),
-            "volume": containers.volume_name(self.ctx.mesh, node.name),
-            "ip": ip, "group": node.group,
-        }
+        self._nodes[node.name] = self._plan(node, ip)
         self.ctx.save()
+
+    def _plan(self, node: Node, ip: str) -> dict[str, Any]:
+        mesh = self.ctx.mesh
+        entry: dict[str, Any] = {
+            "container": labels.container_name(mesh, node.name),
+            "volume": containers.volume_name(mesh, node.name),
+            "ip": ip,
+            "group": node.group,
+        }
+        if self.ctx.state.get("attach") == "veth":
+            entry["veth"] = networks.veth_name(mesh, node.name)
+        return entry
+
+    async def _attach(self, node: Node) -> None:
+        """Veth mode: plug the (re)started container into the mesh bridge."""
+        entry = self._entry(node)
+        if not entry.get("veth"):
+            return
+        pid = await self._call(containers.pid, self.client, entry["container"])
+        if pid is None:
+            logs = await self.logs(node)
+            raise DeployError(f"backend docker: {entry['container']} exited at once:\n{logs}")
+        net = self.ctx.state["network"]
+        await networks.attach_veth(pid, entry["veth"], net["bridge"], entry["ip"],
+                                   int(net["subnet"].split("/")[1]))
 
     def _spec(self, node: Node) -> containers.ContainerSpec:
         entry = self._entry(node)
@@ -197,7 +216,8 @@ class DockerBackend(Backend):
         res = node.resources
         return containers.ContainerSpec(
             name=entry["container"], image=image, args=args,
-            network=self.ctx.state["network"]["name"], ip=entry["ip"], volume=entry["volume"],
+            network="none" if entry.get("veth") else self.ctx.state["network"]["name"],
+            ip=entry["ip"], volume=entry["volume"],
             labels=labels.node_labels(self.ctx.mesh, node.name, node.group),
             nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
             mem_limit=res.memory_bytes or None,
@@ -213,6 +233,9 @@ class DockerBackend(Backend):
         try:
             await self._call(containers.create_and_start, self.client, spec, self.ctx.token,
                              clean)
+            await self._attach(node)
+        except DeployError:
+            raise
         except Exception as exc:
             raise DeployError(f"backend docker: starting {spec.name} failed: {exc}") from exc
         async with self._lock:
@@ -231,6 +254,7 @@ class DockerBackend(Backend):
     async def start(self, node: Node) -> Endpoint:
         name = self._entry(node)["container"]
         await self._call(containers.start, self.client, name)
+        await self._attach(node)
         # the new veth pair has no qdisc yet: put the node's last link back
         last = self.ctx.state.get("links", {}).get(node.name)
         if last:
@@ -246,6 +270,7 @@ class DockerBackend(Backend):
         bridge = self.ctx.state.get("network", {}).get("bridge") or labels.bridge_name(mesh)
         await asyncio.to_thread(shaping.remove_partition, mesh, bridge)
         self.ctx.state.pop("partition", None)
+        await asyncio.to_thread(networks.delete_veths, mesh)
         nets = {net["Id"] for net in await self._call(networks.find, self.client, mesh)}
         if self.ctx.state.get("network", {}).get("name"):
             nets.add(self.ctx.state["network"]["name"])
@@ -301,7 +326,7 @@ class DockerBackend(Backend):
         uncapped = link.up_bps is None and link.down_bps is None
         never_capped = before is None or (before["up_bps"] is None and before["down_bps"] is None)
         if not (uncapped and never_capped):  # a fresh veth has no qdisc to remove
-            await shaping.shape(pid, link.up_bps, link.down_bps)
+            await shaping.shape(pid, link.up_bps, link.down_bps, self._entry(node).get("veth"))
         applied = set(RATE_FIELDS)
         if shaping.kernel_delay_available():
             await shaping.delay(pid, link.latency_ms, link.jitter_ms, link.loss)

@@ -25,7 +25,7 @@ class ContainerSpec:
     name: str
     image: str
     args: list[str]  # the agent's arguments (after the image's ENTRYPOINT)
-    network: str
+    network: str  # docker network to attach to, or "none" (the backend plugs a veth in)
     ip: str
     volume: str
     labels: dict[str, str]
@@ -62,9 +62,11 @@ def create_and_start(client: Any, spec: ContainerSpec, token: str, clean: bool =
             type="json-file", config={"max-size": "2m", "max-file": "1"}
         ),
     )
-    networking = api.create_networking_config(
-        {spec.network: api.create_endpoint_config(ipv4_address=spec.ip)}
-    )
+    networking = None
+    if spec.network != "none":
+        networking = api.create_networking_config(
+            {spec.network: api.create_endpoint_config(ipv4_address=spec.ip)}
+        )
     created = api.create_container(
         spec.image,
         command=spec.args,
@@ -204,18 +206,21 @@ def logs(client: Any, name: str, tail: int = 200) -> str:
     return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
 
 
-def memory_bytes(client: Any, cid: str) -> Optional[int]:
-    """Memory charged to the container's cgroup (v1 or v2), read from /sys: no stats call."""
-    candidates = [
-        Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes"),
-        Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current"),
-        Path(f"/sys/fs/cgroup/docker/{cid}/memory.current"),
-    ]
-    for p in candidates:
+def memory_bytes(cid: str) -> Optional[int]:
+    """Memory charged to the container's cgroup (v1 or v2) minus inactive page cache (what
+    `docker stats` shows), read from /sys: no slow stats call. None when not found."""
+    for usage_f, stat_f, cache_key in (
+        (f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes",
+         f"/sys/fs/cgroup/memory/docker/{cid}/memory.stat", "total_inactive_file"),
+        (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.current",
+         f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/memory.stat", "inactive_file"),
+    ):
         try:
-            return int(p.read_text().strip())
+            usage = int(Path(usage_f).read_text())
+            stat = dict(line.split() for line in Path(stat_f).read_text().splitlines())
         except (OSError, ValueError):
             continue
+        return usage - int(stat.get(cache_key, 0))
     return None
 
 

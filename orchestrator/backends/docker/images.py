@@ -27,6 +27,7 @@ from orchestrator.errors import DeployError
 
 DEFAULT_BASE = "python:3.12-slim"
 OFFLINE_BASE = "meshbed/base:offline"
+PYTHON_LABEL = "meshbed.python"  # on the offline base: the host interpreter it was made from
 PEER_REPO = "meshbed/peer"
 REGISTRY_HOST = "registry-1.docker.io"
 
@@ -76,7 +77,8 @@ def image_exists(client: Any, ref: str) -> bool:
 
 
 def registry_reachable(host: str = REGISTRY_HOST, timeout: float = 2.0) -> bool:
-    """Whether the registry's name resolves, within ``timeout`` (no traffic to the registry).
+    """Whether the registry's name resolves and its port 443 accepts a connection, each
+    within ``timeout``: a firewalled registry must not make `up` hang in a pull.
 
     getaddrinfo has no timeout of its own, so it runs in a daemon thread we stop waiting for.
     """
@@ -84,14 +86,24 @@ def registry_reachable(host: str = REGISTRY_HOST, timeout: float = 2.0) -> bool:
 
     def resolve() -> None:
         try:
-            socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
-            result.append(True)
+            addrs = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
         except OSError:
             result.append(False)
+            return
+        for family, kind, proto, _, sockaddr in addrs[:2]:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(timeout)
+                    sock.connect(sockaddr)
+                result.append(True)
+                return
+            except OSError:
+                continue
+        result.append(False)
 
     t = threading.Thread(target=resolve, daemon=True)
     t.start()
-    t.join(timeout)
+    t.join(timeout * 3)
     return bool(result and result[0])
 
 
@@ -99,12 +111,17 @@ def registry_reachable(host: str = REGISTRY_HOST, timeout: float = 2.0) -> bool:
 
 
 def _host_python(python: str) -> tuple[Path, Path]:
-    """(interpreter binary, stdlib dir) of the host's system Python."""
-    out = subprocess.run(
-        [python, "-c", "import sys,sysconfig;print(sys.executable);"
-         "print(sysconfig.get_paths()['stdlib'])"],
-        capture_output=True, text=True, timeout=20, check=True,
-    ).stdout.split("\n")
+    """(interpreter binary, stdlib dir) of the host's system Python (3.9+, as the agent)."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys,sysconfig;print(sys.executable);"
+             "print(sysconfig.get_paths()['stdlib']);print(int(sys.version_info >= (3, 9)))"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DeployError(f"backend docker: no usable {python} for an offline base: {exc}") from exc
+    if out[2] != "1":
+        raise DeployError(f"backend docker: {python} is older than 3.9; the agent needs 3.9+")
     return Path(os.path.realpath(out[0])), Path(out[1])
 
 
@@ -182,7 +199,8 @@ def write_host_rootfs(out: Path, python: str = "/usr/bin/python3") -> int:
                        and d != "dist-packages"]
             for f in files:
                 src = os.path.join(root, f)
-                if ".opt-" in f or not os.path.exists(src):  # dangling link (e.g. Debian's sitecustomize.py)
+                # optimized .pyc are never used; a dangling link (Debian's sitecustomize.py)
+                if ".opt-" in f or not os.path.exists(src):
                     continue
                 if f.endswith(".so"):
                     if _DYNLOAD_SKIP.match(f):
@@ -211,6 +229,7 @@ def build_offline_base(client: Any, tag: str = OFFLINE_BASE, python: str = "/usr
                 "ENV PYTHONDONTWRITEBYTECODE=1",
                 "WORKDIR /data",
                 f"LABEL {labels.MANAGED}=1",
+                f"LABEL {PYTHON_LABEL}={python}",
             ],
         )
     if not image_exists(client, tag):
@@ -245,6 +264,37 @@ def build_debootstrap_base(client: Any, tag: str = OFFLINE_BASE, suite: str = "b
 # --- the peer image -------------------------------------------------------------------------
 
 
+# Run by the base's own interpreter: adds unchecked hash-based .pyc files (PEP 552) beside
+# the sources in the zipapp; zipimport loads them (it never writes a cache itself), which
+# halves each agent's start-up CPU. Another Python ignores them (bad magic) and compiles.
+_PRECOMPILE = """
+import importlib.util, marshal, sys, zipfile
+src, dst = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+    for info in zin.infolist():
+        data = zin.read(info)
+        zout.writestr(info, data)
+        if info.filename.endswith(".py") and info.filename != "__main__.py":
+            code = compile(data, info.filename, "exec", dont_inherit=True)
+            pyc = importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+            pyc += importlib.util.source_hash(data) + marshal.dumps(code)
+            zout.writestr(info.filename[:-3] + ".pyc", pyc)
+"""
+
+
+def precompiled_pyz(pyz: Path, python: str, out: Path) -> Optional[Path]:
+    """``pyz`` plus .pyc files made by ``python`` (the base image's interpreter, present on
+    this host), or None when that is not possible."""
+    if not os.path.exists(python):
+        return None
+    try:
+        subprocess.run([python, "-c", _PRECOMPILE, str(pyz), str(out)], check=True,
+                       capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out
+
+
 def _context_tar(pyz: Path) -> io.BytesIO:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -265,13 +315,22 @@ def build_peer_image(client: Any, pyz: Path, base: str, tag: Optional[str] = Non
 
     tag = tag or peer_tag(client, pyz, base)
     t0 = time.monotonic()
+    # a base made from this host's Python names it: precompile the agent with it
+    base_python = ((client.images.get(base).attrs.get("Config") or {}).get("Labels") or {}).get(
+        PYTHON_LABEL)
+    tmp = tempfile.TemporaryDirectory(prefix="meshbed-pyz-")
     try:
+        shipped = pyz
+        if base_python:
+            shipped = precompiled_pyz(pyz, base_python, Path(tmp.name) / "peer.pyz") or pyz
         client.images.build(
-            fileobj=_context_tar(pyz), custom_context=True, tag=tag, pull=False, rm=True,
+            fileobj=_context_tar(shipped), custom_context=True, tag=tag, pull=False, rm=True,
             forcerm=True, buildargs={"BASE": base}, labels={labels.MANAGED: "1"},
         )
     except (docker.errors.BuildError, docker.errors.APIError) as exc:
         raise DeployError(f"backend docker: building {tag} on {base} failed: {exc}") from exc
+    finally:
+        tmp.cleanup()
     say(f"docker: built {tag} on {base} in {time.monotonic() - t0:.1f} s")
     _remove_stale(client, tag)
     return tag

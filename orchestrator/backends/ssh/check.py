@@ -26,6 +26,7 @@ class DeviceCheck:
     cap_bytes: Optional[int] = None
     skew_seconds: Optional[float] = None
     detach: Optional[str] = None
+    kernel_shaping: bool = False  # tc usable: root there and the profile allows it
     problems: list[str] = field(default_factory=list)  # each makes the device unusable
     warnings: list[str] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
     result.free_bytes = probe.free_bytes
     result.python = probe.python_text
     result.detach = probe.detach_method(profile)
+    result.kernel_shaping = probe.tc_usable(profile)
     if probe.python_version is None:
         result.problems.append(f"no Python at {python!r}")
     elif probe.python_version[:2] < profile.min_python:

@@ -9,7 +9,15 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from orchestrator.backends.docker import DockerBackend, client, containers, images, labels, shaping
+from orchestrator.backends.docker import (
+    DockerBackend,
+    client,
+    containers,
+    images,
+    labels,
+    networks,
+    shaping,
+)
 
 
 def skip_reason() -> Optional[str]:
@@ -22,7 +30,7 @@ def setup() -> None:
 
     c = client()
     try:
-        images.ensure_peer_image(c, pyz.ensure_pyz(), offline=None, say=lambda _: None)
+        images.ensure_peer_image(c, pyz.ensure_pyz(), offline=True, say=lambda _: None)
     finally:
         c.close()
 
@@ -57,6 +65,7 @@ def leftovers(mesh: Any) -> list[str]:
         except OSError:
             ports = []
         found += [f"veth {p} (on {bridge})" for p in ports]
+    found += [f"veth {v}" for v in networks.mesh_veths(name)]
     found += [f"iptables {r}" for r in shaping.rules_mentioning([bridge,
                                                                   labels.chain_name(name)])]
     return found
