@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -50,6 +51,11 @@ scenario:
 
 
 async def one_run(home: Path, strategy: str, leechers: int, size: str) -> dict[str, Any]:
+    # SIGTERM/SIGINT (e.g. from `timeout`) cancel the run so its `finally` tears the mesh down.
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     name = "bench-eff-" + ("swarm" if strategy == "swarm" else "cs")
     topo = load_topology_text(TOPOLOGY.format(name=name, strategy=strategy, leechers=leechers, size=size))
     mesh = Mesh(topo, home=home, say=lambda m: print(f"  [{strategy}] {m}", file=sys.stderr))
@@ -60,7 +66,7 @@ async def one_run(home: Path, strategy: str, leechers: int, size: str) -> dict[s
         wall = time.monotonic() - started
         report = mesh.report()
     finally:
-        await mesh.down()
+        await asyncio.shield(mesh.down())
     d = report["distribution"]["movie"]
     finishes = sorted(f["seconds"] for n in report["nodes"].values() for f in n["fetches"].values()
                       if f["seconds"] is not None)

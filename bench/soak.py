@@ -41,6 +41,9 @@ from orchestrator.engine import Mesh  # noqa: E402
 from orchestrator.loader import load_topology  # noqa: E402
 
 SIZES_MIB = (1, 2, 4)
+# Same pid but a start time this much later = a new agent (containers reuse pids). Polls can
+# be late by a second or two; a restart in the soak is at least 2 s after the kill.
+RESTART_GAP = 3.0
 SEEDERS = 2
 
 
@@ -108,7 +111,8 @@ class Sampler:
         self.mesh = mesh
         # (node, pid) -> [(minutes, RSS MiB, fds, fds not explained by torrents and peers)]
         self.series: dict[tuple[str, int], list[tuple[float, float, int, int]]] = {}
-        self.last_have: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}  # node -> (pid, {ih: (have, piece_len)})
+        # node -> (pid, start time, {infohash: (pieces held, piece length)}) at the last poll
+        self.last_have: dict[str, tuple[int, float, dict[str, tuple[int, int]]]] = {}
         self.lost_bytes = 0
         self.restarts_checked = 0
         self.t0 = time.monotonic()
@@ -119,16 +123,19 @@ class Sampler:
             if not st:
                 continue
             pid = int(st.get("pid") or 0)
+            born = time.time() - float(st.get("uptime") or 0.0)  # when this agent started
             torrents = st.get("torrents", {})
             prev = self.last_have.get(node)
-            if prev is not None and prev[0] != pid:  # restarted: did it find what it had?
+            new = prev is not None and (prev[0] != pid or abs(born - prev[1]) > RESTART_GAP)
+            if prev is not None and new:
+                # restarted (new pid, or the same pid in a fresh container): did it find what it had?
                 self.restarts_checked += 1
-                for ih, (had, plen) in prev[1].items():
+                for ih, (had, plen) in prev[2].items():
                     t = torrents.get(ih)
                     if t is not None:
                         found = int(t.get("resumed_pieces") or 0)
                         self.lost_bytes += max(0, had - found) * plen
-            self.last_have[node] = (pid, {
+            self.last_have[node] = (pid, born if prev is None or new else prev[1], {
                 ih: (int(t.get("have") or 0), int(t.get("piece_length") or 0))
                 for ih, t in torrents.items()})
             rss, fds = proc_usage(pid)

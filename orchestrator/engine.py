@@ -148,7 +148,8 @@ class Mesh:
             self.state.save()
             self._publish_targets(start_monitor=topo.monitoring)
         except BaseException as exc:
-            self.say(f"deploy failed: {_first_line(exc)}; rolling back")
+            interrupted = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+            self.say(("interrupted" if interrupted else f"deploy failed: {_first_line(exc)}") + "; rolling back")
             await asyncio.shield(self.down())
             if isinstance(exc, (MeshbedError, asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise

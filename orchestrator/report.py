@@ -3,8 +3,9 @@
 Fixed keys: name, backend, ok, contents{size, chunks, infohash, sha256},
 distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_seconds},
 nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
-Extra keys: reason, deploy_seconds, expect, events, problems, per fetch redownloaded/
-resumed_pieces, per content fetchers/verified/redownloaded_bytes.
+Extra keys: reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
+resumed_pieces; per content fetchers, verified, redownloaded_bytes, first_seconds,
+seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         d["fetchers"] = len(fs_list)
         d["verified"] = sum(1 for fs in fs_list if fs.verified)
         d["redownloaded_bytes"] = sum(int(fs.torrent.get("redownloaded") or 0) for fs in fs_list)
+        done = [f - started for f in finishes if f is not None and started is not None]
+        d["first_seconds"] = _r(min(done)) if done else None  # spread = seconds - first_seconds
+        seeders = set(topo.content(name).seeders)
+        from_seeders = sum(int(v) for fs in fs_list for k, v in (fs.torrent.get("bytes_from") or {}).items()
+                           if k in seeders)
+        d["seeder_copies"] = _r(from_seeders / mesh.contents[name].size, 2)
         report["distribution"][name] = d
         if fs_list:
             efficiencies[name] = d["efficiency"]

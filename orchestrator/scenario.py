@@ -4,7 +4,9 @@ Two tasks: the timeline (events at ``t0 + at``) and the poller (GET /status of e
 about once a second, samples kept in memory and appended to ``<mesh>/samples.jsonl``).
 The run ends when the timeline is over and every fetch is complete and verified, at the
 expectation's deadline or ``topology.timeout``, or when a content cannot complete any more
-(every source dead and no progress for ``STUCK_SECONDS``).
+(every source dead and no progress for ``STUCK_SECONDS``), or when the timeline is over and
+no unfinished fetch has received a byte for ``STALL_SECONDS`` (an agent bug or a partition
+never healed: better a clear verdict than waiting for the timeout).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 POLL_INTERVAL = 1.0
 STUCK_SECONDS = 10.0
+STALL_SECONDS = 60.0
 RANDOM_BOOTSTRAP = 6  # random other nodes given to each fetcher besides the seeders
 CLOCK_SLACK = 2.0  # agent clocks within this of ours are taken as ours
 
@@ -86,7 +89,9 @@ class Player:
         self.problems: list[str] = []
         self.timeline_done = False
         self.last: dict[str, Optional[dict[str, Any]]] = {}
-        self._progress_at: dict[str, tuple[int, float]] = {}  # content -> (pieces, when it last grew)
+        self._progress_at: dict[str, tuple[int, float]] = {}  # content -> (bytes, when it last grew)
+        self._moved_at: tuple[int, float] = (-1, 0.0)  # bytes into unfinished fetches, when it grew
+        self.stalled: list[str] = []
         self.samples_path = mesh.state.dir / "samples.jsonl"
         self.samples: list[dict[str, Any]] = []
         self.t0 = 0.0
@@ -240,9 +245,10 @@ class Player:
             have, want = sample.progress.get(name, (0, 0))
             if want == 0 or sample.done.get(name, (0, 1))[0] == sample.done.get(name, (0, 1))[1]:
                 continue
+            got = sum(int(fs.torrent.get("downloaded") or 0) for (n, cn), fs in self.fetches.items() if cn == name)
             prev = self._progress_at.get(name)
-            if prev is None or have > prev[0]:
-                self._progress_at[name] = (have, now)
+            if prev is None or got > prev[0]:
+                self._progress_at[name] = (got, now)
                 continue
             content = self.topo.content(name)
             candidates = list(content.seeders)
@@ -257,6 +263,22 @@ class Player:
             if not alive_source and now - prev[1] >= STUCK_SECONDS:
                 out.append(name)
         return out
+
+    def _stalled(self, now: float) -> list[str]:
+        """Unfinished fetches (as "node (have/pieces)") when none received a byte for
+        STALL_SECONDS after the timeline ended; else []."""
+        if not self.timeline_done:
+            self._moved_at = (-1, now)
+            return []
+        open_fetches = [fs for fs in self.fetches.values()
+                        if not fs.complete and fs.node not in self.mesh.dead]
+        got = sum(int(fs.torrent.get("downloaded") or 0) for fs in open_fetches)
+        if got != self._moved_at[0]:
+            self._moved_at = (got, now)
+            return []
+        if not open_fetches or now - self._moved_at[1] < STALL_SECONDS:
+            return []
+        return [f"{fs.node} ({fs.torrent.get('have', 0)}/{fs.torrent.get('pieces', '?')})" for fs in open_fetches]
 
     def _all_done(self) -> bool:
         if not self.timeline_done:
@@ -299,6 +321,11 @@ class Player:
                     for name in stuck:
                         self.mesh.say(f"content {name} cannot complete: every node that has it is down")
                     break
+                self.stalled = self._stalled(now)
+                if self.stalled:
+                    reason = "stalled"
+                    self.mesh.say(f"no data moved for {STALL_SECONDS:.0f}s; stalled: {', '.join(self.stalled)}")
+                    break
                 if now >= deadline:
                     reason = "deadline" if expect is not None and expect <= self.topo.timeout else "timeout"
                     break
@@ -309,5 +336,6 @@ class Player:
         return PlayResult(
             t0=self.t0, ended=time.time(), reason=reason, fetch_started=dict(self.fetch_started),
             fetches=self.fetches, events=self.events, stuck=stuck, last=self.last,
-            problems=self.problems, samples=self.samples,
+            problems=self.problems + ([f"stalled: {', '.join(self.stalled)}"] if self.stalled else []),
+            samples=self.samples,
         )

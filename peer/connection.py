@@ -90,7 +90,6 @@ class PeerConnection:
         self.next_pex = now + 1.0
         self.pex_round = 0
         self.pex_greeted = False
-        self._messages = 0  # non-extended messages received (bitfield must be the first)
         self.closed = False
         self.registered = False
         self.silent = agent.hostile == "stall"  # test mode: handshake, then never a word
@@ -257,17 +256,13 @@ class PeerConnection:
                 continue
             if body[0] == wire.PIECE and n > 9:
                 index, begin = _II.unpack_from(body, 1)
-                self._messages += 1
                 torrent.on_block(self, index, begin, memoryview(body)[9:])
             else:
                 self._dispatch(wire.decode(body))
 
     def _dispatch(self, msg: wire.Message) -> None:
         t = self.torrent
-        first = self._messages == 0
         kind = type(msg)
-        if kind is not wire.Extended:
-            self._messages += 1
         if kind is wire.Request:
             self._on_request(msg)  # type: ignore[arg-type]
         elif kind is wire.Have:
@@ -293,15 +288,13 @@ class PeerConnection:
             except ValueError:
                 pass
         elif kind is wire.Bitfield:
-            if not first:
-                raise ProtocolError("late_bitfield")
+            # BEP 3 wants it first, but real clients (aria2) send HAVE_NONE, allowed-fast
+            # sets, then one or more bitfields: a later one replaces the earlier state.
             bits = wire.Bitfield.from_bytes(t.meta.num_pieces, msg.to_bytes())  # type: ignore[union-attr]
             t.on_bitfield(self, bits)
         elif kind is wire.HaveAll or kind is wire.HaveNone:
             if not self.fast:
                 raise ProtocolError("fast_not_negotiated")
-            if not first:
-                raise ProtocolError("late_bitfield")
             if kind is wire.HaveAll:
                 t.on_bitfield(self, wire.Bitfield.full(t.meta.num_pieces))
         elif kind is wire.Reject:

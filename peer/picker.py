@@ -132,13 +132,14 @@ class PiecePicker:
         max_block: int,
         budget: int,
         busy: Optional[Callable[[int], bool]] = None,
-        duplicates: bool = True,
+        duplicates: Union[bool, Callable[[int], bool]] = True,
     ) -> list[tuple[int, int, int]]:
         """Requests (index, begin, length) for one peer, about ``budget`` bytes in total.
 
         ``peer_has(i)``: the peer holds piece i. ``busy(i)``: the peer already has
         requests in piece i (end game avoids asking it twice for the same blocks).
-        ``duplicates``: may end game ask this peer for blocks already requested elsewhere.
+        ``duplicates``: may end game ask this peer for blocks already requested elsewhere
+        (a callable decides per piece, e.g. only when the copy in flight is late).
         """
         out: list[tuple[int, int, int]] = []
         units_per_block = max(1, max_block // UNIT)
@@ -167,6 +168,8 @@ class PiecePicker:
                 if self.status[p.index] != P_PARTIAL or not (peer_is_seed or peer_has(p.index)):
                     continue
                 if (busy is not None and busy(p.index)) or any(r[0] == p.index for r in out):
+                    continue
+                if duplicates is not True and not duplicates(p.index):
                     continue
                 left -= self._take_units(p, units_per_block, left, out, REQUESTED)
         return out

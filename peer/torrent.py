@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from peer import extensions as ext
 from peer import wire
@@ -31,6 +31,9 @@ KEEPALIVE_SECONDS = 60.0
 IDLE_SECONDS = 120.0
 PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, then every 30 s
 MAX_BACKOFF = 60.0
+INITIAL_RATE_GUESS = (1 << 20) / 3  # bytes/s before a rate is measured: ~1 MiB in flight
+ENDGAME_MARGIN = 1.5  # duplicate a request only if this peer beats it by this factor
+ENDGAME_OVERDUE = 1.0  # ... or if it is this many seconds late
 MAX_VERIFY_BACKLOG = 64 << 20  # bytes received but not yet hashed: stop requesting beyond
 
 
@@ -80,6 +83,7 @@ class Torrent:
         self.requested = bytearray(meta.num_pieces)  # pieces asked for since start
         self.verify_backlog = 0
         self._refill_pending = False
+        self.eta: dict[int, float] = {}  # piece -> when its requested blocks are due
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_choke = 0.0
         self._next_optimistic = 0.0
@@ -174,6 +178,11 @@ class Torrent:
 
     def on_bitfield(self, c: PeerConnection, bits: wire.Bitfield) -> None:
         picker = self.picker
+        if c.is_seed:  # a repeated bitfield replaces what the peer announced before
+            picker.seed_left()
+            c.is_seed = False
+        else:
+            picker.peer_lost(c.bits.iter_set())
         if bits.all():
             c.is_seed = True
             c.bits = bits
@@ -242,7 +251,10 @@ class Torrent:
         if (c.snubbed and not picker.endgame) or self.verify_backlog > MAX_VERIFY_BACKLOG:
             return
         block = min(c.block, self.meta.piece_length)
-        room = pipeline_bytes(c.rate_from.rate, block) - c.out_bytes
+        rate = c.rate_from.rate
+        if not rate:  # not measured yet (first second): guess 1 MiB/s, like a TCP initial window
+            rate = INITIAL_RATE_GUESS
+        room = pipeline_bytes(rate, block) - c.out_bytes
         if room < block // 2:
             return
         bits, rejected = c.bits, c.rejected_pieces
@@ -251,13 +263,23 @@ class Torrent:
             def peer_has(i: int) -> bool:  # noqa: F811
                 return i in bits and i not in rejected
         busy = c.busy_pieces
-        # end game: only a peer with nothing else in flight duplicates others' requests, so
-        # duplicates go to idle links and whole-piece blocks are not fetched twice needlessly
+        now = time.monotonic()
+        # End game: only a peer with nothing else in flight duplicates others' requests, and
+        # only for pieces whose copy in flight is due later than this peer could bring it:
+        # every duplicate costs some sender's upload, which the rest of the swarm needs.
+        duplicates: Union[bool, Callable[[int], bool]] = False
+        if not c.outstanding and picker.endgame:
+            mine = now + min(block, self.meta.piece_length) / rate * ENDGAME_MARGIN
+            eta = self.eta
+
+            def duplicates(i: int) -> bool:  # noqa: F811
+                due = eta.get(i)  # unknown, due after we could deliver, or overdue: duplicate
+                return due is None or due > mine or now > due + ENDGAME_OVERDUE
+
         reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
-                           duplicates=not c.outstanding)
+                           duplicates=duplicates)
         if not reqs:
             return
-        now = time.monotonic()
         if not c.outstanding:
             c.last_block = now
         frames = []
@@ -272,6 +294,14 @@ class Torrent:
                 # 2 = asked for a piece already verified here (counted as redownloaded)
                 self.requested[r[0]] = 2 if picker.has(r[0]) else 1
             frames.append(encode(request(*r)))
+        # when the last of these should arrive: queued bytes at the measured rate
+        due = now + c.out_bytes / rate
+        eta = self.eta
+        for r in reqs:
+            if duplicates is not False and r[0] in eta:
+                eta[r[0]] = min(eta[r[0]], due)  # a second copy: due when the first lands
+            elif eta.get(r[0], 0.0) < due:
+                eta[r[0]] = due
         c.send_frames(frames)
 
     def refill_soon(self) -> None:
@@ -351,6 +381,7 @@ class Torrent:
         if not ok:
             picker.piece_failed(index)
             self.piece_started.pop(index, None)
+            self.eta.pop(index, None)
             self._reject("hash_mismatch")
             for c in list(contributors):
                 if isinstance(c, PeerConnection):
@@ -360,6 +391,7 @@ class Torrent:
             return
         picker.piece_passed(index)
         t0 = self.piece_started.pop(index, None)
+        self.eta.pop(index, None)
         if t0 is not None:
             agent.metrics.piece_fetch_duration.labels(self.meta.name).observe(
                 time.monotonic() - t0
@@ -443,6 +475,10 @@ class Torrent:
                 self._send_pex(c)
                 c.pex_round += 1
                 c.next_pex = now + PEX_INTERVALS[min(c.pex_round, len(PEX_INTERVALS) - 1)]
+        if self.picker.endgame:  # idle peers may now take over overdue end-game blocks
+            for c in list(self.conns.values()):
+                if not c.outstanding:
+                    self.fill(c)
         if now >= self._next_choke:
             rotate = now >= self._next_optimistic
             self.rechoke(now, rotate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +24,9 @@ def run_interruptible(main: Callable[[], Awaitable[int]]) -> int:
 
         def on_signal() -> None:
             nonlocal interrupted
+            if interrupted:  # a second Ctrl-C must not cut the teardown short
+                print("meshbed: tearing down, please wait", file=sys.stderr)
+                return
             interrupted = True
             task.cancel()
 
@@ -40,8 +44,6 @@ def run_interruptible(main: Callable[[], Awaitable[int]]) -> int:
 
     code = asyncio.run(wrapper())
     if interrupted:
-        import sys
-
         print("meshbed: interrupted; the mesh was torn down", file=sys.stderr)
         return INTERRUPTED
     return code

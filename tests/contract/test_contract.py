@@ -33,18 +33,18 @@ async def run_mesh(
     """up, play (with ``observe`` running alongside), report, down; check nothing is left."""
     mesh = Mesh(topo)
     observed: Any = None
+    play: Optional[asyncio.Task[Any]] = None
     try:
         await mesh.up()
         play = asyncio.create_task(mesh.play())
         if observe is not None:
-            try:
-                observed = await observe(mesh)
-            finally:
-                if not play.done():
-                    await asyncio.wait([play], timeout=120)
-        await play
+            observed = await observe(mesh)
+        await asyncio.wait_for(asyncio.shield(play), timeout=120)
         report = mesh.report()
     finally:
+        if play is not None and not play.done():
+            play.cancel()
+            await asyncio.gather(play, return_exceptions=True)
         await mesh.down()
     assert mod.leftovers(topo.name) == []
     assert mesh.state is not None and not mesh.state.dir.exists()

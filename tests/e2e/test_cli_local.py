@@ -186,12 +186,15 @@ def test_kill_9_of_the_orchestrator_then_down_leaves_nothing(
     assert_gone(env, name)
 
 
-def test_ctrl_c_during_run_tears_down_and_exits_130(env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_run_tears_down_and_exits_130(
+    env: dict[str, str], tmp_path: Path, sig: signal.Signals
+) -> None:
     topo = write_topo(tmp_path, "interrupted", SLOW)
     proc = spawn(env, "run", str(topo))
     try:
         wait_for(lambda: state_of(env, "interrupted").get("phase") == "running", 60, "the scenario")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

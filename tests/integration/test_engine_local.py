@@ -138,3 +138,61 @@ scenario: [{at: 0s, fetch: {content: paper, by: b}}]
     assert report["contents"]["paper"]["sha256"] == hashlib.sha256(payload).hexdigest()
     assert report["contents"]["paper"]["size"] == len(payload)
     assert all(report["nodes"][f"b-{i}"]["fetches"]["paper"]["verified"] for i in range(2))
+
+
+def test_partition_never_healed_ends_as_stalled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator import scenario
+
+    monkeypatch.setattr(scenario, "STALL_SECONDS", 4.0)
+    t = topo("cut", """
+groups: {seeders: {count: 1, link: {up: 8mbit}}, leechers: {count: 2}}
+content: {blob: {size: 8MiB, seeders: [seeders]}}
+scenario:
+  - {at: 0s, fetch: {content: blob, by: leechers}}
+  - {at: 1s, partition: [[seeders], [leechers]]}
+timeout: 100s
+""")
+
+    async def go() -> tuple[dict[str, Any], float]:
+        mesh = Mesh(t, home=tmp_path)
+        try:
+            await mesh.up()
+            started = time.monotonic()
+            await mesh.play()
+            return mesh.report(), time.monotonic() - started
+        finally:
+            await mesh.down()
+
+    report, took = asyncio.run(go())
+    assert report["ok"] is False and report["reason"] == "stalled", report["reason"]
+    assert any(p.startswith("stalled: leechers-") for p in report["problems"])
+    assert took < 30
+
+
+def test_stopped_seeder_serves_again_after_start(tmp_path: Path) -> None:
+    t = topo("restart-seed", """
+groups: {seeders: {count: 1, link: {up: 8mbit}}, leechers: {count: 2}}
+content: {blob: {size: 6MiB, seeders: [seeders]}}
+scenario:
+  - {at: 0s, fetch: {content: blob, by: leechers}}
+  - {at: 1s, stop: seeders}
+  - {at: 3s, start: seeders}
+timeout: 60s
+""")
+
+    async def go() -> dict[str, Any]:
+        mesh = Mesh(t, home=tmp_path)
+        try:
+            await mesh.up()
+            api_before = mesh.endpoints["seeders-0"].api
+            await mesh.play()
+            assert mesh.endpoints["seeders-0"].api == api_before  # same ports again
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    # Only the seeder has the whole file: completion proves it served again after the restart.
+    assert report["ok"] is True, report["reason"]
+    assert [e["kind"] for e in report["events"]] == ["fetch", "stop", "start"]
+    assert agents_of("restart-seed") == []

@@ -85,7 +85,6 @@ def _errors(a: Agent, reason: str) -> float:
         (wire.encode(wire.Request(0, 0, 2 * MiB)), "request_too_large"),
         (wire.encode(wire.Request(0, 250 * 1024, 16 * 1024)), "bad_request"),
         (wire.encode(wire.Request(99, 0, 16 * 1024)), "bad_index"),
-        (wire.encode(wire.Have(1)) + wire.encode(wire.Bitfield(8)), "late_bitfield"),
         (wire.encode(wire.HaveAll()), "fast_not_negotiated"),
     ],
 )
@@ -244,5 +243,32 @@ def test_keepalives_are_sent_and_silent_peers_dropped(tmp_path: Path,
         assert keepalives >= 1
         assert 2.5 <= elapsed <= 8.0  # dropped for silence after IDLE_SECONDS
         writer.close()
+
+    _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_aria2_style_repeated_bitfields_are_accepted(tmp_path: Path) -> None:
+    """aria2 sends HAVE_NONE, allowed-fast, then bitfields as updates: not an error."""
+
+    async def body(a: Agent, content: Content) -> None:
+        reader, writer = await _connect(a, content, FAST)
+        n = content.meta.num_pieces
+        first, later = wire.Bitfield(n), wire.Bitfield(n)
+        first.set(0)
+        later.set(0)
+        later.set(1)
+        writer.write(wire.encode(wire.HaveNone()) + wire.encode(wire.AllowedFast(3))
+                     + wire.encode(first) + wire.encode(later))
+        t = a.torrents[content.meta.info_hash]
+        for _ in range(100):
+            if t.picker.availability(1) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert [t.picker.availability(i) for i in range(3)] == [1, 1, 0]
+        assert not await _closed(reader, timeout=0.5)
+        writer.close()
+        assert not any(
+            _errors(a, r) for r in ("late_bitfield", "bad_bitfield", "fast_not_negotiated"))
 
     _run(tmp_path, body)

@@ -8,12 +8,8 @@ import base64
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from peerproc import AgentProc  # noqa: E402
+from tracker import Tracker, free_port  # noqa: E402
 
 from peer import metainfo  # noqa: E402
 
@@ -32,59 +29,6 @@ if _missing:
     if os.environ.get("CI") == "true":
         raise RuntimeError(f"missing for the aria2 interop tests: {', '.join(_missing)}")
     pytest.skip(f"not installed: {', '.join(_missing)}", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Tracker:
-    def __init__(self, root: Path, infohashes: list[str]) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)  # opentracker chroots here and drops to nobody
-        whitelist = root / "whitelist"
-        whitelist.write_text("".join(f"{ih}\n" for ih in infohashes))
-        whitelist.chmod(0o644)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/announce"
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        self.proc = subprocess.Popen(
-            ["opentracker", "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port),
-             "-w", "whitelist", "-d", str(root), *user],
-            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("opentracker did not start") from None
-                time.sleep(0.05)
-
-    def announce(self, infohash: str, port: int, left: int) -> bytes:
-        """Announce a peer that does not talk to trackers (a meshbed agent)."""
-        query = urllib.parse.urlencode({
-            "peer_id": "-MBTEST-" + hashlib.sha1(str(port).encode()).hexdigest()[:12],
-            "port": port, "uploaded": 0, "downloaded": 0, "left": left, "compact": 1,
-            "event": "started",
-        })
-        ih = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
-        with urllib.request.urlopen(f"{self.url}?info_hash={ih}&{query}", timeout=5) as r:
-            return bytes(r.read())
-
-    def torrent_for(self, torrent: bytes) -> bytes:
-        """The same torrent (same info dict, same infohash) with our announce URL."""
-        info = metainfo.parse(torrent).info_bytes
-        url = self.url.encode()
-        return b"d8:announce" + str(len(url)).encode() + b":" + url + b"4:info" + info + b"e"
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 def _aria2(dir_: Path, torrent: Path, port: int, *extra: str) -> list[str]:
@@ -125,7 +69,7 @@ def test_meshbed_seeds_aria2_downloads(tmp_path: Path, cleanup: list[object]) ->
     tfile = tmp_path / "movie.torrent"
     tfile.write_bytes(tracker.torrent_for(base64.b64decode(shared["metainfo"])))
     out = tmp_path / "aria2"
-    cmd = _aria2(out, tfile, _free_port(), "--seed-time=0", "--check-integrity=true")
+    cmd = _aria2(out, tfile, free_port(), "--seed-time=0", "--check-integrity=true")
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     except subprocess.TimeoutExpired as exc:
@@ -147,7 +91,7 @@ def test_aria2_seeds_meshbed_downloads(tmp_path: Path, cleanup: list[object]) ->
     cleanup.append(tracker)
     tfile = tmp_path / "paper.torrent"
     tfile.write_bytes(tracker.torrent_for(meta.to_torrent_bytes()))
-    port = _free_port()
+    port = free_port()
     aria = subprocess.Popen(
         _aria2(src_dir, tfile, port, "--check-integrity=true", "--seed-ratio=0.0",
                "--seed-time=5"),

@@ -73,6 +73,10 @@ def harness(backend: str) -> ModuleType:
     return mod
 
 
+def ready_harnesses() -> list[ModuleType]:
+    return list(_harness_ready.values())
+
+
 def write_topology(
     tmp: Path, backend: str, prefix: str, doc: dict[str, Any]
 ) -> tuple[Topology, Path]:

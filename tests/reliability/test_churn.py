@@ -5,6 +5,7 @@ chunks they had verified (nothing verified is fetched twice), and the report say
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,25 @@ def test_churn_everyone_completes_and_restarted_peers_resume(tmp_path: Path, bac
     doc, victims = churn_doc(seed=41)
     topo, _ = write_topology(tmp_path, backend, "churn", doc)
     mesh = Mesh(topo, home=tmp_path / "home")
-    # per victim: pid of its first agent and the most pieces that agent was seen holding
-    first: dict[str, tuple[int, int]] = {}
+    # per victim: the most pieces its first agent process was seen holding, until the engine
+    # kills it or another agent answers (told by its start time: a pid is no identity, a
+    # container's new agent has the same one).
+    first: dict[str, int] = {}
+    born_at: dict[str, float] = {}
+    restarted: set[str] = set()
 
     def on_sample(sample: Any) -> None:
         for v in victims:
             st = sample.statuses.get(v)
             if not st:
                 continue
+            born = time.time() - float(st.get("uptime") or 0.0)  # when this agent started
+            if abs(born - born_at.setdefault(v, born)) > 1.0 or v in mesh.dead:
+                restarted.add(v)
+            if v in restarted:
+                continue
             have = max((int(t.get("have") or 0) for t in st.get("torrents", {}).values()), default=0)
-            pid = int(st.get("pid") or 0)
-            if v not in first:
-                first[v] = (pid, have)
-            elif first[v][0] == pid:
-                first[v] = (pid, max(have, first[v][1]))
+            first[v] = max(have, first.get(v, 0))
 
     async def body() -> dict[str, Any]:
         await mesh.up()
@@ -88,7 +94,7 @@ def test_churn_everyone_completes_and_restarted_peers_resume(tmp_path: Path, bac
             # It had verified chunks when it was killed and found at least those again on
             # disk; since the restart it fetched only what it lacked (+ end-game duplicates).
             resumed = f["resumed_pieces"]
-            had = first[name][1]
+            had = first[name]
             assert had > 0 and resumed is not None and resumed >= had, (name, had, f)
             since_restart = sum(f["bytes_from"].values())
             assert since_restart <= (chunks - resumed + 10) * CHUNK, (name, resumed, since_restart)

@@ -163,3 +163,15 @@ def test_rarest_pick_breaks_ties_randomly() -> None:
         p.peer_bitfield(range(20))
         picks.add(p.pick(everything, False, PL, PL)[0][0])
     assert len(picks) >= 5
+
+
+@pytest.mark.timeout(10)
+def test_end_game_duplicates_only_where_the_caller_allows() -> None:
+    p = make(n=3, have=(0,))
+    p.seed_joined()
+    a = p.pick(everything, True, PL, 10 * PL)  # pieces 1 and 2 requested from peer A
+    assert sorted(r[0] for r in a) == [1, 2] and p.endgame
+    assert p.pick(everything, True, PL, 10 * PL, set().__contains__, duplicates=False) == []
+    late = {2}  # only piece 2's copy in flight is late
+    b = p.pick(everything, True, PL, 10 * PL, set().__contains__, duplicates=late.__contains__)
+    assert b == [(2, 0, PL)]

@@ -87,7 +87,8 @@ def test_report_has_the_fixed_keys_and_values() -> None:
     assert r["contents"]["movie"] == {"size": 32 * MiB, "chunks": 128, "infohash": "ab" * 20, "sha256": "cd" * 32}
     d = r["distribution"]["movie"]
     assert {"seconds", "lower_bound_seconds", "efficiency", "client_server_bound_seconds"} <= set(d)
-    assert d["seconds"] == 14.2
+    assert d["seconds"] == 14.2 and d["first_seconds"] == 12.0
+    assert d["seeder_copies"] == 1.0  # 2 fetchers x 16 MiB from the seeder, of a 32 MiB file
     # lower bound: max(F/u_s, F/d_min, N F/(u_s+sum u_i)) = max(6.71, 5.37, 2*F/60e6=8.95)
     assert d["lower_bound_seconds"] == pytest.approx(2 * 32 * MiB * 8 / 60e6, abs=1e-3)
     assert d["efficiency"] == pytest.approx(d["lower_bound_seconds"] / 14.2, abs=1e-3)
