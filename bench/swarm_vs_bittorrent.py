@@ -268,6 +268,9 @@ async def amain(args: argparse.Namespace) -> int:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "cpu_note": "cpu_busy = share of all cores busy during the contestant's whole run "
                         "(engine: including deploy/teardown; other processes count too)",
+            "clock_note": "from the fetch (meshbed: agents already up; libtorrent: leechers "
+                          "up with the torrent paused, then resumed) or from starting the "
+                          "client (aria2c, transmission-cli: native programs, ms to start)",
             "meshbed_via": args.meshbed_via, "chart": "pure-Python SVG (bench/svgchart.py)"}
     if args.scalability:
         data = {**meta, **await scalability(args)}

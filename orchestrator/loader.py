@@ -43,6 +43,8 @@ from orchestrator.units import (
 from orchestrator.yamlsrc import YMap, line_of, parse_yaml
 
 MAX_NODES = 2000
+# folders of $MESHBED_HOME that are not meshes (orchestrator.state skips them)
+RESERVED_MESH_NAMES = frozenset({"cache", "monitor", "results"})
 TOP_KEYS = (
     "name",
     "backend",
@@ -115,6 +117,11 @@ class _TopologyLoader:
         top = r.mapping(doc, "a topology", line_of(doc, 1), empty_ok=False)
         r.check_keys(top, TOP_KEYS, "the topology", required=("name", "groups"))
         name = r.get_name(top["name"], "name", top.value_line("name"))
+        if name in RESERVED_MESH_NAMES:
+            raise r.error(
+                f"name {name!r} is reserved ($MESHBED_HOME/{name} holds meshbed's own files); pick another",
+                top.value_line("name"),
+            )
         backend = self.backend(top, "backend", "local")
         seed = r.get_int(top, "seed", "seed", 0, lo=0, hi=2**63 - 1)
         strategy = r.get_str(top, "strategy", "strategy", "swarm") or "swarm"

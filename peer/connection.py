@@ -229,6 +229,9 @@ class PeerConnection:
             self.agent.protocol_error(e.reason, self, str(e))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except Exception:  # a bug must cost one connection, never the agent
+            reason = "internal_error"
+            log.exception("%s: connection failed", self.label)
         finally:
             self.closed = True
             uploader.cancel()

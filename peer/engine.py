@@ -38,6 +38,7 @@ READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
 WRITE_HIGH_WATER = 2 << 20
 STATE_FILE = ".meshbed-state.json"
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
+MAX_VIOLATIONS = 3  # protocol errors from one address before it is banned
 CHOKE_POLICIES = ("neediest", "reciprocate")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
@@ -82,6 +83,7 @@ class Agent:
         self.torrents: dict[bytes, Torrent] = {}
         self.banned_addrs: set[str] = set()
         self.banned_nodes: set[str] = set()
+        self.violations: dict[str, int] = {}  # "ip:port" -> protocol errors on its connections
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
@@ -273,6 +275,13 @@ class Agent:
         self.metrics.protocol_errors.labels(reason).inc()
         who = c.label if isinstance(c, PeerConnection) else str(c)
         log.warning("protocol error from %s: %s", who, detail or reason)
+        if isinstance(c, PeerConnection) and reason != "not_reading":
+            # A peer that breaks the protocol again after reconnecting is banned, or it
+            # would be dialed (and disconnected) every couple of seconds for ever.
+            key = f"{c.ip}:{c.listen_port or c.port}"
+            self.violations[key] = self.violations.get(key, 0) + 1
+            if self.violations[key] >= MAX_VIOLATIONS:
+                self.ban(c, f"{reason}, {MAX_VIOLATIONS} protocol errors")
 
     def _on_block_change(self) -> None:
         for t in self.torrents.values():

@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from bench._netlab import wait_for_files
 from bench.contestants import Outcome, Swarm
@@ -53,10 +53,14 @@ async def run_swarm(
     start_leecher: Callable[[str], None],
     marker: Callable[[str], Path],
     downloaded: Callable[[str], Path],
+    prestart: Optional[Callable[[], Awaitable[None]]] = None,
 ) -> Outcome:
     """Seeder first (until it seeds), then every leecher at once; wait for all markers;
-    then hash every leecher's file (after the clock stopped, so hashing costs nothing)."""
+    then hash every leecher's file (after the clock stopped, so hashing costs nothing).
+    ``prestart`` brings idle leechers up before the clock starts, where a client can."""
     await start_seeder()
+    if prestart is not None:
+        await prestart()
     t0 = time.time()
     for leecher in swarm.leechers:
         start_leecher(leecher)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench._netlab import wait_for_files
 from bench.contestants import Outcome, Swarm
 from bench.contestants.common import place_content, run_swarm, wait_file
 
@@ -36,12 +37,23 @@ async def run(swarm: Swarm) -> Outcome:
         lab.spawn(swarm.seeder, argv(swarm.seeder, True), log="lt.log")
         await wait_file(lab.hosts[swarm.seeder].dir / "done", 60)
 
+    go = lab.hosts[swarm.seeder].dir / "go"
+
+    async def prestart() -> None:
+        """Leechers up with the torrent paused; the clock starts when they resume."""
+        for host in swarm.leechers:
+            h = lab.hosts[host]
+            (h.dir / "data").mkdir(parents=True, exist_ok=True)
+            lab.spawn(host, [*argv(host, False), "--ready", str(h.dir / "ready"),
+                             "--go", str(go)], log="lt.log")
+        await wait_for_files([lab.hosts[h].dir / "ready" for h in swarm.leechers], 120)
+
     def start_leecher(host: str) -> None:
-        (lab.hosts[host].dir / "data").mkdir(parents=True, exist_ok=True)
-        lab.spawn(host, argv(host, False), log="lt.log")
+        if not go.exists():
+            go.write_text("go\n")
 
     out = await run_swarm(
-        NAME, swarm, start_seeder, start_leecher,
+        NAME, swarm, start_seeder, start_leecher, prestart=prestart,
         marker=lambda h: lab.hosts[h].dir / "done",
         downloaded=lambda h: lab.hosts[h].dir / "data" / swarm.name,
     )

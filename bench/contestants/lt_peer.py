@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--done", required=True)
     ap.add_argument("--stats")
     ap.add_argument("--seed", action="store_true")
+    ap.add_argument("--ready", help="leecher: written once the session is up (torrent paused)")
+    ap.add_argument("--go", help="leecher: resume the torrent once this file exists, so "
+                    "process start-up is not timed (the agents are up before a fetch too)")
     ap.add_argument("--lifetime", type=float, default=3600.0,
                     help="exit after this many seconds even if nobody stops us")
     args = ap.parse_args()
@@ -57,7 +60,17 @@ def main() -> None:
     }
     ses = lt.session(settings)
     info = lt.torrent_info(args.torrent)
-    handle = ses.add_torrent({"ti": info, "save_path": args.save})
+    params: Any = {"ti": info, "save_path": args.save}
+    if args.go:
+        params["flags"] = lt.torrent_flags.paused
+    handle = ses.add_torrent(params)
+    if args.go:
+        if args.ready:
+            write_atomic(args.ready, f"{time.time():.6f}\n")
+        deadline = time.monotonic() + args.lifetime
+        while not os.path.exists(args.go) and not stop and time.monotonic() < deadline:
+            time.sleep(0.01)
+        handle.resume()
     done = False
     last_stats = 0.0
     end = time.monotonic() + args.lifetime

@@ -126,3 +126,50 @@ def test_client_server_fetchers_never_upload_and_stick_to_given_peers(tmp_path: 
                 await a.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_ordinary_16k_blocks_when_peers_are_not_meshbed(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the meshbed handshake key every request is 16 KiB, so pieces are put together
+    from many blocks, often from several peers (the path real clients take)."""
+    from peer import connection, extensions
+
+    meshbed_handshake = extensions.local_handshake
+
+    def plain_handshake(**kw: object) -> extensions.ExtHandshake:
+        h = meshbed_handshake(**kw)  # type: ignore[arg-type]
+        return extensions.ExtHandshake(m=h.m, port=h.port, client=h.client, reqq=h.reqq)
+
+    monkeypatch.setattr(connection.ext, "local_handshake", plain_handshake)
+    sizes: list[int] = []
+    on_request = connection.PeerConnection._on_request
+
+    def spy(self: connection.PeerConnection, msg: connection.wire.Request) -> None:
+        sizes.append(msg.length)
+        on_request(self, msg)
+
+    monkeypatch.setattr(connection.PeerConnection, "_on_request", spy)
+
+    async def scenario() -> None:
+        content = make_content(tmp_path, 6 * MiB + 12345, 256 * 1024)
+        seeder = make_agent(tmp_path, "seeders-0", up_mbit=100)
+        leechers = [make_agent(tmp_path, f"leechers-{i}", up_mbit=50) for i in range(4)]
+        agents = [seeder, *leechers]
+        try:
+            for a in agents:
+                await a.start()
+            await seeder.share(content.meta, content.path)
+            for a in leechers:
+                await a.fetch(content.meta, [addr(seeder)], sha256=content.sha256)
+            await wait_complete(leechers, content.meta, timeout=45)
+            for a in leechers:
+                st = a.status()["torrents"][content.meta.hexhash]
+                assert st["verified"] is True and st["redownloaded"] == 0
+                assert all(not k.isalpha() for k in st["bytes_from"])  # ip:port keys
+        finally:
+            for a in agents:
+                await a.close()
+
+    asyncio.run(scenario())
+    assert sizes and max(sizes) == 16 * 1024
