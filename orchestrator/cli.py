@@ -22,10 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("down", "remove everything a mesh created (idempotent)"),
     "graph": ("graph", "draw a topology (SVG, DOT or Mermaid by suffix)"),
     "devices": ("devices", "physical devices: `devices check INVENTORY`"),
-    "monitor": ("monitor", "start/stop Prometheus (and Grafana) for running meshes"),
+    "monitor": ("monitor", "Prometheus (and Grafana) for running meshes: `monitor up|down|status`"),
     "image": ("image", "build the peer container image (`image build [--offline]`)"),
     "doctor": ("doctor", "what this host supports and what each backend will use"),
-    "swarm": ("swarm", "single-node Docker Swarm helpers (`swarm init|leave`)"),
+    "swarm": ("swarm", "single-node Docker Swarm helpers: `swarm init|leave|status`"),
 }
 
 

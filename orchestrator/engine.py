@@ -113,7 +113,14 @@ class Mesh:
             cls = registry.get(name)
             reason = cls.unavailable_reason()
             if reason:
-                raise BackendUnavailable(f"backend {name}: {reason}", self.topology.source)
+                if not reason.startswith("backend "):
+                    reason = f"backend {name}: {reason}"
+                raise BackendUnavailable(reason, self.topology.source)
+        if not (self.home / self.topology.name / statemod.STATE_FILE).exists():
+            for name in self.topology.backends_used():
+                clash = registry.get(name).conflict(self.topology.name)
+                if clash:
+                    raise InputError(clash, self.topology.source)
 
     async def up(self) -> None:
         """Deploy, wait until every agent answers, apply links, seed. On failure everything

@@ -74,6 +74,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
     backends = topo.backends_used()
     report: dict[str, Any] = {
         "name": topo.name,
+        "strategy": topo.strategy,
         "backend": backends[0] if len(backends) == 1 else "+".join(backends),
         "ok": False,
         "contents": {},

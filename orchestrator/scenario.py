@@ -97,16 +97,35 @@ class Player:
         self.t0 = 0.0
 
     # --- fetch bodies -------------------------------------------------------------------
+    def reachable(self, src: str, dst: str) -> bool:
+        """Can ``src`` dial ``dst``'s wire address? Local agents listen on loopback, so only
+        local peers reach them; they in turn dial containers/namespaces/devices through the
+        host's routes. (BitTorrent connections carry traffic both ways once open.)"""
+        return self.topo.node(dst).backend != "local" or self.topo.node(src).backend == "local"
+
+    def bootstrap_nodes(self, content: str, node: str) -> list[str]:
+        c = self.topo.content(content)
+        chosen = [s for s in c.seeders if s != node]
+        if self.topo.strategy != "client-server":
+            others = [n for n in self.topo.fetchers(content) if n != node and n not in c.seeders]
+            rng = random.Random(f"{self.topo.seed}:{content}:{node}")
+            chosen += rng.sample(others, min(RANDOM_BOOTSTRAP, len(others)))
+        return [n for n in chosen if n in self.mesh.endpoints]
+
     def bootstrap(self, content: str, node: str) -> list[str]:
         eps = self.mesh.endpoints
-        c = self.topo.content(content)
-        peers = [eps[s].wire for s in c.seeders if s != node and s in eps]
-        if self.topo.strategy == "client-server":
-            return peers
-        others = [n for n in self.topo.fetchers(content) if n != node and n not in c.seeders]
-        rng = random.Random(f"{self.topo.seed}:{content}:{node}")
-        picked = rng.sample(others, min(RANDOM_BOOTSTRAP, len(others)))
-        return peers + [eps[n].wire for n in picked if n in eps]
+        return [eps[n].wire for n in self.bootstrap_nodes(content, node) if self.reachable(node, n)]
+
+    async def dial_back(self, content: str, node: str) -> None:
+        """Peers ``node`` cannot reach but that can reach it are asked to dial it."""
+        eps = self.mesh.endpoints
+        infohash = self.mesh.contents[content].infohash
+        for n in self.bootstrap_nodes(content, node):
+            if not self.reachable(node, n) and self.reachable(n, node):
+                try:
+                    await self.mesh.client(n).peers([eps[node].wire], infohash)
+                except PeerError as exc:  # a dead peer during a kill window: PEX covers it
+                    self.problems.append(f"{n}: /peers for {node}: {exc}")
 
     def fetch_body(self, content: str, node: str) -> dict[str, Any]:
         seeded = self.mesh.contents[content]
@@ -121,6 +140,8 @@ class Player:
 
     async def post_fetch(self, content: str, node: str) -> None:
         answer = await self.mesh.client(node).fetch(self.fetch_body(content, node))
+        if len(self.topo.backends_used()) > 1:
+            await self.dial_back(content, node)
         if answer.get("infohash") not in (None, self.mesh.contents[content].infohash):
             self.problems.append(f"{node}: /fetch {content} answered infohash {answer.get('infohash')}")
         key = (node, content)

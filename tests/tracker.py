@@ -50,15 +50,24 @@ class Tracker:
                 time.sleep(0.05)
 
     def announce(self, infohash: str, port: int, left: int) -> bytes:
-        """Announce a peer that does not talk to trackers (a meshbed agent)."""
+        """Announce a peer that does not talk to trackers (a meshbed agent). opentracker
+        loads its whitelist in the background after it starts listening, and refuses
+        infohashes it has not loaded yet: retry until the announce is accepted."""
         query = urllib.parse.urlencode({
             "peer_id": "-MBTEST-" + hashlib.sha1(str(port).encode()).hexdigest()[:12],
             "port": port, "uploaded": 0, "downloaded": 0, "left": left, "compact": 1,
             "event": "started",
         })
         ih = urllib.parse.quote_from_bytes(bytes.fromhex(infohash))
-        with urllib.request.urlopen(f"{self.url}?info_hash={ih}&{query}", timeout=5) as r:
-            return bytes(r.read())
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f"{self.url}?info_hash={ih}&{query}", timeout=5) as r:
+                answer = bytes(r.read())
+            if b"failure reason" not in answer:
+                return answer
+            if time.monotonic() > deadline:
+                raise AssertionError(f"opentracker refuses the announce: {answer!r}")
+            time.sleep(0.1)
 
     def torrent_for(self, torrent: bytes) -> bytes:
         """The same torrent (same info dict, same infohash) with our announce URL."""

@@ -83,6 +83,15 @@ class Backend(ABC):
         """
         return None
 
+    @classmethod
+    def conflict(cls, mesh: str) -> Optional[str]:
+        """Why a mesh of this name cannot be deployed because host-wide resources of that name
+        already exist (a mesh of another $MESHBED_HOME, or a crashed one without state), or None.
+
+        Checked before anything is created, so a refused `up` touches nothing of the other mesh.
+        """
+        return None
+
     # --- lifecycle ----------------------------------------------------------------------
     async def prepare(self, nodes: Sequence[Node]) -> None:  # noqa: B027 - optional hook
         """Create shared resources (bridge, network, image, pushed files) for ``nodes``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -12,6 +13,7 @@ from typing import Any, Optional
 from orchestrator import htmlreport, monitor
 from orchestrator.commands._runtime import run_interruptible
 from orchestrator.engine import Mesh
+from orchestrator.errors import InputError
 from orchestrator.report import write_report
 from orchestrator.ui import RunView, out_console, summary
 
@@ -40,10 +42,36 @@ def write_html(report: dict[str, Any], mesh: Mesh, path: Path) -> None:
     print(f"html report: {path}", file=sys.stderr)
 
 
+def check_output_path(path: Optional[Path], flag: str) -> None:
+    """Refuse an output file that cannot be written before anything is deployed, so a long
+    run never ends in a traceback and a lost report."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{flag} {path}: not writable")
+
+
+def _write_outputs(report: dict[str, Any], mesh: Mesh, args: argparse.Namespace) -> None:
+    try:
+        if args.report:
+            write_report(report, args.report)
+        if args.html:
+            write_html(report, mesh, args.html)
+    except OSError as exc:  # the report still goes to the screen below
+        print(f"meshbed: cannot write the report: {exc}", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     from orchestrator.loader import load_topology
 
     topo = load_topology(args.topology)
+    check_output_path(args.report, "--report")
+    check_output_path(args.html, "--html")
     view = RunView()
     mesh = Mesh(topo, say=view.say)
     mesh.check_available()
@@ -57,10 +85,7 @@ def main(args: argparse.Namespace) -> int:
                 await mesh.up()
                 await mesh.play(on_sample=view.on_sample)
             report = mesh.report()
-            if args.report:
-                write_report(report, args.report)
-            if args.html:
-                write_html(report, mesh, args.html)
+            _write_outputs(report, mesh, args)
             if monitor.load_state():  # a running monitor charts finished runs too
                 monitor.save_result(report)
             keep = bool(args.keep)
@@ -75,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"report: {args.report}", file=sys.stderr)
         if keep:
             print(f"mesh {topo.name} kept running: `meshbed down {topo.name}`", file=sys.stderr)
+        if topo.monitoring:
+            print("monitoring stays up for the next runs: `meshbed monitor down` stops it", file=sys.stderr)
         return 0 if report["ok"] else 1
 
     return run_interruptible(go)

@@ -103,6 +103,21 @@ class DockerBackend(Backend):
             return None
         return f"cannot reach the Docker engine ({err}); start dockerd or use backend: local"
 
+    @classmethod
+    def conflict(cls, mesh: str) -> Optional[str]:
+        try:
+            cl = client()
+            found = containers.find(cl, mesh) or networks.find(cl, mesh)
+        except Exception:  # noqa: BLE001 - unreachable engine: unavailable_reason says so
+            return None
+        if not found:
+            return None
+        return (
+            f"docker objects of a mesh named {mesh!r} already exist on this host (another "
+            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, "
+            f"`meshbed doctor --clean-orphans {mesh}`, or pick another name"
+        )
+
     @property
     def client(self) -> Any:
         if self._client is None:

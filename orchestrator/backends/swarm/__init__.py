@@ -41,6 +41,19 @@ class SwarmBackend(Backend):
     def unavailable_reason(cls) -> Optional[str]:
         return cluster.unavailable_reason()
 
+    @classmethod
+    def conflict(cls, mesh: str) -> Optional[str]:
+        try:
+            found = cluster.client(timeout=5).services.list(filters=cluster.mesh_filter(mesh))
+        except Exception:  # noqa: BLE001 - unreachable engine: unavailable_reason says so
+            return None
+        if not found:
+            return None
+        return (
+            f"swarm services of a mesh named {mesh!r} already exist (another MESHBED_HOME?): "
+            f"`meshbed down {mesh}` there, or pick another name"
+        )
+
     @property
     def client(self) -> Any:
         if self._client is None:
