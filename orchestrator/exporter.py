@@ -40,18 +40,18 @@ class ResultsCollector(Collector):
             "client_server_bound_seconds": GaugeMetricFamily("meshbed_run_client_server_bound_seconds", "Time a central server would need", labels=LABELS),
             "efficiency": GaugeMetricFamily("meshbed_run_efficiency", "Lower bound divided by measured time", labels=LABELS),
         }
-        latest: dict[tuple[str, ...], dict[str, Any]] = {}
+        latest: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         for rep in self._reports():
             nodes = len(rep.get("nodes") or {})
             strategy = str(rep.get("strategy", "swarm"))
             for content, dist in (rep.get("distribution") or {}).items():
                 key = (str(rep.get("name")), str(content), strategy, str(nodes), str(rep.get("backend", "")))
                 latest[key] = dist  # newest run of the same shape wins
-        for key, dist in latest.items():
+        for shape, dist in latest.items():
             for field, fam in fams.items():
                 value = dist.get(field)
                 if isinstance(value, (int, float)):
-                    fam.add_metric(list(key), float(value))
+                    fam.add_metric(list(shape), float(value))
         yield from fams.values()
 
 

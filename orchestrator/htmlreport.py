@@ -91,7 +91,7 @@ def bar_chart(rows: Mapping[str, Mapping[str, float]], title: str, unit: str = "
     parts.append(f"<title>{_esc(title)}</title>")
     for i, (node, segs) in enumerate(sorted(rows.items())):
         y = PAD_T + i * (bar_h + gap)
-        x = PAD_L + 40
+        x = float(PAD_L + 40)
         parts.append(f'<text x="{x - 4}" y="{y + bar_h - 3}" text-anchor="end" font-size="10">{_esc(node)}</text>')
         for src in sources:
             v = segs.get(src, 0.0)

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,10 +147,8 @@ def test_api_refuses_paths_outside_the_data_dir_and_big_bodies(
     with socket.create_connection(tuple_addr(api), timeout=10) as s:
         s.sendall(b"POST /peers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
                   b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{")
-        t0 = time.monotonic()
-        answer = s.recv(200)
+        answer = s.recv(200)  # the socket's 10 s timeout fails the test if it waits for the body
         assert answer.startswith(b"HTTP/1.") and b" 413 " in answer.split(b"\r\n")[0], answer
-        assert time.monotonic() - t0 < 5
     assert http("GET", f"http://{api}/status")[0] == 200
 
 

@@ -55,7 +55,7 @@ def test_dashboard_is_consistent(path: Path) -> None:
             missing = used - defined - BUILTIN_VARS
             assert not missing, f"{p['title']}: undefined variables {missing}"
         pos = p["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24
 
 
 def test_every_metric_named_in_dashboards_is_documented() -> None:
