@@ -270,6 +270,8 @@ def _start_prometheus_container(state: dict[str, Any], config: Path, port: int) 
 
 
 def _try_pull(client: Any, image: str) -> bool:
+    if os.environ.get("MESHBED_OFFLINE") == "1":  # air-gapped: never contact a registry
+        return False
     try:
         client.images.pull(image)
         return True
