@@ -2,14 +2,18 @@
 meshbed (agents as separate processes) and libtorrent (PyPI), median of --runs.
 
     python3 bench/throughput.py [--size 1GiB] [--runs 3] [--piece-length 1MiB]
+                                [--pyz peer.pyz] [--profile DIR] [--lt-high-performance]
 
-Prints MB/s (10^6 bytes/s) for both and the ratio meshbed/libtorrent (goal >= 1.0).
+Prints MB/s (10^6 bytes/s) for both and the ratio meshbed/libtorrent (goal >= 1.0). The
+meshbed leecher also checks the whole-file SHA-256 after each timed run (untimed).
+--profile runs py-spy (pip install py-spy) on both agents during the first meshbed run.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import shutil
 import signal
@@ -33,11 +37,11 @@ from peer import synthetic  # noqa: E402
 UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "b": 1}
 
 LT_SEEDER = r"""
-import sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from ltpeer import LtPeer
-peer = LtPeer(Path(sys.argv[2]))
+peer = LtPeer(Path(sys.argv[2]), json.loads(sys.argv[4]))
 peer.add(open(sys.argv[1], "rb").read())
 peer.wait_state(seeding=True, timeout=600)
 print(peer.port, flush=True)
@@ -140,7 +144,8 @@ def run_meshbed(workdir: Path, src: Path, piece_length: int, runs: int,
                                             [seeder, leecher])
                 start = time.monotonic()
                 leecher.ok("POST", "/fetch", {"metainfo": shared["metainfo"],
-                                               "peers": [seeder.wire], "pex": False})
+                                               "peers": [seeder.wire], "pex": False,
+                                               "sha256": shared["sha256"]})
                 while True:
                     t = leecher.torrent(ih)
                     if t and t["complete"]:
@@ -151,9 +156,14 @@ def run_meshbed(workdir: Path, src: Path, piece_length: int, runs: int,
                 elapsed = time.monotonic() - start
                 stop_profilers(profilers, profile_dir)
                 times.append(elapsed)
+                # Untimed: the whole-file SHA-256 check the engine runs after completion.
+                t = leecher.wait_complete(ih, 120)
                 print(f"meshbed    run {run + 1}: {elapsed:6.2f} s  "
                       f"{mbps(src.stat().st_size, elapsed):7.1f} MB/s"
-                      f"  (engine says {t.get('seconds')} s)", flush=True)
+                      f"  (engine says {t.get('seconds'):.2f} s; whole-file sha256 "
+                      f"{'ok' if t.get('verified') else 'MISMATCH'})", flush=True)
+                if not t.get("verified"):
+                    raise RuntimeError(f"meshbed leecher's file does not verify: {t}")
             finally:
                 leecher.terminate(30)
                 shutil.rmtree(leecher.dir, ignore_errors=True)
@@ -170,7 +180,8 @@ def run_libtorrent(workdir: Path, src: Path, torrent: bytes, runs: int,
     tfile = workdir / "bench.torrent"
     tfile.write_bytes(torrent)
     seeder = subprocess.Popen(
-        [sys.executable, "-c", LT_SEEDER, str(tfile), str(src.parent), str(REPO / "tests")],
+        [sys.executable, "-c", LT_SEEDER, str(tfile), str(src.parent), str(REPO / "tests"),
+         json.dumps(extra or {})],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     times: list[float] = []

@@ -78,6 +78,8 @@ class PeerConnection:
         self.last_recv = now
         self.last_sent = now
         self.last_block = now
+        self.choked_at = now  # when the peer last choked us
+        self.rate_at_choke = 0.0  # our download rate from it then
         self.snubbed = False
         self.outstanding: dict[tuple[int, int, int], float] = {}
         self.out_bytes = 0
@@ -197,6 +199,13 @@ class PeerConnection:
         self._forget(key)
         return True
 
+    def cancel_older_than(self, when: float) -> list[tuple[int, int, int]]:
+        """Cancel our requests sent before ``when``; return their keys (to release)."""
+        keys = [key for key, sent in self.outstanding.items() if sent <= when]
+        for key in keys:
+            self.cancel(key)
+        return keys
+
     def drop_requests(self) -> list[tuple[int, int, int]]:
         keys = list(self.outstanding)
         self.outstanding.clear()
@@ -218,6 +227,7 @@ class PeerConnection:
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
         uploader = asyncio.ensure_future(self._upload_loop())
+        uploader.add_done_callback(self._upload_ended)
         reason: Optional[str] = None
         try:
             if not self.torrent.attach(self):
@@ -240,6 +250,16 @@ class PeerConnection:
                 self.writer.transport.abort()
             else:
                 self.writer.transport.close()
+
+    def _upload_ended(self, task: asyncio.Future[None]) -> None:
+        # A dead uploader must not leave a connection that reads requests but never answers
+        # them (the other side would wait for ever): close it, the dialer reconnects.
+        if task.cancelled() or self.closed:
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, (ConnectionError, OSError)):
+            log.error("%s: upload failed: %r", self.label, exc)
+        self.close(abort=True)
 
     async def _read_loop(self) -> None:
         readexactly = self.reader.readexactly
@@ -272,10 +292,13 @@ class PeerConnection:
             t.on_have(self, self._index(msg.index))  # type: ignore[union-attr]
         elif kind is wire.Unchoke:
             self.peer_choking = False
+            self.snubbed = False  # a fresh turn: it chose to serve us again
             self.rejected_pieces.clear()
-            t.fill(self)
+            t.on_unchoke(self)
         elif kind is wire.Choke:
             self.peer_choking = True
+            self.choked_at = time.monotonic()
+            self.rate_at_choke = self.rate_from.rate
             if not self.fast:  # with BEP 6 the peer rejects what it will not send
                 t.release_all(self)
         elif kind is wire.Interested:

@@ -24,7 +24,7 @@ from peer import metainfo, wire
 from peer.choker import RateMeter
 from peer.connection import PeerConnection
 from peer.metainfo import Metainfo
-from peer.metrics import AgentMetrics, ContentSnapshot
+from peer.metrics import PROTOCOL_ERROR_REASONS, AgentMetrics, ContentSnapshot
 from peer.shaping import LinkEmulator
 from peer.storage import METAINFO_FILE, PieceStore
 from peer.torrent import Torrent
@@ -272,6 +272,8 @@ class Agent:
         c.close(abort=True)
 
     def protocol_error(self, reason: str, c: Any, detail: str = "") -> None:
+        if reason not in PROTOCOL_ERROR_REASONS:  # a new reason must be listed (metrics init)
+            log.error("protocol error reason %r missing from PROTOCOL_ERROR_REASONS", reason)
         self.metrics.protocol_errors.labels(reason).inc()
         who = c.label if isinstance(c, PeerConnection) else str(c)
         log.warning("protocol error from %s: %s", who, detail or reason)

@@ -44,6 +44,7 @@ class ContentSnapshot:
     rarest_copies: Optional[int]
     completed_at: Optional[float]
     replication: dict[str, int] = field(default_factory=dict)
+    wasted: int = 0  # payload bytes that added nothing (late end-game copies, unasked blocks)
 
 
 class _StateCollector:
@@ -59,6 +60,10 @@ class _StateCollector:
         sent = CounterMetricFamily("meshbed_bytes_sent", "Piece payload bytes sent", labels=lab)
         recv = CounterMetricFamily(
             "meshbed_bytes_received", "Piece payload bytes received", labels=lab
+        )
+        wasted = CounterMetricFamily(
+            "meshbed_wasted_bytes",
+            "Piece payload bytes received that added nothing (late end-game copies)", labels=lab,
         )
         held = GaugeMetricFamily("meshbed_pieces_held", "Verified pieces held", labels=lab)
         total = GaugeMetricFamily("meshbed_content_pieces", "Pieces in the content", labels=lab)
@@ -82,6 +87,7 @@ class _StateCollector:
             c = [s.content]
             sent.add_metric(c, float(s.bytes_sent))
             recv.add_metric(c, float(s.bytes_received))
+            wasted.add_metric(c, float(s.wasted))
             held.add_metric(c, float(s.pieces_held))
             total.add_metric(c, float(s.pieces_total))
             ratio.add_metric(c, s.pieces_held / s.pieces_total if s.pieces_total else 1.0)
@@ -92,11 +98,24 @@ class _StateCollector:
                 done.add_metric(c, s.completed_at)
             for bucket in COPY_BUCKETS:
                 repl.add_metric([s.content, bucket], float(s.replication.get(bucket, 0)))
-        yield from (sent, recv, held, total, ratio, peers, rarest, done, repl)
+        yield from (sent, recv, wasted, held, total, ratio, peers, rarest, done, repl)
 
 
-KNOWN_REJECT_REASONS = ("hash_mismatch",)
-KNOWN_PROTOCOL_ERRORS = ("bad_handshake", "frame_too_large", "unknown_id", "bad_length", "bad_bitfield")
+# Every reason the peer package can emit (tests/unit/test_metric_reasons.py checks the
+# sources against these): all start at 0 so dashboards have series before the first one.
+REJECT_REASONS = ("hash_mismatch",)
+PROTOCOL_ERROR_REASONS = (
+    # handshake / framing (peer/wire.py, peer/engine.py)
+    "bad_handshake", "wrong_infohash", "unknown_infohash", "frame_too_large", "unknown_id",
+    "bad_length", "bad_bitfield",
+    # extension payloads (peer/wire.py, peer/extensions.py)
+    "bad_bencode", "bad_ext_handshake", "bad_pex",
+    # message semantics (peer/connection.py, peer/torrent.py)
+    "fast_not_negotiated", "bad_index", "bad_block", "bad_request", "request_too_large",
+    "request_flood", "not_reading",
+)
+KNOWN_REJECT_REASONS = REJECT_REASONS  # old names, kept for importers
+KNOWN_PROTOCOL_ERRORS = PROTOCOL_ERROR_REASONS
 
 
 class AgentMetrics:
@@ -110,9 +129,9 @@ class AgentMetrics:
             ["reason"], registry=registry,
         )
         # known reasons start at 0, so dashboards have series before the first rejection
-        for reason in KNOWN_REJECT_REASONS:
+        for reason in REJECT_REASONS:
             self.rejected_pieces.labels(reason)
-        for reason in KNOWN_PROTOCOL_ERRORS:
+        for reason in PROTOCOL_ERROR_REASONS:
             self.protocol_errors.labels(reason)
         self.banned_peers = Counter(
             "meshbed_banned_peers_total", "Peers banned for bad data", registry=registry

@@ -7,15 +7,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from peer import extensions as ext
 from peer import wire
-from peer.choker import Candidate, RateMeter, pick_optimistic, pipeline_bytes, regular_unchokes
+from peer.choker import Candidate, RateMeter, pick_optimistic, regular_unchokes
 from peer.connection import PeerConnection, ProtocolError
 from peer.metainfo import Metainfo
-from peer.metrics import ContentSnapshot, copies_bucket
+from peer.metrics import REJECT_REASONS, ContentSnapshot, copies_bucket
 from peer.picker import P_HAVE, PiecePicker
+from peer.scheduler import MAX_VERIFY_BACKLOG, RequestScheduler
 from peer.storage import HashMismatch, PieceStore
 
 if TYPE_CHECKING:
@@ -26,14 +27,10 @@ log = logging.getLogger("peer")
 MAX_PEERS = 50  # connections per torrent we open or accept
 MAX_DIALS = 8  # connection attempts in flight per torrent
 MAX_KNOWN = 1000  # addresses remembered per torrent
-SNUB_SECONDS = 30.0
 KEEPALIVE_SECONDS = 60.0
 IDLE_SECONDS = 120.0
 PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, then every 30 s
 MAX_BACKOFF = 60.0
-INITIAL_RATE_GUESS = (1 << 20) / 3  # bytes/s before a rate is measured: ~1 MiB in flight
-ENDGAME_OVERDUE = 2.0  # end game duplicates only requests this many seconds overdue
-MAX_VERIFY_BACKLOG = 64 << 20  # bytes received but not yet hashed: stop requesting beyond
 
 
 @dataclass
@@ -67,7 +64,8 @@ class Torrent:
         self.bytes_to: dict[str, int] = {}
         self.downloaded = 0
         self.uploaded = 0
-        self.redownloaded = 0
+        self.redownloaded = 0  # bytes of pieces asked for although already verified
+        self.wasted = 0  # bytes that added nothing: late end-game copies, unasked blocks
         self.resumed_pieces = store.have_count if kind == "fetch" else 0
         self.rejected: dict[str, int] = {}
         self.strikes: dict[str, int] = {}
@@ -78,11 +76,8 @@ class Torrent:
         self.rate_up = RateMeter()
         self.rate_down = RateMeter()
         self.optimistic: Optional[PeerConnection] = None
-        self.piece_started: dict[int, float] = {}
-        self.requested = bytearray(meta.num_pieces)  # pieces asked for since start
         self.verify_backlog = 0
-        self._refill_pending = False
-        self.eta: dict[int, float] = {}  # piece -> when its requested blocks are due
+        self.sched = RequestScheduler(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._next_choke = 0.0
         self._next_optimistic = 0.0
@@ -159,8 +154,7 @@ class Torrent:
             self.optimistic = None
         if not c.am_choking and not self.closing:
             self._fill_slots()
-        for other in list(self.conns.values()):
-            self.fill(other)
+        self.sched.fill_all()
 
     def on_ext_handshake(self, c: PeerConnection) -> None:
         if self.agent.is_banned(c.ip, c.listen_port, c.node) or self.agent.link.blocked(
@@ -243,86 +237,16 @@ class Torrent:
 
     # ------------------------------------------------------------------ downloading
     def fill(self, c: PeerConnection) -> None:
-        """Top up the request pipeline toward ``c``."""
-        if c.closed or c.peer_choking or not c.am_interested or self.picker.complete:
-            return
-        picker = self.picker
-        if (c.snubbed and not picker.endgame) or self.verify_backlog > MAX_VERIFY_BACKLOG:
-            return
-        block = min(c.block, self.meta.piece_length)
-        rate = c.rate_from.rate
-        if not rate:  # not measured yet (first second): guess 1 MiB/s, like a TCP initial window
-            rate = INITIAL_RATE_GUESS
-        room = pipeline_bytes(rate, block) - c.out_bytes
-        if room < block // 2:
-            return
-        bits, rejected = c.bits, c.rejected_pieces
-        peer_has: Callable[[int], bool] = bits.__contains__
-        if rejected:
-            def peer_has(i: int) -> bool:  # noqa: F811
-                return i in bits and i not in rejected
-        busy = c.busy_pieces
-        now = time.monotonic()
-        # End game: only a peer with nothing else in flight duplicates others' requests, and
-        # only for pieces whose copy in flight is overdue: every duplicate costs some
-        # sender's upload, which the rest of the swarm needs (measured: eager duplicates
-        # wasted ~10 % of all uploads in a 1+32 swarm; a duplicate that loses the race
-        # still arrives whole, the cancel comes too late).
-        duplicates: Union[bool, Callable[[int], bool]] = False
-        if not c.outstanding and picker.endgame:
-            late = now - ENDGAME_OVERDUE
-            eta = self.eta
-
-            def duplicates(i: int) -> bool:  # noqa: F811
-                due = eta.get(i)
-                return due is None or due < late
-
-        reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
-                           duplicates=duplicates)
-        if not reqs:
-            return
-        if not c.outstanding:
-            c.last_block = now
-        frames = []
-        encode, request = wire.encode, wire.Request
-        started = self.piece_started
-        for r in reqs:
-            c.outstanding[r] = now
-            c.out_bytes += r[2]
-            busy[r[0]] = busy.get(r[0], 0) + 1
-            if r[0] not in started:
-                started[r[0]] = now
-                # 2 = asked for a piece already verified here (counted as redownloaded)
-                self.requested[r[0]] = 2 if picker.has(r[0]) else 1
-            frames.append(encode(request(*r)))
-        # when the last of these should arrive: queued bytes at the measured rate
-        due = now + c.out_bytes / rate
-        eta = self.eta
-        for r in reqs:
-            if duplicates is not False and r[0] in eta:
-                eta[r[0]] = min(eta[r[0]], due)  # a second copy: due when the first lands
-            elif eta.get(r[0], 0.0) < due:
-                eta[r[0]] = due
-        c.send_frames(frames)
+        self.sched.fill(c)
 
     def refill_soon(self) -> None:
-        """Top up every pipeline once, after the current burst of messages."""
-        if not self._refill_pending:
-            self._refill_pending = True
-            asyncio.get_running_loop().call_soon(self._refill)
-
-    def _refill(self) -> None:
-        self._refill_pending = False
-        if not self.closing:
-            for c in list(self.conns.values()):
-                self.fill(c)
+        self.sched.refill_soon()
 
     def release_all(self, c: PeerConnection) -> None:
-        for key in c.drop_requests():
-            self.picker.release(*key)
-        for other in list(self.conns.values()):
-            if other is not c:
-                self.fill(other)
+        self.sched.release_all(c)
+
+    def on_unchoke(self, c: PeerConnection) -> None:
+        self.sched.on_unchoke(c)
 
     def on_block(self, c: PeerConnection, index: int, begin: int, block: memoryview) -> None:
         meta = self.meta
@@ -337,13 +261,8 @@ class Torrent:
         label = c.label
         self.bytes_from[label] = self.bytes_from.get(label, 0) + length
         self.downloaded += length
-        if self.requested[index] != 1 and picker.has(index):
-            # data for a piece verified before we asked (or never asked) for it; end-game
-            # duplicates of a piece asked for while missing are not counted
-            self.redownloaded += length
-        now = time.monotonic()
         if asked:
-            c.last_block = now
+            c.last_block = time.monotonic()
             c.snubbed = False
         if picker.wanted(index, begin, length):
             if picker.received(index, begin, block, c):
@@ -352,7 +271,13 @@ class Torrent:
                 for other in self.conns.values():
                     if other is not c and key in other.outstanding:
                         other.cancel(key)
-        self.fill(c)
+                        picker.release(*key)
+        elif asked and self.sched.requested[index] == 2 and picker.has(index):
+            # we asked for a piece verified before the request: the resume guarantee broke
+            self.redownloaded += length
+        else:  # a copy that lost the end-game race, or came after our cancel
+            self.wasted += length
+        self.sched.fill(c)
 
     def _complete_piece(self, index: int) -> None:
         p = self.picker.take(index)
@@ -369,30 +294,28 @@ class Torrent:
         except (OSError, ValueError) as e:  # disk trouble: fetch the piece again
             log.warning("%s: cannot store piece %d: %s", self.meta.name, index, e)
             self.picker.piece_failed(index)
+            self.sched.forget_piece(index)
             return
         finally:
             was = self.verify_backlog
             self.verify_backlog -= len(data)
             if was > MAX_VERIFY_BACKLOG >= self.verify_backlog and not self.closing:
-                for c in list(self.conns.values()):  # requesting was paused: resume
-                    self.fill(c)
+                self.sched.fill_all()  # requesting was paused: resume
         if self.closing:
             return
         picker = self.picker
         if not ok:
             picker.piece_failed(index)
-            self.piece_started.pop(index, None)
-            self.eta.pop(index, None)
+            self.sched.forget_piece(index)
             self._reject("hash_mismatch")
             for c in list(contributors):
                 if isinstance(c, PeerConnection):
                     self._strike(c, sole=len(contributors) == 1)
-            for c in list(self.conns.values()):
-                self.fill(c)
+            self.sched.fill_all()
             return
         picker.piece_passed(index)
-        t0 = self.piece_started.pop(index, None)
-        self.eta.pop(index, None)
+        t0 = self.sched.piece_started.get(index)
+        self.sched.forget_piece(index)
         if t0 is not None:
             agent.metrics.piece_fetch_duration.labels(self.meta.name).observe(
                 time.monotonic() - t0
@@ -409,6 +332,8 @@ class Torrent:
             await self._on_complete()
 
     def _reject(self, reason: str) -> None:
+        if reason not in REJECT_REASONS:  # a new reason must be listed (metrics init)
+            log.error("rejected-piece reason %r missing from REJECT_REASONS", reason)
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.agent.metrics.rejected_pieces.labels(reason).inc()
 
@@ -465,21 +390,12 @@ class Torrent:
                 continue
             if now - c.last_sent > KEEPALIVE_SECONDS:
                 c.send_frames([keepalive])
-            if c.outstanding and now - c.last_block > SNUB_SECONDS:
-                c.snubbed = True
-                for key in list(c.outstanding):
-                    c.cancel(key)
-                    self.picker.release(*key)
-                for other in list(self.conns.values()):
-                    self.fill(other)
+            self.sched.check(c, now)
             if self.pex and now >= c.next_pex:
                 self._send_pex(c)
                 c.pex_round += 1
                 c.next_pex = now + PEX_INTERVALS[min(c.pex_round, len(PEX_INTERVALS) - 1)]
-        if self.picker.endgame:  # idle peers may now take over overdue end-game blocks
-            for c in list(self.conns.values()):
-                if not c.outstanding:
-                    self.fill(c)
+        self.sched.endgame_tick()
         if now >= self._next_choke:
             rotate = now >= self._next_optimistic
             self.rechoke(now, rotate)
@@ -584,6 +500,7 @@ class Torrent:
             "downloaded": self.downloaded,
             "uploaded": self.uploaded,
             "redownloaded": self.redownloaded,
+            "wasted": self.wasted,
             "resumed_pieces": self.resumed_pieces,
             "bytes_from": dict(self.bytes_from),
             "bytes_to": dict(self.bytes_to),
@@ -603,7 +520,7 @@ class Torrent:
             content=self.meta.name, bytes_sent=self.uploaded, bytes_received=self.downloaded,
             pieces_held=self.picker.have_count, pieces_total=self.meta.num_pieces,
             connected_peers=len(self.conns), rarest_copies=self.rarest_copies(),
-            completed_at=self.completed_at, replication=replication,
+            completed_at=self.completed_at, replication=replication, wasted=self.wasted,
         )
 
     async def close(self) -> None:

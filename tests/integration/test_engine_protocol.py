@@ -272,3 +272,126 @@ def test_aria2_style_repeated_bitfields_are_accepted(tmp_path: Path) -> None:
             _errors(a, r) for r in ("late_bitfield", "bad_bitfield", "fast_not_negotiated"))
 
     _run(tmp_path, body)
+
+
+@pytest.mark.timeout(30)
+def test_choking_a_fast_peer_rejects_every_pending_request(tmp_path: Path) -> None:
+    """BEP 6: a choke answers each queued request with a Reject (the block already on its way
+    still lands), so the other side can ask elsewhere at once."""
+    async def main() -> None:
+        content = make_content(tmp_path, 2 * MiB, 256 * 1024)
+        a = make_agent(tmp_path, "seeders-0", up_mbit=1)  # slow: requests stay queued
+        await a.start()
+        try:
+            await a.share(content.meta, content.path)
+            reader, writer = await _connect(a, content, FAST)
+            writer.write(wire.encode(wire.Interested()))
+
+            async def next_msg() -> bytes:
+                (n,) = struct.unpack(">I", await asyncio.wait_for(reader.readexactly(4), 10))
+                return await reader.readexactly(n)
+
+            while (await next_msg())[:1] != bytes([wire.UNCHOKE]):
+                pass
+            keys = [(i // 16, (i % 16) * 16384, 16384) for i in range(24)]
+            writer.write(b"".join(wire.encode(wire.Request(*k)) for k in keys))
+            t = a.torrents[content.meta.info_hash]
+            for _ in range(100):  # until the seeder has them queued
+                conns = list(t.conns.values())
+                if conns and len(conns[0].queue) >= 20:
+                    break
+                await asyncio.sleep(0.02)
+            conns[0].set_choking(True)
+            answered: set[tuple[int, int, int]] = set()
+            rejected = 0
+            choked = False
+            while len(answered) < len(keys):
+                body = await next_msg()
+                if not body:
+                    continue
+                if body[0] == wire.CHOKE:
+                    choked = True
+                elif body[0] == wire.PIECE:
+                    index, begin = struct.unpack_from(">II", body, 1)
+                    answered.add((index, begin, len(body) - 9))
+                elif body[0] == wire.REJECT:
+                    assert choked  # the Choke comes first
+                    answered.add(struct.unpack_from(">III", body, 1))
+                    rejected += 1
+            assert answered == set(keys)
+            assert rejected >= 15
+            writer.close()
+        finally:
+            await a.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(40)
+def test_requests_a_choking_peer_never_rejected_are_asked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of BEP 6: a fast-extension seed that chokes us without rejecting our
+    requests (then unchokes) must not hold them until the snub: after the grace they are
+    cancelled and asked again (before the fix: snubbed, never asked again = client-server
+    hang when it is the only source)."""
+    from peer import scheduler
+
+    monkeypatch.setattr(scheduler, "CHOKE_GRACE_SECONDS", 1.0)
+    monkeypatch.setattr(scheduler, "SNUB_SECONDS", 15.0)  # the grace, not the snub, acts
+    content = make_content(tmp_path, 1 * MiB, 256 * 1024)
+    seen: dict[str, list[tuple[int, int, int]]] = {"first": [], "cancel": [], "again": []}
+
+    async def raw_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hs = wire.decode_handshake(await reader.readexactly(68))
+        writer.write(wire.encode_handshake(hs.info_hash, PEER_ID, FAST))
+        writer.write(wire.encode(wire.HaveAll()))
+
+        async def next_msg() -> bytes:
+            (n,) = struct.unpack(">I", await reader.readexactly(4))
+            return await reader.readexactly(n)
+
+        while (await next_msg())[:1] != bytes([wire.INTERESTED]):
+            pass
+        writer.write(wire.encode(wire.Unchoke()))
+        body = await next_msg()
+        while body[:1] != bytes([wire.REQUEST]):
+            body = await next_msg()
+        seen["first"].append(struct.unpack_from(">III", body, 1))
+        await asyncio.sleep(0.3)  # the rest of the first batch
+        while reader._buffer:  # type: ignore[attr-defined]
+            body = await next_msg()
+            if body[:1] == bytes([wire.REQUEST]):
+                seen["first"].append(struct.unpack_from(">III", body, 1))
+        writer.write(wire.encode(wire.Choke()))  # ... and never a Reject
+        await asyncio.sleep(0.5)
+        writer.write(wire.encode(wire.Unchoke()))
+        while len(seen["again"]) < len(seen["first"]):
+            body = await next_msg()
+            if not body:
+                continue
+            key = struct.unpack_from(">III", body, 1) if len(body) == 13 else None
+            if body[0] == wire.CANCEL:
+                seen["cancel"].append(key)  # type: ignore[arg-type]
+            elif body[0] == wire.REQUEST and key in seen["first"]:
+                seen["again"].append(key)  # type: ignore[arg-type]
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(raw_seed, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        a = make_agent(tmp_path, "leechers-0")
+        await a.start()
+        try:
+            await a.fetch(content.meta, [("127.0.0.1", port)], pex=False)
+            for _ in range(300):
+                if seen["first"] and len(seen["again"]) >= len(seen["first"]):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await a.close()
+            server.close()
+
+    asyncio.run(main())
+    assert seen["first"]
+    assert sorted(seen["cancel"]) == sorted(seen["first"])
+    assert sorted(seen["again"]) == sorted(seen["first"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,11 @@ def test_seeder_and_twelve_leechers_all_complete_verified(tmp_path: Path) -> Non
                 assert sample(reg, "meshbed_bytes_received_total", content="movie") >= 48 * MiB
                 assert sample(reg, "meshbed_piece_fetch_duration_seconds_count",
                               content="movie") == 192
+                # late end-game copies are "wasted", never "redownloaded"; the lazy end game
+                # keeps them small
+                assert sample(reg, "meshbed_wasted_bytes_total", content="movie") == st["wasted"]
+                assert st["downloaded"] >= content.meta.length + st["wasted"]
+                assert st["wasted"] <= content.meta.length // 10, st["wasted"]
             # leechers served each other: the seeder sent far fewer than 12 copies
             seeder_sent = seeder.status()["torrents"][h]["uploaded"]
             assert seeder_sent < 8 * content.meta.length, seeder_sent / content.meta.length
@@ -173,3 +179,97 @@ def test_ordinary_16k_blocks_when_peers_are_not_meshbed(tmp_path: Path,
 
     asyncio.run(scenario())
     assert sizes and max(sizes) == 16 * 1024
+
+
+@pytest.mark.timeout(90)
+def test_client_server_survives_a_seeder_that_chokes_without_rejecting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (client-server hang): fetchers (upload=False, only the seeder known) behind
+    a seeder with 1 upload slot + 1 optimistic that rotates its slots and, unlike BEP 6 asks,
+    drops queued requests on choke without a Reject. The requests it held must become
+    re-requestable (choke grace / unchoke), and a snubbed sole source must still be asked:
+    before the fix they waited for the 30 s snub, after which the fetcher never asked the
+    seeder again and stalled for good."""
+    from peer import connection, scheduler, torrent
+
+    def choke_silently(self: connection.PeerConnection, choke: bool) -> None:
+        if choke == self.am_choking or self.closed:
+            return
+        self.am_choking = choke
+        self.choke_since = time.monotonic()
+        self.queue.clear()  # no Reject: a "clean" fast peer that just forgets them
+        self.send(connection.wire.Choke() if choke else connection.wire.Unchoke())
+
+    monkeypatch.setattr(connection.PeerConnection, "set_choking", choke_silently)
+    monkeypatch.setattr(scheduler, "SNUB_SECONDS", 4.0)
+    real_tick = torrent.Torrent.tick
+
+    def fast_rechoke(self: torrent.Torrent, now: float) -> None:
+        real_tick(self, now)
+        self._next_choke = min(self._next_choke, now + 2.0)  # rotate every 2 s, not 10 s
+        self._next_optimistic = min(self._next_optimistic, now + 2.0)
+
+    monkeypatch.setattr(torrent.Torrent, "tick", fast_rechoke)
+
+    async def scenario() -> None:
+        content = make_content(tmp_path, 3 * MiB, 64 * 1024)
+        h = content.meta.hexhash
+        seeder = make_agent(tmp_path, "seeders-0", up_mbit=16, upload_slots=1)
+        fetchers = [make_agent(tmp_path, f"fetchers-{i}", down_mbit=50) for i in range(6)]
+        agents = [seeder, *fetchers]
+        try:
+            for a in agents:
+                await a.start()
+            await seeder.share(content.meta, content.path)
+            for a in fetchers:
+                await a.fetch(content.meta, [addr(seeder)], pex=False, upload=False,
+                              sha256=content.sha256)
+            await wait_complete(fetchers, content.meta, timeout=70)
+            for a in fetchers:
+                st = a.status()["torrents"][h]
+                assert st["verified"] is True and st["redownloaded"] == 0, (a.node, st)
+                assert set(st["bytes_from"]) == {"seeders-0"}
+        finally:
+            for a in agents:
+                await a.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_uploader_closes_the_connection_and_the_fetcher_reconnects(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection whose upload task died used to keep reading requests it never answered:
+    its only fetcher waited for the snub and then stalled for good."""
+    from peer import torrent
+
+    real_read = torrent.Torrent.read_block
+    failed: list[int] = []
+
+    async def read_once_broken(self: torrent.Torrent, index: int, begin: int, length: int,
+                               hostile: object) -> bytes:
+        if not failed:
+            failed.append(index)
+            raise RuntimeError("injected read failure")
+        return await real_read(self, index, begin, length, hostile)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torrent.Torrent, "read_block", read_once_broken)
+
+    async def scenario() -> None:
+        content = make_content(tmp_path, 4 * MiB, 256 * 1024)
+        seeder = make_agent(tmp_path, "seeders-0", up_mbit=64)
+        fetcher = make_agent(tmp_path, "fetchers-0")
+        try:
+            for a in (seeder, fetcher):
+                await a.start()
+            await seeder.share(content.meta, content.path)
+            await fetcher.fetch(content.meta, [addr(seeder)], pex=False, upload=False,
+                                sha256=content.sha256)
+            await wait_complete([fetcher], content.meta, timeout=25)
+            st = fetcher.status()["torrents"][content.meta.hexhash]
+            assert failed and st["verified"] is True and st["redownloaded"] == 0
+        finally:
+            await seeder.close()
+            await fetcher.close()
+
+    asyncio.run(scenario())

@@ -45,7 +45,7 @@ def test_seed_round_robin_rotates_long_served_peers_out() -> None:
 def test_seed_round_robin_keeps_slots_full_when_few_wait() -> None:
     now = 100.0
     cands = [cand("old", unchoked=True, since=now - 40), cand("x", unchoked=True, since=now - 1)]
-    assert sorted(regular_unchokes(cands, 2, seeding=True, now=now)) == ["old", "x"]
+    assert set(regular_unchokes(cands, 2, seeding=True, now=now)) == {"old", "x"}
 
 
 @pytest.mark.timeout(10)

@@ -113,7 +113,7 @@ def test_released_requests_go_back_to_the_pool() -> None:
     p.release(i, b, ln)
     assert i not in p.partial
     # the piece is free again; a later pick can take it
-    taken = set()
+    taken: set[int] = set()
     for _ in range(20):
         taken.update(r[0] for r in p.pick(everything, True, PL, PL))
     assert i in taken

@@ -58,6 +58,17 @@ class NetnsBackend(Backend):
 
     # --- availability -------------------------------------------------------------------
     @classmethod
+    def conflict(cls, mesh: str) -> Optional[str]:
+        tag = namespaces.mesh_tag(mesh)
+        taken = sorted(n for n in namespaces.existing() if n.startswith(f"mb-{tag}-"))
+        if not taken:
+            return None
+        return (
+            f"network namespaces of a mesh named {mesh!r} already exist ({taken[0]} ...; another "
+            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, or pick another name"
+        )
+
+    @classmethod
     def unavailable_reason(cls) -> Optional[str]:
         if os.geteuid() != 0:
             return NO_ROOT
