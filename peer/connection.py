@@ -264,6 +264,7 @@ class PeerConnection:
     async def _read_loop(self) -> None:
         readexactly = self.reader.readexactly
         link = self.agent.link
+        link.watch(self.reader)  # added latency counts from each byte's real arrival
         agent = self.agent
         torrent = self.torrent
         unpack_len = _LEN.unpack

@@ -17,6 +17,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from peer import __version__
 
+try:  # `_created` series would double every counter: scrape size and time matter (100s of contents)
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()
+except ImportError:  # prometheus_client < 0.17
+    pass
+
 COPY_BUCKETS = ("0", "1", "2", "3", "4", "5-8", "9-16", "17+")
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -96,8 +103,10 @@ class _StateCollector:
                 rarest.add_metric(c, float(s.rarest_copies))
             if s.completed_at is not None:
                 done.add_metric(c, s.completed_at)
-            for bucket in COPY_BUCKETS:
-                repl.add_metric([s.content, bucket], float(s.replication.get(bucket, 0)))
+            for bucket in COPY_BUCKETS:  # empty buckets are left out: absent = 0 chunks
+                n = s.replication.get(bucket, 0)
+                if n:
+                    repl.add_metric([s.content, bucket], float(n))
         yield from (sent, recv, wasted, held, total, ratio, peers, rarest, done, repl)
 
 
