@@ -3,8 +3,8 @@
 Fixed keys: name, backend, ok, contents{size, chunks, infohash, sha256},
 distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_seconds},
 nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
-Extra keys: reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
-resumed_pieces; per content fetchers, verified, redownloaded_bytes, first_seconds,
+Extra keys: strategy, reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
+resumed_pieces, wasted; per content fetchers, verified, redownloaded_bytes, first_seconds,
 seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)).
 """
 
@@ -108,6 +108,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
                 "bytes_from": dict(t.get("bytes_from") or {}),
                 "redownloaded": t.get("redownloaded"),
                 "resumed_pieces": t.get("resumed_pieces"),
+                "wasted": t.get("wasted"),
             }
         report["nodes"][node.name] = entry
 

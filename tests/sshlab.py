@@ -13,6 +13,7 @@ Needs root, ``ip``, ``iptables``, ``/usr/sbin/sshd`` and ``ssh-keygen``.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import signal
@@ -66,6 +67,19 @@ def _free_subnet() -> ipaddress.IPv4Network:
         if not any(net.overlaps(u) for u in used):
             return net
     raise RuntimeError("no free /24 among the lab's candidate subnets")
+
+
+_LAB_COUNT = itertools.count()
+
+
+def _new_tag() -> str:
+    """A tag no live lab uses: several labs can be up at once in one test session (the ssh
+    contract harness keeps one for the whole session), so pid + a counter, checked against the
+    interfaces that exist."""
+    while True:
+        tag = f"{os.getpid() % 10000}{next(_LAB_COUNT) % 100:02d}"
+        if not Path(f"/sys/class/net/msl{tag}").exists():
+            return tag
 
 
 @dataclass
@@ -124,7 +138,7 @@ class SshLab:
         return self
 
     def _build(self) -> None:
-        tag = f"{os.getpid() % 100000}{int(time.time() * 1000) % 100}"
+        tag = _new_tag()
         net = _free_subnet()
         hosts = list(net.hosts())
         self.gateway = str(hosts[0])
