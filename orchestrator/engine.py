@@ -153,7 +153,7 @@ class Mesh:
             self.deploy_seconds = time.monotonic() - started
             self.state.data["deploy_seconds"] = round(self.deploy_seconds, 3)
             self.state.save()
-            self._publish_targets(start_monitor=topo.monitoring)
+            await self._publish_targets(start_monitor=topo.monitoring)
         except BaseException as exc:
             interrupted = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             self.say(("interrupted" if interrupted else f"deploy failed: {_first_line(exc)}") + "; rolling back")
@@ -162,12 +162,12 @@ class Mesh:
                 raise
             raise DeployError(f"deploy of {topo.name} failed: {exc}") from exc
 
-    def _publish_targets(self, start_monitor: bool = False) -> None:
+    async def _publish_targets(self, start_monitor: bool = False) -> None:
         """Prometheus file_sd targets for this mesh (labels mesh/node/group/backend); with
         `monitoring: true` also start Prometheus (and Grafana where it can run)."""
         assert self.state is not None
-        if start_monitor:
-            monitor.up(say=self.say)
+        if start_monitor:  # starts processes and waits for readiness: off the event loop
+            await asyncio.to_thread(monitor.up, say=self.say)
         monitor.write_targets(self.name, self.state.nodes, self.home)
 
     async def _prepare_contents(self) -> dict[str, SeededContent]:

@@ -21,7 +21,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
+from orchestrator.backends.local.processes import is_ours, start_time
 from orchestrator.errors import MeshbedError
+from orchestrator.state import home as meshbed_home
+from orchestrator.state import write_atomic
 
 PROMETHEUS_PORT = 9090
 EXPORTER_PORT = 9109
@@ -29,12 +32,8 @@ GRAFANA_PORT = 3000
 REPO_GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
 
 
-def meshbed_home() -> Path:
-    return Path(os.environ.get("MESHBED_HOME") or Path.home() / ".local/state/meshbed").expanduser()
-
-
 def monitor_dir(home: Optional[Path] = None) -> Path:
-    return (home or meshbed_home()) / "monitor"
+    return meshbed_home(home) / "monitor"
 
 
 def targets_dir(home: Optional[Path] = None) -> Path:
@@ -46,10 +45,8 @@ def results_dir() -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # world-readable: a Prometheus container (compose) reads these as another user
+    write_atomic(path, text.encode(), mode=0o644)
 
 
 # --- file_sd targets ---------------------------------------------------------------------
@@ -136,25 +133,17 @@ def prometheus_config(scrape_interval: str = "2s", exporter_port: int = EXPORTER
     )
 
 
-def _start_time(pid: int) -> Optional[str]:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _spawn(argv: list[str], log: Path) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    return {"pid": proc.pid, "start": _start_time(proc.pid), "argv": argv[:1]}
+    return {"pid": proc.pid, "start": start_time(proc.pid), "argv": argv[:1]}
 
 
 def _alive(rec: Mapping[str, Any]) -> bool:
-    pid = int(rec.get("pid", 0))
-    return pid > 0 and _start_time(pid) is not None and _start_time(pid) == rec.get("start")
+    return is_ours(int(rec.get("pid", 0)), rec.get("start"))
 
 
 def _wait_http(url: str, timeout: float) -> bool:

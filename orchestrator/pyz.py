@@ -104,13 +104,11 @@ def build_pyz(dest: Path) -> Path:
     return dest
 
 
-def meshbed_home() -> Path:
-    return Path(os.environ.get("MESHBED_HOME") or Path.home() / ".local/state/meshbed")
-
-
 def ensure_pyz(home: Optional[Path] = None) -> Path:
     """The cached zipapp for the current sources, built if missing."""
-    cache = (home or meshbed_home()) / "cache"
+    from orchestrator.state import home as meshbed_home
+
+    cache = meshbed_home(home) / "cache"
     dest = cache / f"peer-{sources_digest()}.pyz"
     if not dest.is_file():
         build_pyz(dest)

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.contract.harness import local as local_harness
+
 pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,22 +42,7 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def agents_of(mesh: str) -> list[str]:
-    """Live agent processes of ``mesh`` (by their `--mesh NAME` argument)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2:].startswith("Z"):
-            continue
-        if b"peer" in args and b"--mesh" in args and mesh.encode() in args:
-            found.append(entry.name)
-    return found
+agents_of = local_harness.agent_pids
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:

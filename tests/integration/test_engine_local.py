@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,12 @@ from orchestrator.backends.local import processes
 from orchestrator.engine import Mesh
 from orchestrator.errors import DeployError
 from orchestrator.loader import load_topology_text
+from tests.contract.harness import local as local_harness
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def agents_of(mesh: str) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if not stat[stat.rindex(")") + 2:].startswith("Z") and b"--mesh" in args and mesh.encode() in args:
-            out.append(int(entry.name))
-    return out
+agents_of = local_harness.agent_pids
 
 
 def topo(name: str, body: str, source: Path | None = None) -> Any:
@@ -72,17 +60,16 @@ scenario:
 timeout: 100s
 """)
 
-    async def go() -> tuple[dict[str, Any], float]:
+    async def go() -> dict[str, Any]:
         mesh = Mesh(t, home=tmp_path)
         try:
             await mesh.up()
-            started = time.monotonic()
             await mesh.play()
-            return mesh.report(), time.monotonic() - started
+            return mesh.report()
         finally:
             await mesh.down()
 
-    report, took = asyncio.run(go())
+    report = asyncio.run(go())
     assert report["ok"] is False and report["reason"] == "stuck" and report["stuck"] == ["blob"]
     # reason "stuck" (not "timeout") shows it ended early instead of waiting for the 100 s timeout
     assert agents_of("orphan") == []
@@ -153,17 +140,16 @@ scenario:
 timeout: 100s
 """)
 
-    async def go() -> tuple[dict[str, Any], float]:
+    async def go() -> dict[str, Any]:
         mesh = Mesh(t, home=tmp_path)
         try:
             await mesh.up()
-            started = time.monotonic()
             await mesh.play()
-            return mesh.report(), time.monotonic() - started
+            return mesh.report()
         finally:
             await mesh.down()
 
-    report, took = asyncio.run(go())
+    report = asyncio.run(go())
     assert report["ok"] is False and report["reason"] == "stalled", report["reason"]
     assert any(p.startswith("stalled: leechers-") for p in report["problems"])
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Optional
 
-MANAGED = "meshbed.managed"
-MESH = "meshbed.mesh"
-NODE = "meshbed.node"
-GROUP = "meshbed.group"
+# the same labels and names as the docker backend: one scheme for every docker object
+from orchestrator.backends.docker.labels import (  # noqa: F401 - re-exported
+    GROUP,
+    MANAGED,
+    MESH,
+    NODE,
+    mesh_filter,
+    mesh_labels,
+    network_name,
+)
 
 
 def client(timeout: int = 10) -> Any:
@@ -69,18 +75,6 @@ def leave() -> bool:
             pass
     cl.swarm.leave(force=True)
     return True
-
-
-def mesh_labels(mesh: str) -> dict[str, str]:
-    return {MANAGED: "1", MESH: mesh}
-
-
-def mesh_filter(mesh: str) -> dict[str, list[str]]:
-    return {"label": [f"{MANAGED}=1", f"{MESH}={mesh}"]}
-
-
-def network_name(mesh: str) -> str:
-    return f"meshbed-{mesh}"
 
 
 def secret_name(mesh: str) -> str:

@@ -19,8 +19,8 @@ def topology_fields(n_nodes: int) -> dict[str, Any]:
     return {"backend": "local"}
 
 
-def _agent_pids(mesh_name: str) -> list[str]:
-    """Agents of this mesh: `python -m peer run ... --mesh NAME ...` processes."""
+def agent_pids(mesh_name: str) -> list[int]:
+    """Live (non-zombie) agents of this mesh: `python -m peer run ... --mesh NAME ...`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -35,12 +35,23 @@ def _agent_pids(mesh_name: str) -> list[str]:
         if b"peer" in args and b"--mesh" in args:
             i = args.index(b"--mesh")
             if i + 1 < len(args) and args[i + 1] == mesh_name.encode():
-                found.append(f"process {entry.name}: {b' '.join(args).decode(errors='replace')[:160]}")
+                found.append(int(entry.name))
     return found
 
 
+def _agent_processes(mesh_name: str) -> list[str]:
+    out = []
+    for pid in agent_pids(mesh_name):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue  # gone meanwhile
+        out.append(f"process {pid}: {args.decode(errors='replace')[:160]}")
+    return out
+
+
 def leftovers(mesh_name: str) -> list[str]:
-    out = _agent_pids(mesh_name)
+    out = _agent_processes(mesh_name)
     mesh_dir = state.home() / mesh_name
     if mesh_dir.exists():
         out.append(f"directory {mesh_dir}: {sorted(p.name for p in mesh_dir.iterdir())}")
