@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import yaml
 
+from orchestrator import backends as registry
 from orchestrator.model import (
     Event,
     FetchEvent,
@@ -97,19 +98,17 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
         out["inventory"] = str(topology.inventory.path)
     groups: dict[str, Any] = {}
     for g in topology.groups:
-        spec: dict[str, Any] = {"backend": g.backend}
-        if g.devices:
-            spec["devices"] = list(g.devices)
-        else:
-            spec["count"] = g.count
+        spec: dict[str, Any] = {"backend": g.backend, "count": g.count}
         spec["link"] = link_dict(g.link)
         resources = _resources(g.resources)
         if resources:
             spec["resources"] = resources
-        if g.placement:
-            spec["placement"] = list(g.placement)
-        if g.image is not None:
-            spec["image"] = g.image
+        # the backend's own options, as given (a value equal to the default was not)
+        declared = {o.key: o for o in registry.get(g.backend).group_options}
+        for key, value in g.options.items():
+            opt = declared.get(key)
+            if opt is not None and value != opt.default:
+                spec[key] = opt.dump(value)
         groups[g.name] = spec
     out["groups"] = groups
     contents: dict[str, Any] = {}

@@ -369,19 +369,30 @@ class Mesh:
         mesh = cls(None, home=home_dir, say=say)
         try:
             mesh.state = statemod.MeshState.load(mesh_dir)
-        except InputError:
-            # Crashed before the first save, or corrupt: recover what we can find.
-            mesh.state = statemod.MeshState(
-                mesh_dir,
-                {"mesh": mesh_dir.name, "token": "", "nodes": {}, "contents": {}, "links": {},
-                 "backends": {"local": {"root": str(mesh_dir / "local")}}},
-            )
+        except InputError as exc:
+            # Without its state no backend can tell what it made; guessing one would delete
+            # the folder and leave the others' namespaces/containers running.
+            raise StateUnreadable(mesh_dir, exc.message) from None
         mesh.contents = {
             k: SeededContent.from_state(k, v) for k, v in mesh.state.data.get("contents", {}).items()
         }
         for n, entry in mesh.state.nodes.items():
             mesh.endpoints[n] = Endpoint(api=entry["api"], wire=entry["wire"])
         return mesh
+
+
+class StateUnreadable(MeshbedError):
+    """A mesh folder whose state.json cannot be read: nothing can be identified in it."""
+
+    def __init__(self, mesh_dir: Path, reason: str) -> None:
+        subdirs = sorted(p.name for p in mesh_dir.iterdir() if p.is_dir()) if mesh_dir.is_dir() else []
+        found = f" (it holds folders {', '.join(subdirs)})" if subdirs else ""
+        super().__init__(
+            f"mesh {mesh_dir.name}: {reason}; cannot tell which backends created what, so "
+            f"nothing was removed and {mesh_dir} is left as it is{found}: remove the mesh's "
+            "agents, namespaces or containers by hand, then that folder"
+        )
+        self.mesh_dir = mesh_dir
 
 
 def _first_line(exc: BaseException) -> str:

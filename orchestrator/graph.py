@@ -128,7 +128,8 @@ def render_svg(topology: Topology) -> str:
             cx = MARGIN + PAD + col * cell + cell / 2
             cy = y + HEADER + row * cell + cell / 2
             dash = ' stroke-dasharray="3,2"' if node.name in interrupted else ""
-            tip = node.name + (f" ({node.device})" if node.device else "")
+            where = ", ".join(str(v) for v in node.options.values())  # e.g. its device
+            tip = node.name + (f" ({where})" if where else "")
             parts.append(
                 f'<g class="node"><title>{escape(tip)}</title>'
                 f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" '

@@ -1,11 +1,14 @@
 """Topology YAML -> ``model.Topology``, with ``FILE:LINE: message`` for anything wrong.
 
 The field names are DESIGN.md's "Topology file", plus ``monitoring: bool``,
-``timeout: DURATION``, a group's ``placement: [...]`` (swarm) and ``image:`` (docker,
-swarm), and ``expect.min_efficiency``. Choices made here (documented in docs/topology.md):
+``timeout: DURATION``, ``expect.min_efficiency`` and the group options each backend
+declares (``Backend.group_options``: e.g. ``image``, ``placement``, ``devices``); the
+loader names no backend. Choices made here (documented in docs/topology.md):
 
-- a group without ``count`` (and without ``devices``) has one node;
-- a group with ``devices`` runs on the ssh backend; its count is the number of devices;
+- a group without ``count`` has one node, unless its backend's ``plan_nodes`` decides
+  otherwise (one node per device);
+- a group giving an option that selects its backend (``devices``) and no ``backend``
+  runs on the backend declaring it;
 - a content's ``size`` of a real file (``path``) is filled in from the file;
 - ``chunk_size``: the content's own, else the topology's, else chosen from the size;
 - a scenario entry without ``at`` happens at 0s; entries are sorted by ``at`` (stable).
@@ -14,13 +17,14 @@ swarm), and ``expect.min_efficiency``. Choices made here (documented in docs/top
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from orchestrator import backends as registry
 from orchestrator.bounds import MAX_CHUNK, MIN_CHUNK, default_chunk_size
 from orchestrator.errors import InputError
 from orchestrator.fields import Reader, did_you_mean, kind
 from orchestrator.model import (
-    BACKENDS,
+    DEFAULT_BACKEND,
     STRATEGIES,
     Content,
     Expect,
@@ -32,6 +36,7 @@ from orchestrator.model import (
     Resources,
     Topology,
 )
+from orchestrator.options import GroupInput, GroupOption
 from orchestrator.scenario_loader import load_scenario, select
 from orchestrator.units import (
     format_size,
@@ -41,6 +46,9 @@ from orchestrator.units import (
     parse_size,
 )
 from orchestrator.yamlsrc import YMap, line_of, parse_yaml
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import Backend
 
 MAX_NODES = 2000
 # folders of $MESHBED_HOME that are not meshes (orchestrator.state skips them)
@@ -60,7 +68,8 @@ TOP_KEYS = (
     "monitoring",
     "timeout",
 )
-GROUP_KEYS = ("count", "backend", "link", "resources", "devices", "placement", "image")
+# plus the group options of every registered backend (Backend.group_options)
+GROUP_KEYS = ("count", "backend", "link", "resources")
 LINK_KEYS = ("up", "down", "latency", "jitter", "loss")
 CONTENT_KEYS = ("size", "path", "seeders", "chunk_size")
 UNCAPPED = ("unlimited", "uncapped", "none")
@@ -89,15 +98,25 @@ def load_topology_text(text: str, source: Optional[Path] = None) -> Topology:
     return _TopologyLoader(src).load(text)
 
 
-def known_backends() -> tuple[str, ...]:
-    names = list(BACKENDS)
-    try:
-        from orchestrator import backends
+class _Catalogue:
+    """The registered backends and the group options each declares."""
 
-        names += [n for n in backends.names() if n not in names]
-    except Exception:  # a broken entry point must not hide the topology's own errors
-        pass
-    return tuple(names)
+    def __init__(self) -> None:
+        self.names = tuple(registry.names())
+        self.classes, self.broken = registry.loadable()
+        self.owners: dict[str, list[str]] = {}  # option key -> backends declaring it
+        for name, cls in self.classes.items():
+            for opt in cls.group_options:
+                self.owners.setdefault(opt.key, []).append(name)
+
+    def option(self, backend: str, key: str) -> GroupOption:
+        return next(o for o in self.classes[backend].group_options if o.key == key)
+
+    def backend_class(self, name: str, line: Optional[int], r: Reader) -> type[Backend]:
+        if name not in self.classes:
+            raise r.error(f"backend {name!r} is installed but does not load: "
+                          f"{self.broken.get(name, 'unknown reason')}", line)
+        return self.classes[name]
 
 
 class _TopologyLoader:
@@ -105,6 +124,7 @@ class _TopologyLoader:
         self.source = source
         self.r = Reader(source)
         self.base = source.resolve().parent if source is not None else Path.cwd()
+        self.catalogue = _Catalogue()
 
     def err(self, message: str, line: Optional[int]) -> InputError:
         return self.r.error(message, line)
@@ -122,7 +142,7 @@ class _TopologyLoader:
                 f"name {name!r} is reserved ($MESHBED_HOME/{name} holds meshbed's own files); pick another",
                 top.value_line("name"),
             )
-        backend = self.backend(top, "backend", "local")
+        backend = self.backend(top, "backend", DEFAULT_BACKEND)
         seed = r.get_int(top, "seed", "seed", 0, lo=0, hi=2**63 - 1)
         strategy = r.get_str(top, "strategy", "strategy", "swarm") or "swarm"
         if strategy not in STRATEGIES:
@@ -153,7 +173,7 @@ class _TopologyLoader:
             self.link_change,
         )
         expect = self.expect(top)
-        return Topology(
+        topology = Topology(
             name=name,
             source=self.source.resolve() if self.source is not None else None,
             backend=backend,
@@ -170,11 +190,14 @@ class _TopologyLoader:
             monitoring=monitoring,
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         )
+        for used in topology.backends_used():
+            self.catalogue.classes[used].validate(topology)
+        return topology
 
     # --- small fields -------------------------------------------------------------------
     def backend(self, m: YMap, key: str, default: str) -> str:
         value = self.r.get_str(m, key, "backend", default) or default
-        known = known_backends()
+        known = self.catalogue.names
         if value not in known:
             raise self.err(
                 f"unknown backend {value!r}{did_you_mean(value, known)} (use {', '.join(known)})",
@@ -290,10 +313,12 @@ class _TopologyLoader:
             r.get_name(gname, "group name", line)
             spec = r.mapping(gmap[gname], f"group {gname!r}", gmap.value_line(gname))
             where = f"group {gname!r}"
-            r.check_keys(spec, GROUP_KEYS, where)
-            group = self.group(gname, spec, backend, defaults_link, defaults_resources, inventory)
+            r.check_keys(spec, GROUP_KEYS + tuple(self.catalogue.owners), where)
+            group, per_node = self.group(
+                gname, spec, backend, defaults_link, defaults_resources, inventory
+            )
             groups.append(group)
-            for i in range(group.count):
+            for i, node_options in enumerate(per_node):
                 nodes.append(
                     Node(
                         name=f"{gname}-{i}",
@@ -302,7 +327,7 @@ class _TopologyLoader:
                         backend=group.backend,
                         link=group.link,
                         resources=group.resources,
-                        device=group.devices[i] if group.devices else None,
+                        options=node_options,
                     )
                 )
             if len(nodes) > MAX_NODES:
@@ -328,79 +353,50 @@ class _TopologyLoader:
         defaults_link: Link,
         defaults_resources: Resources,
         inventory: Optional[Inventory],
-    ) -> Group:
+    ) -> tuple[Group, list[dict[str, Any]]]:
         r = self.r
         where = f"group {gname!r}"
-        wanted = r.get_str_list(spec, "devices", f"{where}: devices")
-        if "devices" in spec and not wanted:
-            raise self.err(f"{where}: devices is empty", spec.value_line("devices"))
-        if wanted:
-            backend = self.backend(spec, "backend", "ssh")
-            if backend != "ssh":
+        owners = self.catalogue.owners
+        given = [k for k in spec if k in owners]
+        # an option only one backend declares, marked so, picks that backend
+        picked = [owners[k][0] for k in given if len(owners[k]) == 1
+                  and self.catalogue.option(owners[k][0], k).selects_backend]
+        backend = self.backend(spec, "backend", picked[0] if picked else mesh_backend)
+        cls = self.catalogue.backend_class(backend, spec.value_line("backend") if "backend" in spec
+                                           else spec.line, r)
+        declared = {o.key: o for o in cls.group_options}
+        for key in given:
+            if key in declared:
+                continue
+            if any(self.catalogue.option(b, key).selects_backend for b in owners[key]):
                 raise self.err(
-                    f"{where}: devices need backend ssh, not {backend!r}",
-                    spec.value_line("backend"),
+                    f"{where}: {key} need backend {' or '.join(owners[key])}, not {backend!r}",
+                    spec.value_line("backend") if "backend" in spec else spec.key_line(key),
                 )
-            if inventory is None:
-                raise self.err(
-                    f"{where} lists devices but the topology has no 'inventory:' file",
-                    spec.key_line("devices"),
-                )
-            from orchestrator.inventory import resolve_devices
-
-            devices = resolve_devices(inventory, wanted, r, where)
-            count = len(devices)
-            if "count" in spec:
-                given = r.get_int(spec, "count", f"{where}: count", count, lo=0)
-                if given != count:
-                    raise self.err(
-                        f"{where}: count {given} does not match the {count} devices selected "
-                        f"({', '.join(devices)}); drop count or fix it",
-                        spec.value_line("count"),
-                    )
-        else:
-            devices = ()
-            backend = self.backend(spec, "backend", mesh_backend)
-            if backend == "ssh":
-                raise self.err(
-                    f"{where} runs on the ssh backend but lists no devices (add devices: [...])",
-                    spec.key_line("backend") if "backend" in spec else spec.line,
-                )
-            count = r.get_int(spec, "count", f"{where}: count", 1, lo=0)
-            if count > MAX_NODES:
-                raise self.err(
-                    f"{where}: count {count} is too large (at most {MAX_NODES} nodes per mesh)",
-                    spec.value_line("count"),
-                )
+            names = sorted(owners[key])
+            which = (f"the {names[0]} backend" if len(names) == 1
+                     else f"{', '.join(names[:-1])} and {names[-1]}")
+            raise self.err(
+                f"{where}: {key} only applies to {which}, not {backend!r}", spec.key_line(key)
+            )
+        ginput = GroupInput(gname, spec, r, backend, inventory, MAX_NODES)
+        options = {
+            key: (opt.parse(ginput) if key in spec else opt.default)
+            for key, opt in declared.items()
+        }
+        per_node = cls.plan_nodes(ginput, options)
         link = (
             defaults_link.merged(self.link_change(spec, where)) if "link" in spec else defaults_link
         )
-        placement = tuple(v for v, _ in r.get_str_list(spec, "placement", f"{where}: placement"))
-        if placement and backend != "swarm":
-            raise self.err(
-                f"{where}: placement only applies to the swarm backend, not {backend!r}",
-                spec.key_line("placement"),
-            )
-        image = r.get_str(spec, "image", f"{where}: image")
-        if image is not None and backend not in ("docker", "swarm"):
-            raise self.err(
-                f"{where}: image only applies to docker and swarm, not {backend!r}",
-                spec.key_line("image"),
-            )
-        if image is not None and (not image.strip() or any(c.isspace() for c in image)):
-            raise self.err(
-                f"{where}: image {image!r} is not an image name", spec.value_line("image")
-            )
         return Group(
             name=gname,
-            count=count,
+            count=len(per_node),
             backend=backend,
             link=link,
             resources=self.resources(spec, where, defaults_resources),
-            devices=devices,
-            placement=placement,
-            image=image,
-        )
+            options=options,
+            line=spec.line,
+        ), per_node
 
     # --- contents -----------------------------------------------------------------------
     def contents(

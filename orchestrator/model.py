@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
-BACKENDS = ("local", "netns", "docker", "ssh", "swarm")
 STRATEGIES = ("swarm", "client-server")
+# DESIGN.md: a topology that names no backend runs its agents as local processes. The
+# only backend name outside the backends' own packages (they come from entry points).
+DEFAULT_BACKEND = "local"
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,9 @@ class Group:
     backend: str
     link: Link
     resources: Resources = Resources()
-    devices: tuple[str, ...] = ()  # resolved device names (ssh)
-    placement: tuple[str, ...] = ()  # swarm placement constraints
-    image: Optional[str] = None  # docker/swarm image override
+    # the backend's own group options (its ``group_options``), parsed; read by that backend
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    line: Optional[int] = field(default=None, compare=False)  # of the group's key, for errors
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class Node:
     backend: str
     link: Link
     resources: Resources = Resources()
-    device: Optional[str] = None  # inventory device name (ssh)
+    # what the backend's ``plan_nodes`` put on this node (e.g. the device it runs on)
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class Expect:
 class Topology:
     name: str
     source: Optional[Path]  # the YAML file (None when built in code)
-    backend: str = "local"
+    backend: str = DEFAULT_BACKEND
     seed: int = 0
     strategy: str = "swarm"
     chunk_size: Optional[int] = None

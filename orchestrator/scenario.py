@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from orchestrator import backends as registry
+from orchestrator.backends.base import Capability
 from orchestrator.model import (
     FetchEvent,
     HealEvent,
@@ -95,13 +97,22 @@ class Player:
         self.samples_path = mesh.state.dir / "samples.jsonl"
         self.samples: list[dict[str, Any]] = []
         self.t0 = 0.0
+        self._reachable_backends: dict[str, bool] = {}
 
     # --- fetch bodies -------------------------------------------------------------------
     def reachable(self, src: str, dst: str) -> bool:
-        """Can ``src`` dial ``dst``'s wire address? Local agents listen on loopback, so only
-        local peers reach them; they in turn dial containers/namespaces/devices through the
-        host's routes. (BitTorrent connections carry traffic both ways once open.)"""
-        return self.topo.node(dst).backend != "local" or self.topo.node(src).backend == "local"
+        """Can ``src`` dial ``dst``'s wire address? Agents of a backend without
+        ``Capability.REACHABLE`` listen on the host's loopback, so only agents on the host
+        reach them; those in turn dial containers/namespaces/devices through the host's
+        routes. (BitTorrent connections carry traffic both ways once open.)"""
+        return self._reachable(dst) or not self._reachable(src)
+
+    def _reachable(self, node: str) -> bool:
+        backend = self.topo.node(node).backend
+        if backend not in self._reachable_backends:
+            caps = registry.get(backend).capabilities
+            self._reachable_backends[backend] = bool(caps & Capability.REACHABLE)
+        return self._reachable_backends[backend]
 
     def bootstrap_nodes(self, content: str, node: str) -> list[str]:
         c = self.topo.content(content)

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from orchestrator import backends as registry
 from orchestrator.backends.base import MeshContext
 from orchestrator.errors import InputError
-from orchestrator.model import BACKENDS, Topology
+from orchestrator.model import Topology
 
 STATE_FILE = "state.json"
 # Folders of $MESHBED_HOME that are not meshes (content cache, monitoring stack, results).
@@ -150,7 +151,7 @@ def mesh_dirs(home_dir: Path) -> Iterator[Path]:
     for p in sorted(home_dir.iterdir()):
         if not p.is_dir() or p.name in RESERVED or p.name.startswith("."):
             continue
-        if (p / STATE_FILE).exists() or any((p / b).is_dir() for b in BACKENDS):
+        if (p / STATE_FILE).exists() or any((p / b).is_dir() for b in registry.names()):
             yield p
 
 

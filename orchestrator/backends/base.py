@@ -23,19 +23,30 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 from orchestrator.model import Link, Node, Topology
+from orchestrator.options import GroupInput, GroupOption
 
 API_PORT = 7000  # control API + /metrics, where a node has its own address
 WIRE_PORT = 6881  # BitTorrent wire, where a node has its own address
 
 
 class Capability(enum.Flag):
+    """What the engine and `validate` decide from. (Kernel shaping is not a capability:
+    ``set_link`` and ``partition`` say per call what the kernel took.)"""
+
     NONE = 0
-    KERNEL_RATE = enum.auto()  # up/down shaped in the kernel (tc)
-    KERNEL_DELAY = enum.auto()  # latency/jitter/loss in the kernel (netem)
-    KERNEL_PARTITION = enum.auto()  # partition/heal without the agents' help
-    RESOURCES = enum.auto()  # cpus/memory limits
-    DETACHED = enum.auto()  # agents outlive the orchestrator, so `up` can return
-    OWN_ADDRESS = enum.auto()  # every node has its own IP address
+    RESOURCES = enum.auto()  # honours cpus/memory limits (`validate` warns otherwise)
+    # agents listen on an address agents of other backends can dial, not the host's
+    # loopback (the engine asks peers that cannot dial such a node to be dialled instead)
+    REACHABLE = enum.auto()
+
+
+@dataclass(frozen=True)
+class Description:
+    """How a backend runs on this host, for `meshbed doctor`."""
+
+    rate: str = "agent"  # who caps up/down rates
+    delay: str = "agent"  # who adds latency/jitter/loss
+    partition: str = "agent blocklists"  # who cuts traffic between sides
 
 
 @dataclass(frozen=True)
@@ -70,9 +81,28 @@ class MeshContext:
 class Backend(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capability] = Capability.NONE
+    # the extra keys a group on this backend accepts (see orchestrator/options.py)
+    group_options: ClassVar[tuple[GroupOption, ...]] = ()
 
     def __init__(self, ctx: MeshContext) -> None:
         self.ctx = ctx
+
+    # --- topology -----------------------------------------------------------------------
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        """The group's nodes, one entry each: the ``Node.options`` the backend wants on it.
+        ``options``: the group's parsed ``group_options``. Default: ``count`` plain nodes."""
+        return [{} for _ in range(group.count())]
+
+    @classmethod  # noqa: B027 - optional hook
+    def validate(cls, topology: Topology) -> None:
+        """Checks across the whole topology for this backend's groups; raise
+        ``InputError(message, topology.source, group.line)`` on bad input."""
+
+    @classmethod
+    def describe(cls) -> Description:
+        """How this backend shapes links on this host (may probe it), for `doctor`."""
+        return Description()
 
     # --- availability -------------------------------------------------------------------
     @classmethod
@@ -131,9 +161,8 @@ class Backend(ABC):
         agents' blocklists (POST /block) instead."""
         return False
 
-    async def heal(self) -> bool:
-        """Undo `partition`; return False when the agents' blocklists are to be cleared."""
-        return False
+    async def heal(self) -> None:  # noqa: B027 - optional hook
+        """Undo a `partition` that returned True (the engine clears agents' blocklists)."""
 
     # --- files --------------------------------------------------------------------------
     @abstractmethod

@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from orchestrator.backends.base import Description
+
 # Linux names a missing qdisc/filter in several ways; deleting one that is not there is fine.
 _ABSENT = (
     "No such file or directory",
@@ -220,3 +222,17 @@ def probe() -> dict[str, bool]:
     finally:
         _try(["ip", "netns", "del", ns])
     return found
+
+
+async def probe_async() -> dict[str, bool]:
+    """``probe()`` off the event loop (it runs ~8 subprocesses the first time)."""
+    return await asyncio.to_thread(probe)
+
+
+def describe_kernel_shaping(partition: bool = True) -> Description:
+    """What a backend shaping in this host's kernel (netns, docker) gets here, for `doctor`."""
+    found = probe()
+    rate = "kernel (tbf)" if found["root"] and found["tbf"] else "agent"
+    delay = "kernel (netem)" if found["root"] and found["netem"] else "agent"
+    part = "kernel (iptables)" if partition and found["iptables"] else "agent blocklists"
+    return Description(rate=rate, delay=delay, partition=part)

@@ -96,29 +96,30 @@ def host_rows() -> list[Row]:
 
 
 def backend_rows() -> list[tuple[str, str, str, str, str]]:
-    """(backend, available, rate, delay/loss, partition) as they will run on this host."""
+    """(backend, available, rate, delay/loss, partition): each backend describes itself."""
     from orchestrator import backends as registry
-    from orchestrator.backends import tc
-    from orchestrator.backends.base import Capability
 
-    probe = tc.probe()
-    kernel_rate = probe["root"] and probe["tbf"]
     out = []
     for name in registry.names():
         try:
             cls = registry.get(name)
             reason = cls.unavailable_reason()
+            d = cls.describe()
         except Exception as exc:  # a broken backend must not break the doctor
             out.append((name, f"no: {exc}"[:60], "-", "-", "-"))
             continue
-        caps = cls.capabilities
-        rate = "kernel (tbf)" if Capability.KERNEL_RATE in caps and kernel_rate else "agent"
-        delay = ("kernel (netem)" if (Capability.KERNEL_DELAY in caps or Capability.KERNEL_RATE in caps)
-                 and probe["netem"] and probe["root"] else "agent")
-        part = ("kernel (iptables)" if Capability.KERNEL_PARTITION in caps and probe["iptables"]
-                else "agent blocklists")
-        out.append((name, "yes" if reason is None else f"no: {reason}"[:60], rate, delay, part))
+        out.append((name, "yes" if reason is None else f"no: {reason}"[:60],
+                    d.rate, d.delay, d.partition))
     return out
+
+
+def option_rows() -> list[tuple[str, str, str]]:
+    """(backend, group option, what it does) for every registered backend."""
+    from orchestrator import backends as registry
+
+    classes, _ = registry.loadable()
+    return [(name, o.key, o.description) for name, cls in classes.items()
+            for o in cls.group_options]
 
 
 def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
@@ -172,6 +173,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     hosts = host_rows()
     backs = backend_rows()
+    options = option_rows()
     if getattr(args, "json", False):
         import json
 
@@ -179,12 +181,16 @@ def main(args: argparse.Namespace) -> int:
             "host": {r[0]: {"ok": r[1] == "yes", "detail": r[2]} for r in hosts},
             "backends": {b[0]: {"available": b[1], "rate": b[2], "delay": b[3], "partition": b[4]}
                          for b in backs},
+            "group_options": {f"{b}.{k}": d for b, k, d in options},
             "docker_orphans": orphans,
         }, indent=1))
         return 0
     print(_table(("facility", "ok", "detail"), hosts))
     print()
     print(_table(("backend", "available", "rate caps", "latency/loss", "partition"), backs))
+    if options:
+        print()
+        print(_table(("backend", "group option", "meaning"), options))
     if orphans:
         print()
         print("docker objects of meshes with no state in $MESHBED_HOME (another MESHBED_HOME, "

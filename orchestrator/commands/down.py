@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from orchestrator import state as statemod
-from orchestrator.engine import Mesh
+from orchestrator.engine import Mesh, StateUnreadable
 from orchestrator.errors import InputError
 
 
@@ -31,7 +32,13 @@ def main(args: argparse.Namespace) -> int:
     if not names:
         print(f"no mesh is up in {home} (nothing to do)")
         return 0
+    unreadable = 0
     for name in names:
-        mesh = Mesh.attach(name, say=print)
+        try:
+            mesh = Mesh.attach(name, say=print)
+        except StateUnreadable as exc:  # say so, leave it, and go on with the others
+            print(f"meshbed: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
         asyncio.run(mesh.down())
-    return 0
+    return 1 if unreadable else 0

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from orchestrator.commands._runtime import run_interruptible
 from orchestrator.engine import Mesh
-from orchestrator.errors import InputError
 from orchestrator.ui import RunView
 
 
@@ -23,13 +22,6 @@ def main(args: argparse.Namespace) -> int:
     view = RunView()
     mesh = Mesh(topo, say=view.say)
     mesh.check_available()
-    detached = {b for b in topo.backends_used()}
-    from orchestrator import backends as registry
-    from orchestrator.backends.base import Capability
-
-    for b in detached:
-        if not registry.get(b).capabilities & Capability.DETACHED:
-            raise InputError(f"backend {b} cannot leave agents running; use `meshbed run`", topo.source)
 
     async def go() -> int:
         try:

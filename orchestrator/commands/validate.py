@@ -86,9 +86,10 @@ def print_summary(topology: Topology, out: TextIO) -> None:
     w("groups:\n")
     for g in topology.groups:
         noun = "node" if g.count == 1 else "nodes"
-        extra = ""
-        if g.devices:
-            extra = f"; devices: {', '.join(g.devices)}"
+        extra = "".join(
+            f"; {k}: {', '.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in g.options.items() if v
+        )
         if g.resources.cpus or g.resources.memory_bytes:
             res = []
             if g.resources.cpus:

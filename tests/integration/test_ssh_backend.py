@@ -55,8 +55,8 @@ def test_up_fetch_kill_start_down(ssh_lab: SshLab, tmp_path: Path) -> None:
             hosts = {d.name: d.host for d in ssh_lab.devices}
             for node in topo.nodes:
                 ep = mesh.endpoints[node.name]
-                assert ep.api.startswith(hosts[node.device or ""] + ":")
-                assert ep.wire.startswith(hosts[node.device or ""] + ":")
+                assert ep.api.startswith(hosts[node.options.get("device") or ""] + ":")
+                assert ep.wire.startswith(hosts[node.options.get("device") or ""] + ":")
             # per-mesh, per-node paths on the (shared) filesystem; token readable by owner only
             run_dir = ssh_lab.shared_dir / "meshbed" / "sshfetch" / "more-0"
             assert stat.S_IMODE((run_dir / "token").stat().st_mode) == 0o600
@@ -72,7 +72,7 @@ def test_up_fetch_kill_start_down(ssh_lab: SshLab, tmp_path: Path) -> None:
             # kill: the process is gone; start: same ports again
             before = mesh.endpoints["leechers-1"]
             backend = mesh.backends["ssh"]
-            device = topo.node("leechers-1").device or ""
+            device = topo.node("leechers-1").options.get("device") or ""
             backend.sessions[device].conn.conn.close()  # the link dropped: reconnect on next use
             await asyncio.sleep(0.1)
             await mesh.kill(["leechers-1"])

@@ -126,10 +126,10 @@ scenario:
     )
     t = load_topology(topo)
     pis = t.group("pis")
-    assert (pis.backend, pis.count, pis.devices) == ("ssh", 2, ("pi-kitchen", "pi-office"))
-    assert t.group("mixed").devices == ("router-1", "laptop")  # de-duplicated, in order
-    assert t.node("pis-1").device == "pi-office"
-    assert t.node("mixed-0").device == "router-1"
+    assert (pis.backend, pis.count, pis.options["devices"]) == ("ssh", 2, ("pi-kitchen", "pi-office"))
+    assert t.group("mixed").options["devices"] == ("router-1", "laptop")  # de-duplicated, in order
+    assert t.node("pis-1").options["device"] == "pi-office"
+    assert t.node("mixed-0").options["device"] == "router-1"
     assert t.inventory is not None and len(t.inventory.devices) == 4
 
 

@@ -88,8 +88,8 @@ def test_design_example_in_detail() -> None:
     assert seeders.link == Link(up_bps=40_000_000, down_bps=100_000_000)
     assert leechers.backend == "docker" and leechers.count == 16
     assert leechers.resources.cpus == 0.5 and leechers.resources.memory_bytes == 256 * MiB
-    assert (lab.backend, lab.count, lab.devices) == ("ssh", 2, ("pi-kitchen", "router-1"))
-    assert t.node("lab-1").device == "router-1" and t.node("lab-1").backend == "ssh"
+    assert (lab.backend, lab.count, lab.options["devices"]) == ("ssh", 2, ("pi-kitchen", "router-1"))
+    assert t.node("lab-1").options == {"device": "router-1"} and t.node("lab-1").backend == "ssh"
     assert t.backends_used() == ("local", "docker", "ssh")
     movie, paper = t.contents
     assert (movie.size, movie.chunk_size, movie.seeders, movie.synthetic) == (
@@ -241,17 +241,14 @@ def test_validate_warns_about_unavailable_backends(
 ) -> None:
     from orchestrator import backends
 
-    class Unavailable:
-        @classmethod
-        def unavailable_reason(cls) -> str:
-            return "cannot reach dockerd\n(is it running?)"
+    real_get = backends.get
 
-    class Fine:
-        @classmethod
-        def unavailable_reason(cls) -> None:
-            return None
+    def fake_get(name: str) -> type:
+        # the real classes (their group options), each with a canned availability
+        reason = "cannot reach dockerd\n(is it running?)" if name == "docker" else None
+        return type("Canned", (real_get(name),), {"unavailable_reason": classmethod(lambda c: reason)})
 
-    monkeypatch.setattr(backends, "get", lambda name: Unavailable if name == "docker" else Fine)
+    monkeypatch.setattr(backends, "get", fake_get)
     assert cli_main(["validate", str(ROOT / "examples" / "mixed.yaml")]) == 0  # `up` refuses
     captured = capsys.readouterr()
     assert captured.err == (

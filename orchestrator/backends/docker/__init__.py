@@ -24,11 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, TypeVar
 
+from orchestrator.backends import tc
 from orchestrator.backends.base import (
     API_PORT,
     WIRE_PORT,
     Backend,
     Capability,
+    Description,
     Endpoint,
     MeshContext,
     agent_args,
@@ -36,6 +38,7 @@ from orchestrator.backends.base import (
 from orchestrator.backends.docker import containers, images, labels, networks, shaping
 from orchestrator.errors import DeployError
 from orchestrator.model import Link, Node
+from orchestrator.options import GroupOption, parse_word
 
 T = TypeVar("T")
 POOL_SIZE = 16  # concurrent SDK calls: dockerd serialises much of the work anyway
@@ -78,13 +81,15 @@ def pyz_path() -> Path:
 
 class DockerBackend(Backend):
     name: ClassVar[str] = "docker"
-    capabilities: ClassVar[Capability] = (
-        Capability.KERNEL_RATE
-        | Capability.KERNEL_PARTITION
-        | Capability.RESOURCES
-        | Capability.DETACHED
-        | Capability.OWN_ADDRESS
+    capabilities: ClassVar[Capability] = Capability.RESOURCES | Capability.REACHABLE
+    group_options = (
+        GroupOption("image", "the agent image for this group's containers (default: built "
+                    "from this checkout)", parse_word("image", "an image name")),
     )
+
+    @classmethod
+    def describe(cls) -> Description:
+        return tc.describe_kernel_shaping()
 
     def __init__(self, ctx: MeshContext) -> None:
         super().__init__(ctx)
@@ -220,7 +225,7 @@ class DockerBackend(Backend):
         image = str(self.ctx.state["image"])
         if topo is not None:
             try:
-                image = topo.group(node.group).image or image
+                image = topo.group(node.group).options.get("image") or image
             except KeyError:
                 pass
         args = agent_args(
@@ -370,14 +375,13 @@ class DockerBackend(Backend):
         await shaping.apply_partition(text)
         return True
 
-    async def heal(self) -> bool:
+    async def heal(self) -> None:
         if "partition" not in self.ctx.state:
-            return False
+            return
         bridge = self.ctx.state["network"]["bridge"]
         await asyncio.to_thread(shaping.remove_partition, self.ctx.mesh, bridge)
         self.ctx.state.pop("partition", None)
         self.ctx.save()
-        return True
 
     # --- files ------------------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:

@@ -30,7 +30,7 @@ STOP_GRACE = 5.0
 
 class LocalBackend(Backend):
     name: ClassVar[str] = "local"
-    capabilities: ClassVar[Capability] = Capability.DETACHED
+    capabilities: ClassVar[Capability] = Capability.NONE  # listens on the host's loopback
 
     def __init__(self, ctx: MeshContext) -> None:
         super().__init__(ctx)

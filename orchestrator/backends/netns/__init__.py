@@ -29,6 +29,7 @@ from orchestrator.backends.base import (
     WIRE_PORT,
     Backend,
     Capability,
+    Description,
     Endpoint,
     agent_args,
 )
@@ -44,12 +45,11 @@ CONCURRENCY = 8  # parallel `ip`/`tc` processes during deploy (2-core hosts)
 
 class NetnsBackend(Backend):
     name = "netns"
-    capabilities = (
-        Capability.KERNEL_RATE
-        | Capability.KERNEL_PARTITION
-        | Capability.DETACHED
-        | Capability.OWN_ADDRESS
-    )  # + KERNEL_DELAY in effect where tc.probe()["netem"]: see set_link's return value
+    capabilities = Capability.REACHABLE
+
+    @classmethod
+    def describe(cls) -> Description:
+        return tc.describe_kernel_shaping()
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -319,17 +319,16 @@ class NetnsBackend(Backend):
         await firewall.insert_rule(jump)  # on top of the ACCEPT rule
         return True
 
-    async def heal(self) -> bool:
+    async def heal(self) -> None:
         if self.st.get("partition") == "agents":
             self.st["partition"] = None
             self.ctx.save()
-            return False
+            return
         if "tag" in self.st:
             main = firewall.partition_chain(self.st["tag"])
             await firewall.remove_chains(main, keep=main)
         self.st["partition"] = None
         self.ctx.save()
-        return True
 
     # --- files --------------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:

@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from devices import Profile, ProfileError, load_profile
-from orchestrator.backends.base import Backend, Capability, Endpoint, MeshContext, agent_args
+from orchestrator.backends.base import (
+    Backend,
+    Capability,
+    Description,
+    Endpoint,
+    MeshContext,
+    agent_args,
+)
 from orchestrator.backends.ssh import deploy as steps
+from orchestrator.backends.ssh import options as group_options
 from orchestrator.backends.ssh import remote, shaping
 from orchestrator.backends.ssh.connection import (
     CONNECT_TIMEOUT,
@@ -36,6 +44,7 @@ from orchestrator.backends.ssh.connection import (
 )
 from orchestrator.errors import DeployError, MeshbedError
 from orchestrator.model import Device, Link, Node
+from orchestrator.options import GroupInput
 
 PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
 
@@ -66,9 +75,18 @@ class _DeviceSession:
 
 class SshBackend(Backend):
     name: ClassVar[str] = "ssh"
-    # KERNEL_RATE only where the device allows it (root, profile tc, one node on the device):
-    # set_link's return value says per node.
-    capabilities: ClassVar[Capability] = Capability.DETACHED | Capability.KERNEL_RATE
+    capabilities: ClassVar[Capability] = Capability.REACHABLE
+    group_options = group_options.GROUP_OPTIONS
+
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        return group_options.plan_nodes(group, options)
+
+    @classmethod
+    def describe(cls) -> Description:
+        # the kernel only where the device allows it (root, profile tc, one node on the
+        # device): set_link's return value says per node
+        return Description(rate="device kernel (tbf) where allowed, else agent")
 
     def __init__(self, ctx: MeshContext, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         super().__init__(ctx)
@@ -99,9 +117,10 @@ class SshBackend(Backend):
             raise DeployError(f"device {name}: not in inventory {topo.inventory.path}") from None
 
     def _device_of(self, node: Node) -> str:
-        if not node.device:
+        device = group_options.device_of(node.options)
+        if not device:
             raise DeployError(f"{node.name}: ssh node without a device (group needs devices: [...])")
-        return node.device
+        return device
 
     async def _pyz_file(self) -> tuple[Path, str]:
         if self._pyz is None:

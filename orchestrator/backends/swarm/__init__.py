@@ -25,11 +25,18 @@ from orchestrator.backends.base import (
 from orchestrator.backends.swarm import cluster, services
 from orchestrator.errors import DeployError
 from orchestrator.model import Node
+from orchestrator.options import GroupOption, parse_word, parse_word_list
 
 
 class SwarmBackend(Backend):
     name: ClassVar[str] = "swarm"
-    capabilities: ClassVar[Capability] = Capability.DETACHED | Capability.OWN_ADDRESS | Capability.RESOURCES
+    capabilities: ClassVar[Capability] = Capability.REACHABLE | Capability.RESOURCES
+    group_options = (
+        GroupOption("image", "the agent image for this group's services (default: built "
+                    "from this checkout and pushed to the swarm)", parse_word("image", "an image name")),
+        GroupOption("placement", "swarm placement constraints, e.g. [node.role==worker]",
+                    parse_word_list("placement"), default=()),
+    )
 
     def __init__(self, ctx: MeshContext) -> None:
         super().__init__(ctx)
@@ -75,7 +82,7 @@ class SwarmBackend(Backend):
         st["secret"] = cluster.secret_name(self.ctx.mesh)
         self.ctx.save()
         topo = self.ctx.topology
-        wanted = {g.image for g in topo.groups if g.image} if topo else set()
+        wanted = {g.options["image"] for g in topo.groups if g.options.get("image")} if topo else set()
         if wanted:
             st["image"] = sorted(wanted)[0]  # groups naming a registry image use it as is
         else:
@@ -96,7 +103,7 @@ class SwarmBackend(Backend):
     def _image_for(self, node: Node) -> str:
         topo = self.ctx.topology
         if topo is not None:
-            img = topo.group(node.group).image
+            img = topo.group(node.group).options.get("image")
             if img:
                 return img
         return str(self.ctx.state["image"])
@@ -123,7 +130,7 @@ class SwarmBackend(Backend):
             backend="swarm",
         )
         topo = self.ctx.topology
-        constraints = list(topo.group(node.group).placement) if topo else []
+        constraints = list(topo.group(node.group).options.get("placement", ())) if topo else []
         res = node.resources
         try:
             await asyncio.to_thread(
