@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator.backends.base import MeshContext
-from orchestrator.backends.netns import NetnsBackend, namespaces, processes
+from orchestrator.backends.netns import NetnsBackend, namespaces
+from orchestrator.hostnet import processes
 from orchestrator.model import Link, Node
 
 LAB_HOME = Path(os.environ.get("MESHBED_BENCH_HOME", "/tmp/meshbed-bench"))
@@ -66,7 +67,8 @@ class Lab:
     def spawn(self, host: str, argv: Sequence[str], *, log: str = "out.log",
               env: Optional[dict[str, str]] = None) -> int:
         h = self.hosts[host]
-        pid, started = processes.spawn(h.ns, argv, log_path=h.dir / log, cwd=h.dir, env=env)
+        pid, started = processes.spawn(["ip", "netns", "exec", h.ns, *argv],
+                                       log_path=h.dir / log, cwd=h.dir, env=env)
         self._procs.append((pid, started))
         return pid
 

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.backends.local.processes import is_ours, start_time
 from orchestrator.errors import MeshbedError
+from orchestrator.hostnet.processes import alive, start_time
 from orchestrator.state import home as meshbed_home
 from orchestrator.state import write_atomic
 
@@ -143,7 +143,8 @@ def _spawn(argv: list[str], log: Path) -> dict[str, Any]:
 
 
 def _alive(rec: Mapping[str, Any]) -> bool:
-    return is_ours(int(rec.get("pid", 0)), rec.get("start"))
+    start = rec.get("start")
+    return start is not None and alive(int(rec.get("pid", 0)), start)
 
 
 def _wait_http(url: str, timeout: float) -> bool:

@@ -22,8 +22,10 @@ from typing import Any, Callable, Optional
 from orchestrator import backends as registry
 from orchestrator.backends.base import MeshContext
 from orchestrator.errors import InputError
+from orchestrator.hostnet.files import write_atomic
 from orchestrator.model import Topology
 
+__all__ = ["MeshState", "home", "mesh_dirs", "resolve", "write_atomic"]
 STATE_FILE = "state.json"
 # Folders of $MESHBED_HOME that are not meshes (content cache, monitoring stack, results).
 RESERVED = frozenset({"cache", "monitor", "results"})
@@ -37,21 +39,6 @@ def home(override: Optional[Path] = None) -> Path:
     if env:
         return Path(env)
     return Path.home() / ".local" / "state" / "meshbed"
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class MeshState:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.local import processes
 from orchestrator.engine import Mesh
 from orchestrator.errors import DeployError
+from orchestrator.hostnet import processes
 from orchestrator.loader import load_topology_text
 from tests.contract.harness import local as local_harness
 
@@ -31,13 +31,10 @@ def topo(name: str, body: str, source: Path | None = None) -> Any:
 def test_failed_deploy_rolls_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_spawn = processes.spawn
 
-    def spawn(args: list[str], log: Path, env: Any = None) -> Any:
-        if args[args.index("--node") + 1] == "b-2":  # this agent dies at once
-            import subprocess
-
-            return subprocess.Popen([sys.executable, "-c", "print('boom'); raise SystemExit(3)"],
-                                    stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-        return real_spawn(args, log, env)
+    def spawn(argv: list[str], **kw: Any) -> Any:
+        if argv[argv.index("--node") + 1] == "b-2":  # this agent dies at once
+            return real_spawn([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], **kw)
+        return real_spawn(argv, **kw)
 
     monkeypatch.setattr(processes, "spawn", spawn)
     t = topo("rollback", "groups:\n  b: {count: 4}\ncontent:\n  x: {size: 1MiB, seeders: [b]}\n")

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.backends.docker import labels, networks, shaping
 from orchestrator.errors import DeployError
+from orchestrator.hostnet import subnets
 
 
 class FakeClient:
@@ -34,7 +35,7 @@ def test_names_fit_linux_and_iptables_limits() -> None:
 def test_free_subnets_avoid_docker_networks_and_host_routes(monkeypatch: pytest.MonkeyPatch) -> None:
     taken = networks.free_subnets(FakeClient([]), "m")[0]
     host = ipaddress.IPv4Network(str(taken.network_address) + "/24")  # a host route inside it
-    monkeypatch.setattr(networks, "_host_networks", lambda: [host])
+    monkeypatch.setattr(subnets, "host_networks", lambda: [host])
     docker_net = networks.free_subnets(FakeClient([]), "m")[0]
     free = networks.free_subnets(FakeClient([str(docker_net)]), "m")
     assert taken not in free and docker_net not in free
@@ -43,7 +44,7 @@ def test_free_subnets_avoid_docker_networks_and_host_routes(monkeypatch: pytest.
 
 
 def test_a_host_route_covering_the_pool_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(networks, "_host_networks", lambda: [ipaddress.IPv4Network("10.0.0.0/8")])
+    monkeypatch.setattr(subnets, "host_networks", lambda: [ipaddress.IPv4Network("10.0.0.0/8")])
     assert networks.free_subnets(FakeClient([]), "m") == []
 
 

@@ -288,7 +288,7 @@ class DockerBackend(Backend):
         n = await self._remove_containers()
         vols = await self._remove_volumes()
         bridge = self.ctx.state.get("network", {}).get("bridge") or labels.bridge_name(mesh)
-        await asyncio.to_thread(shaping.remove_partition, mesh, bridge)
+        await shaping.remove_partition(mesh, bridge)
         self.ctx.state.pop("partition", None)
         await asyncio.to_thread(networks.delete_veths, mesh)
         nets = {net["Id"] for net in await self._call(networks.find, self.client, mesh)}
@@ -368,7 +368,7 @@ class DockerBackend(Backend):
         if any(n not in ip_of for side in sides for n in side):
             return False  # a node of another backend: let the agents do it
         bridge = self.ctx.state["network"]["bridge"]
-        await asyncio.to_thread(shaping.remove_partition, self.ctx.mesh, bridge)
+        await shaping.remove_partition(self.ctx.mesh, bridge)
         chains, text = shaping.partition_rules(self.ctx.mesh, bridge, sides, ip_of)
         self.ctx.state["partition"] = {"chains": chains}
         self.ctx.save()
@@ -379,7 +379,7 @@ class DockerBackend(Backend):
         if "partition" not in self.ctx.state:
             return
         bridge = self.ctx.state["network"]["bridge"]
-        await asyncio.to_thread(shaping.remove_partition, self.ctx.mesh, bridge)
+        await shaping.remove_partition(self.ctx.mesh, bridge)
         self.ctx.state.pop("partition", None)
         self.ctx.save()
 

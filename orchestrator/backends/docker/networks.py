@@ -1,8 +1,9 @@
 """One user-defined bridge network per mesh, on a subnet that collides with nothing.
 
-The subnet is a /22 from 10.208.0.0/12 that overlaps no docker network and no host route
-or address; the first candidate depends on the mesh name so parallel meshes rarely race,
-and a race docker refuses ("Pool overlaps") just moves on to the next candidate.
+The subnet is a /22 from the docker pool of ``orchestrator.hostnet.subnets`` (disjoint from
+the other backends' pools) that overlaps no docker network and no host route or address;
+it is picked and created under the host-wide subnet lock, and a race with a foreign docker
+network ("Pool overlaps") just moves on to the next candidate.
 The bridge gets a fixed name (``labels.bridge_name``) so shaping and partitions can find it.
 """
 
@@ -16,32 +17,12 @@ from typing import Any
 
 from orchestrator.backends.docker import labels
 from orchestrator.errors import DeployError
+from orchestrator.hostnet import subnets
 
-POOL = ipaddress.IPv4Network("10.208.0.0/12")
+POOL = subnets.DOCKER_POOL[0]
 PREFIX = 22
 MAX_TRIES = 8
 REMOVE_TRIES = 12  # ~20 s in all
-
-
-def _host_networks() -> list[ipaddress.IPv4Network]:
-    """Routes and addresses of the host (the default route excluded)."""
-    nets: list[ipaddress.IPv4Network] = []
-    for cmd in (["ip", "-o", "-4", "route", "show", "table", "all"], ["ip", "-o", "-4", "addr"]):
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        for line in out.splitlines():
-            for word in line.split():
-                if word == "default" or "/" not in word and not word[:1].isdigit():
-                    continue
-                try:
-                    net = ipaddress.ip_network(word, strict=False)
-                except ValueError:
-                    continue
-                if isinstance(net, ipaddress.IPv4Network) and net.prefixlen > 0:
-                    nets.append(net)
-    return nets
 
 
 def _docker_networks(client: Any) -> list[ipaddress.IPv4Network]:
@@ -59,11 +40,8 @@ def _docker_networks(client: Any) -> list[ipaddress.IPv4Network]:
 
 def free_subnets(client: Any, mesh: str) -> list[ipaddress.IPv4Network]:
     """Candidate subnets in preference order, none overlapping anything in use now."""
-    used = _docker_networks(client) + _host_networks()
-    candidates: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=PREFIX))
-    start = int(hashlib.sha1(mesh.encode()).hexdigest(), 16) % len(candidates)
-    ordered = candidates[start:] + candidates[:start]
-    return [c for c in ordered if not any(c.overlaps(u) for u in used)]
+    used = _docker_networks(client) + subnets.host_networks()
+    return subnets.free(subnets.DOCKER_POOL, PREFIX, subnets.start_for(mesh), used)
 
 
 def find(client: Any, mesh: str) -> list[dict[str, Any]]:
@@ -72,13 +50,19 @@ def find(client: Any, mesh: str) -> list[dict[str, Any]]:
 
 def create(client: Any, mesh: str) -> dict[str, str]:
     """Create the mesh network; returns {"name","id","subnet","gateway","bridge"}."""
-    import docker.errors
-    import docker.types
 
     name = labels.network_name(mesh)
     bridge = labels.bridge_name(mesh)
     for existing in find(client, mesh):  # a leftover from a crash: reuse nothing, start clean
         remove(client, existing["Id"])
+    with subnets.host_lock():  # until the network (and its route) exists
+        return _create_locked(client, mesh, name, bridge)
+
+
+def _create_locked(client: Any, mesh: str, name: str, bridge: str) -> dict[str, str]:
+    import docker.errors
+    import docker.types
+
     last: Exception = DeployError("no free subnet")
     for subnet in free_subnets(client, mesh)[:MAX_TRIES]:
         gateway = str(next(subnet.hosts()))

@@ -12,13 +12,12 @@ DOCKER-USER runs before Docker's ESTABLISHED accept, so open connections are cut
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Optional
 
 from orchestrator.backends import tc
 from orchestrator.backends.docker import labels
+from orchestrator.hostnet import iptables
 
 _IFLINK = re.compile(r"^\d+:\s*eth0@if(\d+):")
 _LINK = re.compile(r"^(\d+):\s*([^:@\s]+)")
@@ -78,17 +77,9 @@ async def delay(pid: int, latency_ms: float, jitter_ms: float, loss: float) -> N
 # --- partitions -------------------------------------------------------------------------
 
 
-def bridge_netfilter_on() -> bool:
-    """Bridged traffic goes through iptables only with br_netfilter's hook on."""
-    try:
-        return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
-    except OSError:
-        return False
-
-
 def partition_available() -> bool:
     found = tc.probe()
-    return bool(found.get("root") and found.get("iptables") and bridge_netfilter_on())
+    return bool(found.get("root") and found.get("iptables") and iptables.bridged_iptables())
 
 
 def partition_rules(
@@ -123,54 +114,13 @@ def partition_rules(
 
 
 async def apply_partition(text: str) -> None:
-    await tc.run(["iptables-restore", "-w", "5", "--noflush"], input=text.encode())
+    await iptables.restore(text)
 
 
-def mesh_chains(mesh: str) -> list[str]:
-    """This mesh's chains as iptables lists them now (found by name, state or not)."""
+async def remove_partition(mesh: str, bridge: str) -> list[str]:
+    """Drop the jump and the mesh's chains; idempotent, works from names alone. Returns
+    the chains that could not be removed."""
     base = labels.chain_name(mesh)
-    try:
-        out = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True,
-                             timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    chains = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == "-N" and (
-            parts[1] == base or parts[1].startswith(base + "-")
-        ):
-            chains.append(parts[1])
-    return chains
-
-
-def rules_mentioning(words: Sequence[str]) -> list[str]:
-    """iptables rules (filter and nat) that mention any of ``words`` (leftover checks)."""
-    found: list[str] = []
-    for table in ("filter", "nat"):
-        try:
-            out = subprocess.run(["iptables", "-w", "5", "-t", table, "-S"],
-                                 capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        found += [f"{table}: {ln}" for ln in out.splitlines() if any(w in ln for w in words)]
-    return found
-
-
-def remove_partition(mesh: str, bridge: str) -> None:
-    """Drop the jump and the mesh's chains; idempotent, works from names alone."""
-    base = labels.chain_name(mesh)
-    # bounded: the jump is inserted once per partition, a heal removes it
-    for _ in range(16):
-        res = subprocess.run(
-            ["iptables", "-w", "5", "-D", "DOCKER-USER", "-i", bridge, "-o", bridge, "-j", base],
-            capture_output=True, timeout=20,
-        )
-        if res.returncode != 0:
-            break
-    chains = mesh_chains(mesh)
-    for chain in chains:
-        subprocess.run(["iptables", "-w", "5", "-F", chain], capture_output=True, timeout=20)
-    # the base chain jumps to the others: delete it first
-    for chain in sorted(chains, key=lambda c: c != base):
-        subprocess.run(["iptables", "-w", "5", "-X", chain], capture_output=True, timeout=20)
+    await iptables.delete_rule(["DOCKER-USER", "-i", bridge, "-o", bridge, "-j", base])
+    # the base chain jumps to the others: deleted first
+    return await iptables.remove_chains(base, first=base)

@@ -13,19 +13,20 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from orchestrator.backends.base import Backend, Capability, Endpoint, MeshContext, agent_args
-from orchestrator.backends.local import processes
 from orchestrator.errors import DeployError
+from orchestrator.hostnet import processes
+from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Node
 
 READY_TIMEOUT = 30.0
 STOP_GRACE = 5.0
+TEARDOWN_GRACE = 2.0
 
 
 class LocalBackend(Backend):
@@ -34,7 +35,6 @@ class LocalBackend(Backend):
 
     def __init__(self, ctx: MeshContext) -> None:
         super().__init__(ctx)
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.ctx.state.setdefault("root", str(self.root))
         self.ctx.state.setdefault("nodes", {})
 
@@ -59,11 +59,12 @@ class LocalBackend(Backend):
     def _token_file(self) -> Path:
         path = self.root / "token"
         if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(self.ctx.token)
+            write_token_file(path, self.ctx.token)
         return path
+
+    def _target(self, name: str) -> processes.Target:
+        entry = self._entry(name)
+        return int(entry.get("pid") or 0), entry.get("start_time")
 
     # --- lifecycle ----------------------------------------------------------------------
     async def deploy(self, node: Node) -> Endpoint:
@@ -75,7 +76,7 @@ class LocalBackend(Backend):
 
     async def start(self, node: Node) -> Endpoint:
         entry = self._entry(node.name)
-        if processes.is_ours(int(entry.get("pid") or 0), entry.get("start_time")):
+        if processes.alive(*self._target(node.name)):
             return Endpoint(api=entry["api"], wire=entry["wire"])
         # Same ports again when they are free, so peers and reports keep one address.
         try:
@@ -98,25 +99,18 @@ class LocalBackend(Backend):
             ready_file=str(ready),
             backend=self.name,
         )
-        env = {k: v for k, v in os.environ.items() if k != "MESHBED_TOKEN"}
-        child = await asyncio.to_thread(processes.spawn, args, log, env)
-        self._children[node.name] = child
-        entry = self._entry(node.name)
-        entry.update(
-            pid=child.pid,
-            start_time=processes.start_time(child.pid),
-            log=str(log),
-            data_dir=str(node_dir / "data"),
+        pid, started = await asyncio.to_thread(
+            processes.spawn, [sys.executable, "-m", "peer", *args], log_path=log
         )
+        entry = self._entry(node.name)
+        entry.update(pid=pid, start_time=started, log=str(log), data_dir=str(node_dir / "data"))
         self.ctx.save()  # before waiting: `down` after a crash must find it
-        info = await self._wait_ready(node, child, ready, log)
+        info = await self._wait_ready(node, pid, ready, log)
         entry.update(api=info["api"], wire=info["wire"])
         self.ctx.save()
         return Endpoint(api=info["api"], wire=info["wire"])
 
-    async def _wait_ready(
-        self, node: Node, child: subprocess.Popen[bytes], ready: Path, log: Path
-    ) -> dict[str, str]:
+    async def _wait_ready(self, node: Node, pid: int, ready: Path, log: Path) -> dict[str, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT
         while loop.time() < deadline:
@@ -126,9 +120,10 @@ class LocalBackend(Backend):
                     return {"api": str(info["api"]), "wire": str(info["wire"])}
                 except (json.JSONDecodeError, KeyError):
                     pass  # written atomically, but be lenient
-            if child.poll() is not None:
+            code = processes.exit_code(pid)
+            if code is not None:
                 raise DeployError(
-                    f"{node.name}: agent exited with {child.returncode} before it was ready; "
+                    f"{node.name}: agent exited with {code} before it was ready; "
                     f"log {log}:\n{_tail(log)}"
                 )
             await asyncio.sleep(0.05)
@@ -143,35 +138,32 @@ class LocalBackend(Backend):
         await self._end(node.name, grace=STOP_GRACE)
 
     async def _end(self, name: str, grace: float) -> None:
-        entry = self._entry(name)
-        pid, started = int(entry.get("pid") or 0), entry.get("start_time")
-        await asyncio.to_thread(processes.end, pid, started, grace, self._children.get(name))
+        target = self._target(name)
+        if grace > 0:
+            await processes.terminate([target], grace=grace)
+        else:
+            await processes.kill([target])
 
     async def teardown(self) -> None:
+        """End every agent (SIGTERM, a short grace, SIGKILL); what survives stays in state
+        (and so does its folder) for the next `down`."""
         nodes: dict[str, dict[str, Any]] = self.ctx.state.get("nodes", {})
-        # SIGTERM everyone first, then wait, then SIGKILL stragglers: fast for big meshes.
-        for entry in nodes.values():
-            processes.signal_ours(int(entry.get("pid") or 0), entry.get("start_time"), signal.SIGTERM)
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(
-                    processes.end,
-                    int(entry.get("pid") or 0),
-                    entry.get("start_time"),
-                    2.0,
-                    self._children.get(name),
-                )
-                for name, entry in nodes.items()
-            )
-        )
+        targets = {name: self._target(name) for name in nodes}
+        survivors = set(await processes.terminate(targets.values(), grace=TEARDOWN_GRACE))
         root = Path(self.ctx.state.get("root") or self.root)
         # Safety net: agents spawned but not yet recorded when the orchestrator died.
-        for pid in processes.find_by_argument(str(root) + os.sep):
-            started = processes.start_time(pid)
-            processes.end(pid, started, 0.0)
-        shutil.rmtree(root, ignore_errors=True)
-        self.ctx.state["nodes"] = {}
+        strays = [(pid, processes.start_time(pid))
+                  for pid in processes.find_by_argument(str(root) + os.sep)]
+        survivors |= set(await processes.kill(strays))
+        left = {name: nodes[name] for name, (pid, _) in targets.items() if pid in survivors}
+        self.ctx.state["nodes"] = left
         self.ctx.save()
+        if survivors:
+            raise DeployError(
+                f"local: processes {', '.join(map(str, sorted(survivors)))} survived SIGKILL "
+                f"(kept in state, and {root}); run `meshbed down` again"
+            )
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
     # --- files --------------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:

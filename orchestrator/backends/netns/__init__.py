@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -33,13 +32,14 @@ from orchestrator.backends.base import (
     Endpoint,
     agent_args,
 )
-from orchestrator.backends.netns import addressing, bridge, firewall, namespaces, processes
+from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.hostnet import processes, subnets
+from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Link, Node
 
 NO_ROOT = "backend netns needs root (CAP_NET_ADMIN); use backend: local to run without root"
 RATE_FIELDS = frozenset({"up_bps", "down_bps"})
 DELAY_FIELDS = frozenset({"latency_ms", "jitter_ms", "loss"})
-LOCK_FILE = "/run/meshbed-netns.lock"
 CONCURRENCY = 8  # parallel `ip`/`tc` processes during deploy (2-core hosts)
 
 
@@ -95,10 +95,9 @@ class NetnsBackend(Backend):
         tag = namespaces.mesh_tag(self.ctx.mesh)
         home = self.ctx.state_dir.parent
         home.mkdir(parents=True, exist_ok=True)
-        # A host-wide lock, held until the bridge holds its address (so the next mesh
-        # sees the route), keeps meshes coming up at once off each other's subnet.
-        with open(LOCK_FILE, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # The host-wide lock, held until the bridge holds its address (so the next mesh,
+        # of any backend, sees the route), keeps meshes coming up at once apart.
+        with subnets.host_lock():
             net = addressing.choose(tag, addressing.used_networks(), _subnets_of_other_meshes(
                 home, self.ctx.mesh))
             self.st.update(
@@ -154,7 +153,7 @@ class NetnsBackend(Backend):
         """Bridge, firewall rule, namespaces, veths, addresses and link caps for ``nodes``,
         batched (`ip -batch`, `tc -batch`) so hundreds of nodes come up in seconds."""
         async with self._lock:
-            self._init_mesh()
+            await asyncio.to_thread(self._init_mesh)  # a lock and `ip`: not on the loop
             recs = self._record_nodes(nodes)
             net_prefix = int(self.st["subnet"].split("/")[1])
             await bridge.create_bridge(self.st["bridge"], self.st["host_ip"], net_prefix)
@@ -225,10 +224,7 @@ class NetnsBackend(Backend):
     async def _spawn(self, node: Node, rec: dict[str, Any]) -> Endpoint:
         data_dir = Path(rec["data_dir"])
         (data_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        token_file = data_dir / "token"
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.ctx.token)
+        token_file = write_token_file(data_dir / "token", self.ctx.token)
         ready = data_dir / "ready.json"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
@@ -247,10 +243,10 @@ class NetnsBackend(Backend):
                 log_file=str(data_dir / "agent.log"),
             ),
         ]
-        env = dict(os.environ)
-        env.pop("MESHBED_TOKEN", None)
+        # `ip netns exec` execs the command, so the pid is the agent's own
         pid, started = processes.spawn(
-            rec["ns"], argv, log_path=data_dir / "stdout.log", cwd=data_dir, env=env
+            ["ip", "netns", "exec", rec["ns"], *argv], log_path=data_dir / "stdout.log",
+            cwd=data_dir,
         )
         rec["pid"], rec["start_time"] = pid, started
         self.ctx.save()

@@ -1,55 +1,21 @@
-"""Pick a private subnet for a mesh that collides with no route or address on the host."""
+"""The netns mesh's subnet: a /20 from the host's netns pool (orchestrator.hostnet.subnets)
+that collides with no route or address on the host, nor with another mesh's record."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import subprocess
 from collections.abc import Iterable
+
+from orchestrator.hostnet import subnets
 
 PREFIX = 20  # 4094 addresses; a Linux bridge takes at most 1024 ports anyway
 MAX_NODES = 1000
-# 10.64.0.0 .. 10.254.255.255 in /20 steps; Docker and most LANs live elsewhere.
-_FIRST, _LAST = 64, 254
+used_networks = subnets.host_networks
 
 
 def candidates(tag: str) -> list[ipaddress.IPv4Network]:
     """All candidate /20s, starting at a place derived from the mesh tag (spreads meshes)."""
-    nets = [
-        ipaddress.IPv4Network(f"10.{a}.{b}.0/{PREFIX}")
-        for a in range(_FIRST, _LAST + 1)
-        for b in range(0, 256, 16)
-    ]
-    start = int(tag, 16) % len(nets)
-    return nets[start:] + nets[:start]
-
-
-def used_networks() -> list[ipaddress.IPv4Network]:
-    """Networks of every IPv4 route and interface address on the host."""
-    out: list[ipaddress.IPv4Network] = []
-    for cmd in (["ip", "-j", "-4", "route", "show", "table", "all"], ["ip", "-j", "-4", "addr"]):
-        try:
-            text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
-            data = json.loads(text or "[]")
-        except (OSError, subprocess.TimeoutExpired, ValueError):
-            continue
-        for item in data:
-            if "dst" in item:
-                dst = item["dst"]
-                if dst in ("default", "0.0.0.0/0"):
-                    continue
-                try:
-                    out.append(ipaddress.IPv4Network(dst, strict=False))
-                except ValueError:
-                    continue
-            for info in item.get("addr_info", []):
-                try:
-                    out.append(
-                        ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
-                    )
-                except (KeyError, ValueError):
-                    continue
-    return out
+    return subnets.candidates(subnets.NETNS_POOL, PREFIX, int(tag, 16))
 
 
 def choose(
@@ -58,10 +24,7 @@ def choose(
     """The first candidate overlapping nothing in ``used`` nor the subnets in ``taken``
     (other meshes' recorded subnets, which may not be up yet)."""
     blocked = list(used) + [ipaddress.IPv4Network(t) for t in taken]
-    for net in candidates(tag):
-        if not any(net.overlaps(b) for b in blocked):
-            return net
-    raise RuntimeError("no free private /20 in 10.64.0.0-10.254.255.255 for the mesh bridge")
+    return subnets.choose(subnets.NETNS_POOL, PREFIX, int(tag, 16), blocked)
 
 
 def host_address(net: ipaddress.IPv4Network) -> ipaddress.IPv4Address:

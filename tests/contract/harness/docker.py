@@ -16,8 +16,8 @@ from orchestrator.backends.docker import (
     images,
     labels,
     networks,
-    shaping,
 )
+from orchestrator.hostnet import iptables
 
 
 def skip_reason() -> Optional[str]:
@@ -66,6 +66,6 @@ def leftovers(mesh: Any) -> list[str]:
             ports = []
         found += [f"veth {p} (on {bridge})" for p in ports]
     found += [f"veth {v}" for v in networks.mesh_veths(name)]
-    found += [f"iptables {r}" for r in shaping.rules_mentioning([bridge,
-                                                                  labels.chain_name(name)])]
+    found += [f"iptables {r}" for r in iptables.rules_mentioning([bridge,
+                                                                   labels.chain_name(name)])]
     return found

@@ -1,0 +1,101 @@
+"""Private subnets for meshes: disjoint pools per kind of network, one host-wide lock.
+
+Each backend that puts nodes on their own addresses takes its subnets from its own pool,
+and the pools do not overlap, so a netns mesh and a docker mesh never pick the same
+addresses even when neither is up yet. A pick avoids every route and address of the host;
+it is made under ``host_lock()``, held until the new network exists (so the next pick,
+from any backend and any process, sees its route).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+Net = ipaddress.IPv4Network
+
+# 10.64.0.0 - 10.207.255.255: namespaces on a bridge (netns backend)
+NETNS_POOL: tuple[Net, ...] = (Net("10.64.0.0/10"), Net("10.128.0.0/10"), Net("10.192.0.0/12"))
+# 10.208.0.0/12: docker bridge networks (docker backend)
+DOCKER_POOL: tuple[Net, ...] = (Net("10.208.0.0/12"),)
+# 10.224.0.0/12: swarm overlay networks
+SWARM_POOL: tuple[Net, ...] = (Net("10.224.0.0/12"),)
+POOLS = {"netns": NETNS_POOL, "docker": DOCKER_POOL, "swarm": SWARM_POOL}
+
+LOCK_FILE = "/tmp/meshbed-hostnet.lock"  # one path for every user: the lock is host-wide
+LOCK_TIMEOUT = 120.0
+
+
+def host_networks() -> list[Net]:
+    """Networks of every IPv4 route (but the default) and interface address on the host."""
+    out: list[Net] = []
+    for cmd in (["ip", "-j", "-4", "route", "show", "table", "all"], ["ip", "-j", "-4", "addr"]):
+        try:
+            text = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+            data = json.loads(text or "[]")
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            continue
+        for item in data:
+            dst = item.get("dst")
+            if dst and dst not in ("default", "0.0.0.0/0"):
+                with contextlib.suppress(ValueError):
+                    out.append(Net(dst, strict=False))
+            for info in item.get("addr_info", []):
+                with contextlib.suppress(KeyError, ValueError):
+                    out.append(Net(f"{info['local']}/{info['prefixlen']}", strict=False))
+    return out
+
+
+def candidates(pool: Sequence[Net], prefix: int, start: int) -> list[Net]:
+    """Every /prefix of the pool, beginning at index ``start`` (modulo their number), so
+    meshes of different names start at different places and rarely race."""
+    nets = [n for block in pool for n in block.subnets(new_prefix=prefix)]
+    start %= len(nets)
+    return nets[start:] + nets[:start]
+
+
+def start_for(key: str) -> int:
+    """A stable starting index derived from a mesh name or tag."""
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16)
+
+
+def free(pool: Sequence[Net], prefix: int, start: int, used: Iterable[Net]) -> list[Net]:
+    """The candidates that overlap nothing in ``used``, in preference order."""
+    blocked = list(used)
+    return [n for n in candidates(pool, prefix, start) if not any(n.overlaps(b) for b in blocked)]
+
+
+def choose(pool: Sequence[Net], prefix: int, start: int, used: Iterable[Net]) -> Net:
+    found = free(pool, prefix, start, used)
+    if not found:
+        span = ", ".join(str(b) for b in pool)
+        raise RuntimeError(f"no free /{prefix} left in {span}")
+    return found[0]
+
+
+@contextlib.contextmanager
+def host_lock(path: str = LOCK_FILE, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Exclusive, host-wide, across processes and users. Blocking: call it in a thread."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"another meshbed has held {path} for {timeout:.0f}s (choosing a subnet)"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
