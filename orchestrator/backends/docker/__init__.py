@@ -282,50 +282,70 @@ class DockerBackend(Backend):
         return self._endpoint(node)
 
     async def teardown(self) -> None:
-        """Containers, volumes, partition rules, network: found by label and by state."""
+        """Containers, volumes, partition rules, network: found by label and by state.
+        Whatever could not be removed stays in state (the next `down` tries again)."""
         t0 = time.monotonic()
         mesh = self.ctx.mesh
-        n = await self._remove_containers()
-        vols = await self._remove_volumes()
+        n, bad_containers = await self._remove_containers()
+        vols, bad_volumes = await self._remove_volumes()
+        failed = [f"container {c}: {e}" for c, e in bad_containers.items()]
+        failed += [f"volume {v}: {e}" for v, e in bad_volumes.items()]
         bridge = self.ctx.state.get("network", {}).get("bridge") or labels.bridge_name(mesh)
-        await shaping.remove_partition(mesh, bridge)
-        self.ctx.state.pop("partition", None)
+        chains_left = await shaping.remove_partition(mesh, bridge)
+        if chains_left:
+            failed.append(f"iptables chains {', '.join(chains_left)}")
+        else:
+            self.ctx.state.pop("partition", None)
         await asyncio.to_thread(networks.delete_veths, mesh)
         nets = {net["Id"] for net in await self._call(networks.find, self.client, mesh)}
         if self.ctx.state.get("network", {}).get("name"):
             nets.add(self.ctx.state["network"]["name"])
-        for net_id in nets:
-            await self._call(networks.remove, self.client, net_id)
-        self.ctx.state.pop("nodes", None)
-        self.ctx.state.pop("network", None)
-        self.ctx.state.pop("links", None)
+        results = await asyncio.gather(
+            *(self._call(networks.remove, self.client, i) for i in sorted(nets)),
+            return_exceptions=True,
+        )
+        failed += [f"network {i}: {r}" for i, r in zip(sorted(nets), results)
+                   if isinstance(r, Exception)]
+        keep = {name: e for name, e in self._nodes.items()
+                if e.get("container") in bad_containers or e.get("volume") in bad_volumes}
+        self.ctx.state["nodes"] = keep
+        if not any(f.startswith("network ") for f in failed):
+            self.ctx.state.pop("network", None)
+        if not keep:
+            self.ctx.state.pop("nodes", None)
+            self.ctx.state.pop("links", None)
         self.ctx.save()
+        self._pool.shutdown(wait=False)
+        if failed:
+            raise DeployError("docker: could not remove " + "; ".join(failed)
+                              + " (kept in state: run `meshbed down` again)")
         self._say(f"docker: removed {n} containers, {vols} volumes in "
                   f"{time.monotonic() - t0:.1f} s")
-        self._pool.shutdown(wait=False)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        self._pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="meshbed-docker")
 
-    async def _remove_containers(self) -> int:
+    async def _remove_containers(self) -> tuple[int, dict[str, str]]:
+        """(containers removed, {name or id: error} of those that could not be)."""
         found = await self._call(containers.find, self.client, self.ctx.mesh)
+        name_of = {c["Id"]: c["Names"][0].lstrip("/") for c in found if c.get("Names")}
         ids = {c["Id"] for c in found}
-        known = {c["Names"][0].lstrip("/") for c in found if c.get("Names")}
-        ids |= {e["container"] for e in self._nodes.values() if e.get("container")} - known
-        removed = await asyncio.gather(
-            *(self._call(containers.remove, self.client, i) for i in sorted(ids))
+        ids |= {e["container"] for e in self._nodes.values() if e.get("container")} - set(
+            name_of.values())
+        order = sorted(ids)
+        results = await asyncio.gather(
+            *(self._call(containers.remove, self.client, i) for i in order), return_exceptions=True
         )
-        return sum(1 for r in removed if r)
+        bad = {name_of.get(i, i): str(r) for i, r in zip(order, results) if isinstance(r, Exception)}
+        return sum(1 for r in results if r is True), bad
 
-    async def _remove_volumes(self) -> int:
+    async def _remove_volumes(self) -> tuple[int, dict[str, str]]:
         names = {e.get("volume") for e in self._nodes.values()} - {None}
         found = await self._call(containers.find_volumes, self.client, self.ctx.mesh)
         vols = sorted(set(found) | {str(v) for v in names})
-        removed = await asyncio.gather(
-            *(self._call(containers.remove_volume, self.client, v) for v in vols)
+        results = await asyncio.gather(
+            *(self._call(containers.remove_volume, self.client, v) for v in vols),
+            return_exceptions=True,
         )
-        return sum(1 for r in removed if r)
+        bad = {v: str(r) for v, r in zip(vols, results) if isinstance(r, Exception)}
+        return sum(1 for r in results if r is True), bad
 
     # --- links ------------------------------------------------------------------------------
     async def set_link(self, node: Node, link: Link) -> frozenset[str]:

@@ -152,8 +152,9 @@ class LocalBackend(Backend):
         survivors = set(await processes.terminate(targets.values(), grace=TEARDOWN_GRACE))
         root = Path(self.ctx.state.get("root") or self.root)
         # Safety net: agents spawned but not yet recorded when the orchestrator died.
+        recorded = {pid for pid, _ in targets.values()}
         strays = [(pid, processes.start_time(pid))
-                  for pid in processes.find_by_argument(str(root) + os.sep)]
+                  for pid in processes.find_by_argument(str(root) + os.sep) if pid not in recorded]
         survivors |= set(await processes.kill(strays))
         left = {name: nodes[name] for name, (pid, _) in targets.items() if pid in survivors}
         self.ctx.state["nodes"] = left

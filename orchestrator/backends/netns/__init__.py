@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes, subnets
 from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Link, Node
@@ -372,16 +372,29 @@ class NetnsBackend(Backend):
             (int(r["pid"]), r.get("start_time")) for r in recs if r.get("pid")
         ]
         targets += [(p, None) for pids in in_ns.values() for p in pids]
-        processes.signal_all(targets, signal.SIGKILL)
-        await processes.wait_gone([p for p, _ in targets], 10.0)
+        survivors = await processes.kill(targets)
         for rule in st.get("rules", []):
             await firewall.delete_rule(rule)
-        await firewall.remove_chains(firewall.partition_chain(tag))
+        chains_left = await firewall.remove_chains(firewall.partition_chain(tag))
         veths = [r["veth"] for r in recs]
         await bridge.delete_links(veths)
         await namespaces.delete(sorted(ns_names))
         await bridge.delete_links([st["bridge"]])
         await _wait_links_gone([*veths, st["bridge"]], 10.0)
+        # what is still there stays in state, so the next `down` finds it again
+        ns_left = namespaces.existing() & ns_names
+        links_left = [n for n in [*veths, st["bridge"]] if bridge.exists(n)]
+        if survivors or chains_left or ns_left or links_left:
+            st["nodes"] = {name: r for name, r in st.get("nodes", {}).items()
+                           if r["ns"] in ns_left or r["veth"] in links_left
+                           or r.get("pid") in survivors}
+            self.ctx.save()
+            what = [f"processes {', '.join(map(str, survivors))}" if survivors else "",
+                    f"iptables chains {', '.join(chains_left)}" if chains_left else "",
+                    f"namespaces {', '.join(sorted(ns_left))}" if ns_left else "",
+                    f"links {', '.join(links_left)}" if links_left else ""]
+            raise DeployError("netns: could not remove " + "; ".join(w for w in what if w)
+                               + " (kept in state: run `meshbed down` again)")
         root = Path(st.get("data_root") or self._data_root())
         if root.exists():
             await asyncio.to_thread(shutil.rmtree, root, True)
