@@ -27,12 +27,13 @@ from orchestrator import state as statemod
 from orchestrator.backends.base import Backend, Endpoint
 from orchestrator.errors import BackendUnavailable, DeployError, InputError, MeshbedError
 from orchestrator.model import Link, Node, Topology
-from orchestrator.peerclient import PeerClient, PeerError
+from orchestrator.peerclient import ConnectionPool, PeerClient, PeerError
 from orchestrator.seeding import SeededContent, prepare_content, seed_content
 
 DEPLOY_POOL = 16  # concurrent deploys
 READY_TIMEOUT = 60.0  # per node: GET /status must answer within this after deploy
 STATUS_TIMEOUT = 2.0  # per poll
+STATUS_CONCURRENCY = 64  # GET /status in flight at once (and so connections being opened)
 
 T = TypeVar("T")
 Say = Callable[[str], None]
@@ -76,6 +77,7 @@ class Mesh:
         self.deploy_seconds: Optional[float] = None
         self.result: Any = None  # scenario.PlayResult after play()
         self._is_down = False
+        self._pool: Optional[tuple[asyncio.AbstractEventLoop, ConnectionPool]] = None
 
     # --- names --------------------------------------------------------------------------
     @property
@@ -304,17 +306,40 @@ class Mesh:
         await bounded(DEPLOY_POOL, (one(n) for n in names))
 
     # --- polling ------------------------------------------------------------------------
-    async def statuses(self, timeout: float = STATUS_TIMEOUT) -> dict[str, Optional[dict[str, Any]]]:
-        """GET /status of every node concurrently; None where it did not answer."""
+    def status_pool(self) -> ConnectionPool:
+        """Kept-alive connections for polling, one pool per event loop."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool[0] is not loop:
+            self._pool = (loop, ConnectionPool(STATUS_CONCURRENCY))
+        return self._pool[1]
+
+    async def close_connections(self) -> None:
+        if self._pool is not None and self._pool[0] is asyncio.get_running_loop():
+            await self._pool[1].close()
+        self._pool = None
+
+    async def statuses(
+        self, timeout: float = STATUS_TIMEOUT, keep: bool = False
+    ) -> dict[str, Optional[dict[str, Any]]]:
+        """GET /status of every node, at most STATUS_CONCURRENCY at once; None where it did
+        not answer. ``keep``: leave the connections open for the next poll (the player polls
+        every second; `close_connections()` ends them)."""
         names = self.node_names()
+        assert self.state is not None
+        token, nodes = self.state.token, self.state.nodes
+        pool = self.status_pool() if keep else ConnectionPool(STATUS_CONCURRENCY)
 
         async def one(n: str) -> Optional[dict[str, Any]]:
             try:
-                return await self.client(n).status(timeout=timeout)
+                return await PeerClient(nodes[n]["api"], token, pool=pool).status(timeout=timeout)
             except PeerError:
                 return None
 
-        results = await asyncio.gather(*(one(n) for n in names))
+        try:
+            results = await asyncio.gather(*(one(n) for n in names))
+        finally:
+            if not keep:
+                await pool.close()
         return dict(zip(names, results))
 
     # --- scenario / report --------------------------------------------------------------
@@ -324,7 +349,10 @@ class Mesh:
         assert self.topology is not None and self.state is not None
         self.state.data["phase"] = "running"
         self.state.save()
-        self.result = await Player(self, on_sample=on_sample).run()
+        try:
+            self.result = await Player(self, on_sample=on_sample).run()
+        finally:
+            await self.close_connections()
         self.state.data["phase"] = "done"
         self.state.save()
         return self.result
@@ -339,6 +367,7 @@ class Mesh:
         """Tear down every backend from state, then delete the mesh folder. Idempotent."""
         if self.state is None or self._is_down:
             return
+        await self.close_connections()
         errors: list[str] = []
         for bname in list(self.state.data.get("backends", {})):
             backend = self.backends.get(bname)

@@ -235,7 +235,7 @@ class Player:
             if fs.complete:
                 fs.verified = t.get("verified")
 
-    def _write_samples(self, statuses: dict[str, Optional[dict[str, Any]]], now: float) -> None:
+    def _sample_lines(self, statuses: dict[str, Optional[dict[str, Any]]], now: float) -> str:
         by_hash = {c.infohash: name for name, c in self.mesh.contents.items()}
         lines = []
         for node, st in statuses.items():
@@ -253,8 +253,16 @@ class Player:
                 }
             self.samples.append(row)
             lines.append(json.dumps(row, separators=(",", ":")))
-        with open(self.samples_path, "a") as f:
-            f.write("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
+
+    async def _append_samples(self, text: str) -> None:
+        """Append to samples.jsonl off the event loop (a slow disk must not delay polls)."""
+
+        def append() -> None:
+            with open(self.samples_path, "a") as f:
+                f.write(text)
+
+        await asyncio.to_thread(append)
 
     def _sample(self, statuses: dict[str, Optional[dict[str, Any]]], now: float) -> Sample:
         progress: dict[str, tuple[int, int]] = {}
@@ -334,11 +342,11 @@ class Player:
         try:
             while True:
                 await asyncio.sleep(POLL_INTERVAL if self.fetches else 0.25)
-                statuses = await self.mesh.statuses()
+                statuses = await self.mesh.statuses(keep=True)
                 now = time.time()
                 self.last = statuses
                 self._absorb(statuses, now)
-                self._write_samples(statuses, now)
+                await self._append_samples(self._sample_lines(statuses, now))
                 sample = self._sample(statuses, now)
                 if self.on_sample is not None:
                     self.on_sample(sample)

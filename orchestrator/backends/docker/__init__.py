@@ -157,6 +157,7 @@ class DockerBackend(Backend):
         container exists."""
         mesh = self.ctx.mesh
         t0 = time.monotonic()
+        await tc.probe_async()  # cached from here on: shaping reads it synchronously
         pyz = await asyncio.to_thread(pyz_path)
         notes: list[str] = []  # said from this thread: the UI need not be thread-safe
         image = await self._call(images.ensure_peer_image, self.client, pyz, None, None,

@@ -153,6 +153,7 @@ class NetnsBackend(Backend):
         """Bridge, firewall rule, namespaces, veths, addresses and link caps for ``nodes``,
         batched (`ip -batch`, `tc -batch`) so hundreds of nodes come up in seconds."""
         async with self._lock:
+            await tc.probe_async()  # cached from here on: later sync reads cost nothing
             await asyncio.to_thread(self._init_mesh)  # a lock and `ip`: not on the loop
             recs = self._record_nodes(nodes)
             net_prefix = int(self.st["subnet"].split("/")[1])
