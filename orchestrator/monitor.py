@@ -29,7 +29,11 @@ from orchestrator.state import write_atomic
 PROMETHEUS_PORT = 9090
 EXPORTER_PORT = 9109
 GRAFANA_PORT = 3000
-REPO_GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
+# dashboards, provisioning and the compose file: package data (a symlink in a checkout)
+GRAFANA_DIR = Path(__file__).parent / "grafana"
+# pinned: a dashboard or provisioning format change must not arrive unannounced
+GRAFANA_IMAGE = "grafana/grafana:11.2.2"
+PROMETHEUS_IMAGE = "prom/prometheus:v2.54.1"
 
 
 def monitor_dir(home: Optional[Path] = None) -> Path:
@@ -244,7 +248,7 @@ def _image_present(client: Any, name: str) -> bool:
 
 def _start_prometheus_container(state: dict[str, Any], config: Path, port: int) -> None:
     client = _docker_client()
-    image = "prom/prometheus:latest"
+    image = PROMETHEUS_IMAGE
     if client is None or not (_image_present(client, image) or _try_pull(client, image)):
         raise MeshbedError("no prometheus binary and no prom/prometheus image: apt-get install prometheus")
     c = client.containers.run(
@@ -271,11 +275,12 @@ def _try_pull(client: Any, image: str) -> bool:
 
 def _start_grafana(state: dict[str, Any], prometheus_port: int) -> str:
     client = _docker_client()
-    image = "grafana/grafana:latest"
+    image = GRAFANA_IMAGE
+    dashboards = GRAFANA_DIR / "dashboards"
     if client is None:
-        return "Grafana: no Docker engine here; dashboards to import are in grafana/dashboards/"
+        return f"Grafana: no Docker engine here; dashboards to import are in {dashboards}"
     if not (_image_present(client, image) or _try_pull(client, image)):
-        return "Grafana: image grafana/grafana not available (no registry?); dashboards are in grafana/dashboards/"
+        return f"Grafana: image {image} not available (no registry?); dashboards are in {dashboards}"
     c = client.containers.run(
         image,
         network_mode="host",
@@ -286,8 +291,8 @@ def _start_grafana(state: dict[str, Any], prometheus_port: int) -> str:
             "MESHBED_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus_port}",
         },
         volumes={
-            str(REPO_GRAFANA / "provisioning"): {"bind": "/etc/grafana/provisioning", "mode": "ro"},
-            str(REPO_GRAFANA / "dashboards"): {"bind": "/var/lib/grafana/dashboards", "mode": "ro"},
+            str((GRAFANA_DIR / "provisioning").resolve()): {"bind": "/etc/grafana/provisioning", "mode": "ro"},
+            str(dashboards.resolve()): {"bind": "/var/lib/grafana/dashboards", "mode": "ro"},
         },
         labels={"meshbed.managed": "1", "meshbed.monitor": "grafana"},
         detach=True,

@@ -1,4 +1,4 @@
-"""`meshbed monitor up|down|status`."""
+"""`meshbed monitor up|down|status|files`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from orchestrator import monitor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status", "files"],
+                   help="files: where the dashboards, provisioning and compose file are")
     p.add_argument("--port", type=int, default=monitor.PROMETHEUS_PORT, help="Prometheus port (127.0.0.1)")
     p.add_argument("--exporter-port", type=int, default=monitor.EXPORTER_PORT)
     p.add_argument("--no-grafana", action="store_true", help="do not try to start Grafana")
@@ -20,6 +21,8 @@ def main(args: argparse.Namespace) -> int:
         monitor.up(args.port, args.exporter_port, grafana=not args.no_grafana)
     elif args.action == "down":
         monitor.down(purge=args.purge)
+    elif args.action == "files":
+        print(monitor.GRAFANA_DIR.resolve())
     else:
         state = monitor.load_state()
         if not state:
