@@ -15,17 +15,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def missing(reason: str) -> NoReturn:
-    """Skip because of ``reason``; under CI, fail with it."""
+def missing(reason: str, *, module: bool = False) -> NoReturn:
+    """Skip because of ``reason`` (the whole module when ``module``); under CI, fail."""
     if in_ci():
         pytest.fail(f"{reason} (a facility missing under CI fails the suite)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=module)
 
 
-def require(reason: Optional[str]) -> None:
+def require(reason: Optional[str], *, module: bool = False) -> None:
     """``missing(reason)`` when there is a reason; nothing when it is None."""
     if reason is not None:
-        missing(reason)
+        missing(reason, module=module)
 
 
 def require_binary(name: str, hint: str = "") -> str:

@@ -356,13 +356,10 @@ class SshLab:
 
 def require_lab() -> None:
     """pytest: skip (or, under CI=true, fail) when a lab cannot be built here."""
-    import pytest
 
-    reason = skip_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"ssh lab unavailable under CI=true: {reason}")
-        pytest.skip(reason)
+    from tests.facilities import require
+
+    require(skip_reason())
 
 
 def lab_fixture(n: int, private_dirs: bool = False):  # noqa: ANN201 - a pytest fixture

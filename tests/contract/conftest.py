@@ -1,12 +1,10 @@
-"""The contract suite runs once per backend that has ``harness/<backend>.py``.
-
-Unavailable backends skip with their reason, except under ``CI=true`` where that fails.
+"""The contract suite runs once per registered backend, through ``harness/<backend>.py``
+(a backend without one fails). Unavailable backends skip with their reason, except under
+CI, where that fails (tests/facilities.py).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +14,10 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-import harness  # noqa: E402
-
-from orchestrator.loader import load_topology  # noqa: E402
-from orchestrator.model import Topology  # noqa: E402
+from orchestrator.loader import load_topology
+from orchestrator.model import Topology
+from tests.contract import harness
+from tests.facilities import missing
 
 _ready: dict[str, ModuleType] = {}
 _teardowns: list[Callable[[], Any]] = []
@@ -31,18 +28,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", harness.names(), scope="session")
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 @pytest.fixture(scope="session")
 def backend_harness(backend: str) -> Iterator[ModuleType]:
+    if backend in harness.missing():
+        pytest.fail(f"backend {backend} is registered but has no contract harness "
+                    f"(tests/contract/harness/{backend}.py)")
     mod = harness.load(backend)
     reason = mod.skip_reason()
     if reason:
-        if _in_ci():
-            pytest.fail(f"backend {backend} unavailable under CI=true: {reason}")
-        pytest.skip(f"backend {backend}: {reason}")
+        missing(f"backend {backend}: {reason}")
     if hasattr(mod, "setup"):
         mod.setup()
     yield mod

@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
-from harness import docker as docker_harness  # noqa: E402
-
-from orchestrator.loader import load_topology  # noqa: E402
-from orchestrator.model import Topology  # noqa: E402
+from orchestrator.loader import load_topology
+from orchestrator.model import Topology
+from tests.contract.harness import docker as docker_harness
+from tests.facilities import missing, require
 
 
 def require_docker() -> None:
     """Skip when dockerd cannot be reached, or fail under CI=true."""
-    reason = docker_harness.skip_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"docker unavailable under CI=true: {reason}")
-        pytest.skip(reason)
+    require(docker_harness.skip_reason())
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("kernel shaping needs root under CI=true")
-        pytest.skip("kernel shaping needs root")
+        missing("kernel shaping needs root")
 
 
 def mesh_name(prefix: str) -> str:

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from orchestrator.backends.base import MeshContext
 from orchestrator.backends.netns import NetnsBackend
 from orchestrator.model import Link, Node
+from tests.facilities import require
 
 
 def require_root(*tools: str) -> None:
@@ -23,11 +22,7 @@ def require_root(*tools: str) -> None:
     for tool in tools:
         if reason is None and shutil.which(tool) is None:
             reason = f"needs {tool}"
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"netns tests cannot run under CI=true: {reason}")
-    pytest.skip(reason)
+    require(reason)
 
 
 def state_file(home: Path, mesh: str) -> Path:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import REPO, AgentProc, wait_for  # noqa: E402
+from tests.peerproc import REPO, AgentProc, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
-import sys
 import threading
 import urllib.request
 from collections.abc import Coroutine, Iterator
@@ -19,9 +18,7 @@ from peer import metainfo
 from peer.control import ControlServer, HttpError, parse_hostport, resolve_inside
 from peer.engine import Agent
 from peer.shaping import LinkEmulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import http, wait_for  # noqa: E402
+from tests.peerproc import http, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "tok-123"

@@ -14,10 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from docker_support import leftovers, mesh_name, require_docker, topology, write_topology
 
 from orchestrator.backends.docker import DockerBackend, client, containers, shaping
 from orchestrator.engine import Mesh
+from tests.integration.docker_support import (
+    leftovers,
+    mesh_name,
+    require_docker,
+    topology,
+    write_topology,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from docker_support import require_docker
 
 from orchestrator.backends import tc
+from tests.integration.docker_support import require_docker
 
 pytestmark = pytest.mark.timeout(120)
 

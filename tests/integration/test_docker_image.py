@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_support import require_docker
 
 from orchestrator import pyz
 from orchestrator.backends.docker import client, images
+from tests.integration.docker_support import require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 

@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from docker_support import leftovers, mesh_name, require_docker, require_root, topology
 
 from orchestrator.backends.docker import client, containers, labels
 from orchestrator.engine import Mesh
+from tests.integration.docker_support import (
+    leftovers,
+    mesh_name,
+    require_docker,
+    require_root,
+    topology,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.root, pytest.mark.timeout(240)]
 

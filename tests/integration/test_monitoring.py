@@ -22,17 +22,13 @@ from typing import Any
 
 import pytest
 
+from tests.facilities import missing, require_binary
+
 ROOT = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _need(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{binary} missing under CI=true")
-        pytest.skip(f"{binary} not installed")
-    return path
+    return require_binary(binary)
 
 
 def _free_port() -> int:
@@ -169,9 +165,7 @@ def test_scrape_passes_promtool(scraped_mesh: dict[str, Any]) -> None:
 def test_html_report_renders_charts_in_chromium(scraped_mesh: dict[str, Any]) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        if IN_CI:
-            pytest.fail("chromium missing under CI=true")
-        pytest.skip("chromium not installed")
+        missing("chromium not installed")
     from PIL import Image
 
     tmp: Path = scraped_mesh["tmp"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -13,10 +12,8 @@ import pytest
 
 from orchestrator.backends.netns import NetnsBackend
 from orchestrator.model import Link
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: tests.* imports
-from tests.contract.harness.netns import leftovers  # noqa: E402
-from tests.integration.netns_support import (  # noqa: E402
+from tests.contract.harness.netns import leftovers
+from tests.integration.netns_support import (
     iperf_bps,
     make_ctx,
     nodes,

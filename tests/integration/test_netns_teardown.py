@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.netns import NO_ROOT, NetnsBackend
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: tests.* imports
-from tests.contract.harness.netns import leftovers  # noqa: E402
-from tests.integration.netns_support import load_ctx, require_root, state_file  # noqa: E402
+from tests.contract.harness.netns import leftovers
+from tests.facilities import missing
+from tests.integration.netns_support import load_ctx, require_root, state_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,9 +94,7 @@ def test_down_after_sigkill_mid_deploy_leaves_nothing(tmp_path: Path, moment: st
 def test_unavailable_without_root_as_nobody() -> None:
     """The real check, run by an unprivileged user (setpriv drops to nobody)."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None or not os.path.exists("/usr/bin/python3"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("needs root, setpriv and /usr/bin/python3 under CI=true")
-        pytest.skip("needs root (to drop privileges), setpriv and /usr/bin/python3")
+        missing("needs root (to drop privileges), setpriv and /usr/bin/python3")
     # pyenv's interpreter lives under /root; the system one reads the stdlib-only modules.
     res = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc  # noqa: E402
-
-from orchestrator.pyz import SHEBANG, build_pyz, ensure_pyz, sources_digest  # noqa: E402
+from orchestrator.pyz import SHEBANG, build_pyz, ensure_pyz, sources_digest
+from tests.peerproc import AgentProc
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,26 +9,22 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc  # noqa: E402
-from tracker import Tracker, free_port  # noqa: E402
-
-from peer import metainfo  # noqa: E402
+from peer import metainfo
+from tests.facilities import missing
+from tests.peerproc import AgentProc
+from tests.tracker import Tracker, free_port
 
 pytestmark = pytest.mark.timeout(240)
 PIECE = 256 * 1024
 
 _missing = [b for b in ("aria2c", "opentracker") if shutil.which(b) is None]
 if _missing:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"missing for the aria2 interop tests: {', '.join(_missing)}")
-    pytest.skip(f"not installed: {', '.join(_missing)}", allow_module_level=True)
+    missing(f"not installed: {', '.join(_missing)}", module=True)
 
 
 def _aria2(dir_: Path, torrent: Path, port: int, *extra: str) -> list[str]:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import base64
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc, wait_for  # noqa: E402
+from tests.facilities import missing
+from tests.peerproc import AgentProc, wait_for
 
 try:
     import libtorrent  # noqa: F401
 except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("libtorrent (PyPI) is not installed", allow_module_level=True)
+    missing("libtorrent (PyPI) is not installed", module=True)
 
-from ltpeer import LtPeer, file_sha256, make_torrent  # noqa: E402
+from tests.ltpeer import LtPeer, file_sha256, make_torrent
 
 pytestmark = pytest.mark.timeout(240)
 PIECE = 256 * 1024

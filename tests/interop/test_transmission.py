@@ -6,27 +6,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc  # noqa: E402
-from tracker import Tracker, free_port  # noqa: E402
+from tests.facilities import missing
+from tests.peerproc import AgentProc
+from tests.tracker import Tracker, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
 _missing = [b for b in ("transmission-cli", "opentracker") if shutil.which(b) is None]
 if _missing:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"missing for the transmission interop test: {', '.join(_missing)}")
-    pytest.skip(f"not installed: {', '.join(_missing)}", allow_module_level=True)
+    missing(f"not installed: {', '.join(_missing)}", module=True)
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import ROOT
 
 from orchestrator.cli import main as cli_main
 from orchestrator.errors import InputError
 from orchestrator.loader import load_topology, load_topology_text
+from tests.reliability.support import ROOT
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Mesh, MiB, leftovers, run, selected_backends, with_mesh, write_topology
+
+from tests.reliability.support import (
+    Mesh,
+    MiB,
+    leftovers,
+    run,
+    selected_backends,
+    with_mesh,
+    write_topology,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peerproc import AgentProc, wait_for
-from support import ROOT, MiB, check_store, file_sha256, harness, leftovers, selected_backends
+
+from tests.peerproc import AgentProc, wait_for
+from tests.reliability.support import (
+    ROOT,
+    MiB,
+    check_store,
+    file_sha256,
+    harness,
+    leftovers,
+    selected_backends,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

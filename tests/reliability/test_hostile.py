@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peerproc import AgentProc, wait_for
-from support import ROOT, MiB, file_sha256, metric_sum
 
 from orchestrator.errors import InputError
 from orchestrator.loader import load_topology_text
 from peer.engine import MAX_VIOLATIONS
+from tests.peerproc import AgentProc, wait_for
+from tests.reliability.support import ROOT, MiB, file_sha256, metric_sum
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Mesh, leftovers, run, selected_backends, with_mesh, write_topology
+
+from tests.reliability.support import (
+    Mesh,
+    leftovers,
+    run,
+    selected_backends,
+    with_mesh,
+    write_topology,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peerproc import http
-from support import ROOT, harness, leftovers, selected_backends
+
+from tests.peerproc import http
+from tests.reliability.support import ROOT, harness, leftovers, selected_backends
 
 pytestmark = pytest.mark.timeout(180)
 

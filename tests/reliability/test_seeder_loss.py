@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, Mesh, leftovers, run, selected_backends, with_mesh, write_topology
+
+from tests.reliability.support import (
+    ROOT,
+    Mesh,
+    leftovers,
+    run,
+    selected_backends,
+    with_mesh,
+    write_topology,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

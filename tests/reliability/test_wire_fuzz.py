@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from peerproc import AgentProc
-from support import metric_sum
 
 from peer import wire
+from tests.peerproc import AgentProc
+from tests.reliability.support import metric_sum
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -135,3 +135,19 @@ def test_down_leaves_a_mesh_whose_state_it_cannot_read(
     assert "mesh lost:" in err and "cannot tell which backends" in err and "netns" in err
     assert (mesh / "state.json").read_text() == "{not json"  # left as it was
     assert not other.exists()  # the readable mesh went down all the same
+
+
+def test_every_registered_backend_has_a_contract_harness() -> None:
+    from tests.contract import harness
+
+    assert harness.names() == registry.names()
+    assert harness.missing() == []
+
+
+@pytest.mark.parametrize(("value", "ci"), [("true", True), ("TRUE", True), ("1", True),
+                                           ("yes", True), ("", False), ("false", False)])
+def test_ci_is_recognised_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str, ci: bool) -> None:
+    from tests.facilities import in_ci
+
+    monkeypatch.setenv("CI", value)
+    assert in_ci() is ci

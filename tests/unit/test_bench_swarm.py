@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench import svgchart  # noqa: E402
-from bench.contestants import Outcome  # noqa: E402
-from bench.contestants.meshbed import Plan, topology_yaml  # noqa: E402
-from bench.swarm_vs_bittorrent import bounds, parse_args, summarize  # noqa: E402
+from bench import svgchart
+from bench.contestants import Outcome
+from bench.contestants.meshbed import Plan, topology_yaml
+from bench.swarm_vs_bittorrent import bounds, parse_args, summarize
 
 MiB = 2**20
 

@@ -1,6 +1,7 @@
 """Per-backend harnesses for the contract suite.
 
-A module ``harness/<backend>.py`` makes the suite run against that backend. It exposes:
+The suite runs once per backend in the registry (the ``meshbed.backends`` entry points);
+a registered backend without ``harness/<backend>.py`` fails the suite. The module exposes:
 
 - ``skip_reason() -> str | None``: why the backend cannot run here (the conftest skips,
   or fails when ``CI=true``);
@@ -16,15 +17,22 @@ A module ``harness/<backend>.py`` makes the suite run against that backend. It e
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from pathlib import Path
 from types import ModuleType
 
+from orchestrator import backends as registry
+
 
 def names() -> list[str]:
+    """Every registered backend: each must have a harness."""
+    return registry.names()
+
+
+def missing() -> list[str]:
+    """Registered backends without a harness module."""
     here = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
+    return [n for n in names() if not (here / f"{n}.py").is_file()]
 
 
 def load(name: str) -> ModuleType:
-    return importlib.import_module(f"harness.{name}")
+    return importlib.import_module(f"{__name__}.{name}")

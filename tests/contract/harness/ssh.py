@@ -5,14 +5,11 @@ count (``adapt_groups``), one node per device."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator import state
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo root, for tests.sshlab
-from tests import sshlab  # noqa: E402
+from tests import sshlab
 
 N_DEVICES = 6
 _lab: Optional[sshlab.SshLab] = None
