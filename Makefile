@@ -24,6 +24,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check peer orchestrator devices tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) peer.pyz build dist *.egg-info

@@ -31,7 +31,8 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "image_command", None) != "build":
         raise InputError("usage: meshbed image build [--offline] [--base IMAGE] [--tag T]")
     from orchestrator import pyz
-    from orchestrator.backends.docker import DockerBackend, client, images
+    from orchestrator.backends.docker import DockerBackend, client
+    from orchestrator.dockerlib import images
 
     reason = DockerBackend.unavailable_reason()
     if reason:

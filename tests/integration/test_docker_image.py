@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from orchestrator import pyz
-from orchestrator.backends.docker import client, images
+from orchestrator.backends.docker import client
+from orchestrator.dockerlib import images
 from tests.integration.docker_support import require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]

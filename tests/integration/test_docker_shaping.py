@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import pytest
 
-from orchestrator.backends.docker import client, containers, labels
+from orchestrator.backends.docker import client, containers
+from orchestrator.dockerlib import labels
 from orchestrator.engine import Mesh
 from tests.integration.docker_support import (
     leftovers,

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.docker import labels, networks, shaping
+from orchestrator.backends.docker import networks, shaping
+from orchestrator.dockerlib import labels
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import subnets
 

@@ -35,7 +35,8 @@ from orchestrator.backends.base import (
     MeshContext,
     agent_args,
 )
-from orchestrator.backends.docker import containers, images, labels, networks, shaping
+from orchestrator.backends.docker import containers, networks, shaping
+from orchestrator.dockerlib import images, labels
 from orchestrator.errors import DeployError
 from orchestrator.model import Link, Node
 from orchestrator.options import GroupOption, parse_word

@@ -8,15 +8,14 @@ verified chunks, `start` resumes, and it works with a remote daemon too.
 
 from __future__ import annotations
 
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from orchestrator.backends.docker import labels
+from orchestrator.dockerlib import labels
+from orchestrator.dockerlib.files import DATA_DIR, put_file  # noqa: F401 - the docker backend's
 
-DATA_DIR = "/data"  # the agent's --data-dir inside the container
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL on a graceful stop
 
 
@@ -172,28 +171,6 @@ def find(client: Any, mesh: str) -> list[dict[str, Any]]:
 def find_volumes(client: Any, mesh: str) -> list[str]:
     found = client.api.volumes(filters=labels.mesh_filter(mesh)) or {}
     return [v["Name"] for v in found.get("Volumes") or []]
-
-
-def put_file(client: Any, name: str, src: Path, dest_name: str) -> str:
-    """Copy ``src`` into the container's data dir as ``inbox/<dest_name>`` (works while the
-    container is stopped too); the path relative to the data dir."""
-    import tempfile
-
-    rel = f"inbox/{dest_name}"
-    with tempfile.TemporaryFile() as tmp:
-        with tarfile.open(fileobj=tmp, mode="w") as tar:
-            d = tarfile.TarInfo("inbox")
-            d.type = tarfile.DIRTYPE
-            d.mode = 0o755
-            tar.addfile(d)
-            info = tar.gettarinfo(str(src), arcname=rel)
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            with open(src, "rb") as fh:
-                tar.addfile(info, fh)
-        tmp.seek(0)
-        client.api.put_archive(name, DATA_DIR, tmp)
-    return rel
 
 
 def logs(client: Any, name: str, tail: int = 200) -> str:

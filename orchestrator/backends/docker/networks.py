@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import Any
 
-from orchestrator.backends.docker import labels
+from orchestrator.dockerlib import labels
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import subnets
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from orchestrator.backends import tc
-from orchestrator.backends.docker import labels
+from orchestrator.dockerlib import labels
 from orchestrator.hostnet import iptables
 
 _IFLINK = re.compile(r"^\d+:\s*eth0@if(\d+):")

@@ -73,7 +73,7 @@ class SwarmBackend(Backend):
 
     # --- lifecycle ----------------------------------------------------------------------
     async def prepare(self, nodes: Sequence[Node]) -> None:
-        from orchestrator.backends.docker import images
+        from orchestrator.dockerlib import images
         from orchestrator.pyz import ensure_pyz
 
         st = self.ctx.state
@@ -257,7 +257,7 @@ class SwarmBackend(Backend):
 
     # --- files and logs -------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:
-        from orchestrator.backends.docker import containers
+        from orchestrator.dockerlib import files as containers
 
         svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
         task = await asyncio.to_thread(services.current_task, svc) if svc else None

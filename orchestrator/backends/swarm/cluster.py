@@ -7,7 +7,7 @@ import hashlib
 from typing import Any, Optional
 
 # the same labels and names as the docker backend: one scheme for every docker object
-from orchestrator.backends.docker.labels import (  # noqa: F401 - re-exported
+from orchestrator.dockerlib.labels import (  # noqa: F401 - re-exported
     GROUP,
     MANAGED,
     MESH,

@@ -21,8 +21,8 @@ def skip_reason() -> Optional[str]:
 
 def setup() -> None:
     global _made_swarm
-    from orchestrator.backends.docker import images
     from orchestrator.backends.swarm import cluster
+    from orchestrator.dockerlib import images
     from orchestrator.pyz import ensure_pyz
 
     _made_swarm = cluster.init("127.0.0.1")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from orchestrator.backends.docker import labels
+from orchestrator.dockerlib import labels
 from orchestrator.errors import DeployError
 
 DEFAULT_BASE = "python:3.12-slim"
