@@ -32,7 +32,7 @@ from orchestrator import pyz  # noqa: E402
 from orchestrator.backends.base import API_PORT, MeshContext  # noqa: E402
 from orchestrator.backends.docker import DockerBackend, client, containers  # noqa: E402
 from orchestrator.dockerlib import images  # noqa: E402
-from orchestrator.engine import bounded  # noqa: E402
+from orchestrator.mesh import bounded  # noqa: E402
 from orchestrator.model import Link, Node  # noqa: E402
 from orchestrator.peerclient import PeerClient, PeerError  # noqa: E402
 

@@ -23,8 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.engine import Mesh  # noqa: E402
 from orchestrator.loader import load_topology_text  # noqa: E402
+from orchestrator.mesh import Mesh  # noqa: E402
 
 TOPOLOGY = """
 name: {name}

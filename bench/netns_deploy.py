@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.engine import Mesh  # noqa: E402
 from orchestrator.loader import load_topology  # noqa: E402
+from orchestrator.mesh import Mesh  # noqa: E402
 
 
 def topology(n: int, backend: str, name: str) -> str:

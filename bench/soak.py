@@ -37,8 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.engine import Mesh  # noqa: E402
 from orchestrator.loader import load_topology  # noqa: E402
+from orchestrator.mesh import Mesh  # noqa: E402
 
 SIZES_MIB = (1, 2, 4)
 # Same pid but a start time this much later = a new agent (containers reuse pids). Polls can

@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
+from peer.metainfo import default_piece_length
+
 if TYPE_CHECKING:
     from orchestrator.model import Topology
 
@@ -83,26 +85,9 @@ def client_server_bound(
 
 
 def default_chunk_size(size_bytes: int) -> int:
-    """The chunk (piece) size for a file: the peer's own rule when the peer package has it,
-    else the same rule here (see ``fallback_chunk_size``)."""
-    try:
-        from peer.metainfo import default_piece_length
-    except ImportError:
-        return fallback_chunk_size(size_bytes)
-    try:
-        return int(default_piece_length(size_bytes))
-    except Exception:  # a peer module mid-rewrite must not break the loader
-        return fallback_chunk_size(size_bytes)
-
-
-def fallback_chunk_size(size_bytes: int) -> int:
-    """Same rule as ``peer.metainfo.default_piece_length``: the largest power of two not
-    above 16·sqrt(size), clamped to 16 KiB..16 MiB (64 MiB -> 128 KiB, 1 GiB -> 512 KiB)."""
-    target = 16.0 * math.sqrt(max(size_bytes, 0))
-    chunk = MIN_CHUNK
-    while chunk * 2 <= target and chunk < MAX_CHUNK:
-        chunk *= 2
-    return chunk
+    """The chunk (piece) size for a file: the agent's own rule, so the orchestrator and the
+    agents always agree (64 MiB -> 128 KiB, 1 GiB -> 512 KiB)."""
+    return int(default_piece_length(size_bytes))
 
 
 def topology_bounds(topology: Topology) -> dict[str, dict[str, Any]]:

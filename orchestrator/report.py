@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from orchestrator.bounds import topology_bounds
 
 if TYPE_CHECKING:
-    from orchestrator.engine import Mesh
+    from orchestrator.mesh import Mesh
     from orchestrator.scenario import PlayResult
 
 

@@ -32,7 +32,7 @@ from orchestrator.model import (
 from orchestrator.peerclient import PeerError
 
 if TYPE_CHECKING:
-    from orchestrator.engine import Mesh
+    from orchestrator.mesh import Mesh
 
 POLL_INTERVAL = 1.0
 STUCK_SECONDS = 10.0

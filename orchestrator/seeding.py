@@ -21,7 +21,7 @@ from orchestrator.peerclient import PeerError
 from peer import metainfo, synthetic
 
 if TYPE_CHECKING:
-    from orchestrator.engine import Mesh
+    from orchestrator.mesh import Mesh
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """meshbed itself, two ways:
 
-- ``engine``: a YAML topology with ``backend: netns`` through ``orchestrator.engine.Mesh``
+- ``engine``: a YAML topology with ``backend: netns`` through ``orchestrator.mesh.Mesh``
   (up, play, report, down): exactly what `meshbed run` does, with its own bridge built by
   the same netns code and tbf parameters as the lab;
 - ``agents``: our agents started by hand in the lab's namespaces and driven over the
@@ -66,8 +66,8 @@ expect:
 
 
 async def run_engine(plan: Plan, name: str = "bench-meshbed") -> Outcome:
-    from orchestrator.engine import Mesh
     from orchestrator.loader import load_topology_text
+    from orchestrator.mesh import Mesh
 
     home = LAB_HOME / "meshbed-home"
     src = home / f"{name}.yaml"
@@ -194,7 +194,7 @@ def available() -> Optional[str]:
 
 async def cleanup_stale() -> list[str]:
     """`down` every engine mesh a killed bench left in its MESHBED_HOME."""
-    from orchestrator.engine import Mesh
+    from orchestrator.mesh import Mesh
 
     home = LAB_HOME / "meshbed-home"
     done = []

@@ -7,8 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 INTERRUPTED = 130
 
@@ -48,6 +47,3 @@ def run_interruptible(main: Callable[[], Awaitable[int]]) -> int:
         return INTERRUPTED
     return code
 
-
-def home_arg(value: Optional[str]) -> Optional[Path]:
-    return Path(value) if value else None

@@ -8,8 +8,8 @@ import asyncio
 import sys
 
 from orchestrator import state as statemod
-from orchestrator.engine import Mesh, StateUnreadable
 from orchestrator.errors import InputError
+from orchestrator.mesh import Mesh, StateUnreadable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

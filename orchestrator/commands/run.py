@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from orchestrator import htmlreport, monitor
 from orchestrator.commands._runtime import run_interruptible
-from orchestrator.engine import Mesh
 from orchestrator.errors import InputError
+from orchestrator.mesh import Mesh
 from orchestrator.report import write_report
 from orchestrator.ui import RunView, out_console, summary
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from orchestrator import state as statemod
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.ui import out_console, status_table
 
 

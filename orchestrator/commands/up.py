@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from orchestrator.commands._runtime import run_interruptible
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.ui import RunView
 
 

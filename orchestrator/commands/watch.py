@@ -8,7 +8,7 @@ import time
 
 from rich.live import Live
 
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.ui import out_console, watch_frame
 
 MAX_WATCH_SECONDS = 24 * 3600  # a bounded loop, even for a forgotten terminal

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
 
 pytestmark = pytest.mark.timeout(180)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.docker import DockerBackend, client, containers, shaping
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from tests.integration.docker_support import (
     leftovers,
     mesh_name,

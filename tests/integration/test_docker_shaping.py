@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.backends.docker import client, containers
 from orchestrator.dockerlib import labels
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from tests.integration.docker_support import (
     leftovers,
     mesh_name,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine import Mesh
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
 from orchestrator.loader import load_topology_text
+from orchestrator.mesh import Mesh
 from tests.contract.harness import local as local_harness
 
 pytestmark = pytest.mark.timeout(120)

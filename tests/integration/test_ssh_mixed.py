@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.engine import Mesh
 from orchestrator.loader import load_topology
+from orchestrator.mesh import Mesh
 from tests.sshlab import SshLab, lab_fixture
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root, pytest.mark.timeout(240)]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import engine
-from orchestrator.engine import Mesh
+from orchestrator import mesh as meshmod
+from orchestrator.mesh import Mesh
 from orchestrator.state import MeshState
 
 pytestmark = pytest.mark.timeout(120)
@@ -86,7 +86,7 @@ def test_polling_1000_nodes_is_bounded_and_reuses_connections(tmp_path: Path) ->
     assert answered == [NODES] * 3
     assert agents.requests == 3 * NODES
     assert agents.accepted == NODES  # one connection per agent, kept alive across polls
-    assert 1 < agents.peak_in_flight <= engine.STATUS_CONCURRENCY
+    assert 1 < agents.peak_in_flight <= meshmod.STATUS_CONCURRENCY
 
 
 def test_a_connection_the_agent_closed_while_idle_is_replaced() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from orchestrator.backends.netns import NetnsBackend, namespaces
-from orchestrator.engine import Mesh
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
 from orchestrator.loader import load_topology_text
+from orchestrator.mesh import Mesh
 from tests.contract.harness import local as local_harness
 from tests.contract.harness.netns import leftovers
 from tests.integration.netns_support import load_ctx, make_ctx, nodes, require_root

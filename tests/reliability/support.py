@@ -18,8 +18,8 @@ from typing import Any, Optional, TypeVar
 import pytest
 import yaml
 
-from orchestrator.engine import Mesh
 from orchestrator.loader import load_topology
+from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
 from peer import metainfo
 from peer.storage import JOURNAL_FILE, METAINFO_FILE, payload_path

@@ -19,7 +19,7 @@ from orchestrator.model import DEFAULT_BACKEND, Node
 from orchestrator.options import GroupInput, GroupOption
 
 ROOT = Path(__file__).resolve().parents[2]
-NEUTRAL = ("model.py", "loader.py", "scenario.py", "engine.py", "state.py", "options.py")
+NEUTRAL = ("model.py", "loader.py", "scenario.py", "mesh.py", "state.py", "options.py")
 
 
 def test_registry_comes_from_entry_points_alone() -> None:

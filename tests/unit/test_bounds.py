@@ -9,7 +9,6 @@ from orchestrator.bounds import (
     MIN_CHUNK,
     client_server_bound,
     default_chunk_size,
-    fallback_chunk_size,
     lower_bound,
     topology_bounds,
 )
@@ -105,5 +104,4 @@ scenario:
     ],
 )
 def test_default_chunk_size(size: int, expected: int) -> None:
-    assert fallback_chunk_size(size) == expected
-    assert default_chunk_size(size) == expected  # same rule as the peer's metainfo
+    assert default_chunk_size(size) == expected  # the peer's metainfo rule

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.backends.base import Endpoint
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.model import Content, FetchEvent, Link, Node, Topology
 from orchestrator.scenario import FetchState, Player
 from orchestrator.seeding import SeededContent

@@ -13,7 +13,6 @@ import asyncio
 import getpass
 import os
 import shlex
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,11 +231,6 @@ class DeviceConnection:
         if check and status != 0:
             raise RemoteCommandError(self.name, command, status, err)
         return RunResult(out, err, status)
-
-    async def timed_run(self, command: str) -> tuple[RunResult, float, float]:
-        t0 = time.time()
-        result = await self.run(command)
-        return result, t0, time.time()
 
     async def sftp(self) -> Any:
         async with self._sftp_lock:
