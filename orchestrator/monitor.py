@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
+from orchestrator import settings
 from orchestrator.errors import MeshbedError
 from orchestrator.hostnet.processes import alive, start_time
 from orchestrator.state import home as meshbed_home
@@ -264,7 +265,7 @@ def _start_prometheus_container(state: dict[str, Any], config: Path, port: int) 
 
 
 def _try_pull(client: Any, image: str) -> bool:
-    if os.environ.get("MESHBED_OFFLINE") == "1":  # air-gapped: never contact a registry
+    if settings.offline():  # air-gapped: never contact a registry
         return False
     try:
         client.images.pull(image)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from orchestrator import backends as registry
+from orchestrator import settings
 from orchestrator.backends.base import MeshContext
 from orchestrator.errors import InputError
 from orchestrator.hostnet.files import write_atomic
@@ -35,10 +36,7 @@ def home(override: Optional[Path] = None) -> Path:
     """``$MESHBED_HOME`` or ``~/.local/state/meshbed``."""
     if override is not None:
         return Path(override)
-    env = os.environ.get("MESHBED_HOME")
-    if env:
-        return Path(env)
-    return Path.home() / ".local" / "state" / "meshbed"
+    return settings.home()
 
 
 class MeshState:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from orchestrator import settings
 from orchestrator.dockerlib import labels
 from orchestrator.errors import DeployError
 
@@ -368,7 +369,7 @@ def ensure_base(client: Any, base: Optional[str], offline: Optional[bool],
         return wanted
     if offline is None:
         # MESHBED_OFFLINE=1: never contact a registry (air-gapped labs, and the test suite)
-        offline = os.environ.get("MESHBED_OFFLINE") == "1" or not registry_reachable()
+        offline = settings.offline() or not registry_reachable()
     if not offline:
         try:
             client.images.pull(wanted)

@@ -15,6 +15,7 @@ import subprocess
 import time
 from typing import Any
 
+from orchestrator import settings
 from orchestrator.dockerlib import labels
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import subnets
@@ -165,7 +166,7 @@ def veth_attach_available(client: Any) -> bool:
     import os
     import shutil
 
-    if os.environ.get("MESHBED_DOCKER_ATTACH", "veth") == "docker":
+    if settings.docker_attach() == "docker":
         return False
     base_url = str(getattr(client.api, "base_url", ""))
     local = base_url.startswith(("http+docker://localhost", "http+docker://localunixsocket"))
