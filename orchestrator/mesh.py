@@ -418,8 +418,8 @@ class StateUnreadable(MeshbedError):
         subdirs = sorted(p.name for p in mesh_dir.iterdir() if p.is_dir()) if mesh_dir.is_dir() else []
         found = f" (it holds folders {', '.join(subdirs)})" if subdirs else ""
         super().__init__(
-            f"mesh {mesh_dir.name}: {reason}; cannot tell which backends created what, so "
-            f"nothing was removed and {mesh_dir} is left as it is{found}: remove the mesh's "
+            f"mesh {mesh_dir.name}: {reason}; cannot tell which backends created what{found}, "
+            f"so `down` removes nothing and leaves {mesh_dir} as it is: remove the mesh's "
             "agents, namespaces or containers by hand, then that folder"
         )
         self.mesh_dir = mesh_dir
