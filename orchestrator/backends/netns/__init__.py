@@ -225,7 +225,7 @@ class NetnsBackend(Backend):
     async def _spawn(self, node: Node, rec: dict[str, Any]) -> Endpoint:
         data_dir = Path(rec["data_dir"])
         (data_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        token_file = write_token_file(data_dir / "token", self.ctx.token)
+        token_file = await asyncio.to_thread(write_token_file, data_dir / "token", self.ctx.token)
         ready = data_dir / "ready.json"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
@@ -245,9 +245,9 @@ class NetnsBackend(Backend):
             ),
         ]
         # `ip netns exec` execs the command, so the pid is the agent's own
-        pid, started = processes.spawn(
-            ["ip", "netns", "exec", rec["ns"], *argv], log_path=data_dir / "stdout.log",
-            cwd=data_dir,
+        pid, started = await asyncio.to_thread(
+            processes.spawn, ["ip", "netns", "exec", rec["ns"], *argv],
+            log_path=data_dir / "stdout.log", cwd=data_dir,
         )
         rec["pid"], rec["start_time"] = pid, started
         self.ctx.save()
