@@ -99,24 +99,34 @@ def load_topology_text(text: str, source: Optional[Path] = None) -> Topology:
 
 
 class _Catalogue:
-    """The registered backends and the group options each declares."""
+    """The registered backends and the group options each declares. A backend is imported
+    only when a group uses it, or when a group has a key outside GROUP_KEYS (then every
+    backend's options are needed to say whose key it is)."""
 
     def __init__(self) -> None:
         self.names = tuple(registry.names())
-        self.classes, self.broken = registry.loadable()
-        self.owners: dict[str, list[str]] = {}  # option key -> backends declaring it
-        for name, cls in self.classes.items():
-            for opt in cls.group_options:
-                self.owners.setdefault(opt.key, []).append(name)
+        self._owners: Optional[dict[str, list[str]]] = None
+
+    @property
+    def owners(self) -> dict[str, list[str]]:
+        """Option key -> the backends declaring it (imports every backend, once)."""
+        if self._owners is None:
+            classes, _ = registry.loadable()
+            self._owners = {}
+            for name, cls in classes.items():
+                for opt in cls.group_options:
+                    self._owners.setdefault(opt.key, []).append(name)
+        return self._owners
 
     def option(self, backend: str, key: str) -> GroupOption:
-        return next(o for o in self.classes[backend].group_options if o.key == key)
+        return next(o for o in registry.get(backend).group_options if o.key == key)
 
     def backend_class(self, name: str, line: Optional[int], r: Reader) -> type[Backend]:
-        if name not in self.classes:
+        try:
+            return registry.get(name)
+        except Exception as exc:  # an installed plugin that does not import
             raise r.error(f"backend {name!r} is installed but does not load: "
-                          f"{self.broken.get(name, 'unknown reason')}", line)
-        return self.classes[name]
+                          f"{type(exc).__name__}: {exc}", line) from None
 
 
 class _TopologyLoader:
@@ -191,7 +201,7 @@ class _TopologyLoader:
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         )
         for used in topology.backends_used():
-            self.catalogue.classes[used].validate(topology)
+            registry.get(used).validate(topology)
         return topology
 
     # --- small fields -------------------------------------------------------------------
@@ -313,7 +323,8 @@ class _TopologyLoader:
             r.get_name(gname, "group name", line)
             spec = r.mapping(gmap[gname], f"group {gname!r}", gmap.value_line(gname))
             where = f"group {gname!r}"
-            r.check_keys(spec, GROUP_KEYS + tuple(self.catalogue.owners), where)
+            if any(k not in GROUP_KEYS for k in spec):  # backend options: whose are they?
+                r.check_keys(spec, GROUP_KEYS + tuple(self.catalogue.owners), where)
             group, per_node = self.group(
                 gname, spec, backend, defaults_link, defaults_resources, inventory
             )
@@ -356,8 +367,9 @@ class _TopologyLoader:
     ) -> tuple[Group, list[dict[str, Any]]]:
         r = self.r
         where = f"group {gname!r}"
-        owners = self.catalogue.owners
-        given = [k for k in spec if k in owners]
+        extra = [k for k in spec if k not in GROUP_KEYS]
+        owners = self.catalogue.owners if extra else {}
+        given = [k for k in extra if k in owners]
         # an option only one backend declares, marked so, picks that backend
         picked = [owners[k][0] for k in given if len(owners[k]) == 1
                   and self.catalogue.option(owners[k][0], k).selects_backend]
