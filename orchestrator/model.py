@@ -90,7 +90,7 @@ class Group:
     resources: Resources = Resources()
     # the backend's own group options (its ``group_options``), parsed; read by that backend
     options: dict[str, Any] = field(default_factory=dict, hash=False)
-    line: Optional[int] = field(default=None, compare=False)  # of the group's key, for errors
+    line: Optional[int] = field(default=None, compare=False)  # where its mapping starts (errors)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from orchestrator.backends.base import Backend, Endpoint
 from orchestrator.cli import main as cli_main
 from orchestrator.errors import InputError
 from orchestrator.loader import load_topology_text
-from orchestrator.model import DEFAULT_BACKEND, Node
+from orchestrator.model import DEFAULT_BACKEND, Node, Topology
 from orchestrator.options import GroupInput, GroupOption
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +63,16 @@ class Toy(Backend):
             raise group.error(f"{group.where} has no shelves", group.spec.line)
         return [{"shelf": s} for s in options["shelves"]]
 
+    @classmethod
+    def validate(cls, topology: Topology) -> None:
+        seen: dict[str, str] = {}
+        for g in topology.groups:
+            for shelf in g.options.get("shelves", ()) if g.backend == "toy" else ():
+                if shelf in seen:
+                    raise InputError(f"group {g.name!r}: shelf {shelf!r} is taken by group "
+                                     f"{seen[shelf]!r}", topology.source, g.line)
+                seen[shelf] = g.name
+
     async def deploy(self, node: Node) -> Endpoint:
         raise NotImplementedError
 
@@ -102,6 +112,8 @@ def test_a_backends_options_reach_its_groups_and_nodes(toy: None) -> None:
     ("name: t\ngroups:\n  a:\n    backend: toy\n", 4, "group 'a' has no shelves"),
     ("name: t\ngroups:\n  a:\n    colur: red\n", 4,
      "unknown key 'colur' in group 'a' (did you mean 'colour'?)"),
+    ("name: t\ngroups:\n  a: {shelves: [x]}\n  b:\n    shelves: [y, x]\n", 5,
+     "group 'b': shelf 'x' is taken by group 'a'"),
 ])
 def test_options_on_the_wrong_backend_say_file_and_line(
     toy: None, text: str, line: int, message: str
