@@ -83,7 +83,7 @@ scenario:
 
 
 def assert_gone(env: dict[str, str], mesh: str) -> None:
-    assert agents_of(mesh) == []
+    assert agents_of(mesh, Path(env["MESHBED_HOME"])) == []
     assert not (Path(env["MESHBED_HOME"]) / mesh).exists()
 
 
@@ -132,7 +132,7 @@ def test_up_status_watch_down_from_separate_processes(env: dict[str, str], tmp_p
     topo = write_topo(tmp_path, "detached", SLOW)
     up = meshbed(env, "up", str(topo))
     assert up.returncode == 0, up.stderr[-3000:]
-    assert len(agents_of("detached")) == 4  # `up` returned, the agents run on
+    assert len(agents_of("detached", Path(env["MESHBED_HOME"]))) == 4  # `up` returned, the agents run on
     st = meshbed(env, "status")
     assert st.returncode == 0, st.stderr
     for node in ("seeders-0", "leechers-0", "leechers-2"):

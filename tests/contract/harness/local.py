@@ -19,8 +19,11 @@ def topology_fields(n_nodes: int) -> dict[str, Any]:
     return {"backend": "local"}
 
 
-def agent_pids(mesh_name: str) -> list[int]:
-    """Live (non-zombie) agents of this mesh: `python -m peer run ... --mesh NAME ...`."""
+def agent_pids(mesh_name: str, home: Optional[Path] = None) -> list[int]:
+    """Live (non-zombie) agents of this mesh: `python -m peer run ... --mesh NAME ...`;
+    with ``home``, only those whose data dir lies under it (another test run on the same
+    host may run a mesh of the same name)."""
+    mark = (str(home) + os.sep).encode() if home is not None else b""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -34,7 +37,8 @@ def agent_pids(mesh_name: str) -> list[int]:
             continue  # a zombie holds no port or file; its parent reaps it
         if b"peer" in args and b"--mesh" in args:
             i = args.index(b"--mesh")
-            if i + 1 < len(args) and args[i + 1] == mesh_name.encode():
+            if i + 1 < len(args) and args[i + 1] == mesh_name.encode() and (
+                    not mark or any(a.startswith(mark) for a in args)):
                 found.append(int(entry.name))
     return found
 
