@@ -18,6 +18,7 @@ from orchestrator.loader import load_topology_text
 from orchestrator.mesh import Mesh
 from tests.contract.harness import local as local_harness
 from tests.contract.harness.netns import leftovers
+from tests.integration import docker_support
 from tests.integration.netns_support import load_ctx, make_ctx, nodes, require_root
 
 pytestmark = pytest.mark.timeout(120)
@@ -79,3 +80,38 @@ def test_local_keeps_an_agent_it_could_not_end(
     monkeypatch.setattr(processes, "terminate", real_terminate)
     asyncio.run(Mesh.attach("keep", home=tmp_path).down())
     assert local_harness.agent_pids("keep") == [] and not (tmp_path / "keep").exists()
+
+
+@pytest.mark.docker
+def test_docker_keeps_a_container_it_could_not_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_support.require_docker()
+    docker_support.docker_harness.setup()  # the peer image, built offline once
+    import docker.errors
+
+    from orchestrator.backends.docker import containers
+
+    name = docker_support.mesh_name("dkeep")
+    t = docker_support.topology(tmp_path, name, {"p": {"count": 2}}, {}, [])
+    asyncio.run(Mesh(t, home=tmp_path).up())
+    stuck = f"meshbed-{name}-p-1"
+    real_remove = containers.remove
+
+    def remove_but_one(client: Any, name_or_id: str) -> bool:
+        info = client.api.inspect_container(name_or_id)
+        if info["Name"].lstrip("/") == stuck:
+            raise docker.errors.APIError("injected: device or resource busy")
+        return real_remove(client, name_or_id)
+
+    monkeypatch.setattr(containers, "remove", remove_but_one)
+    try:
+        with pytest.raises(DeployError, match=f"container {stuck}"):
+            asyncio.run(Mesh.attach(name, home=tmp_path).down())
+        state = json.loads((tmp_path / name / "state.json").read_text())
+        assert list(state["backends"]["docker"]["nodes"]) == ["p-1"]
+        assert f"container {stuck}" in " ".join(docker_support.leftovers(name))
+    finally:
+        monkeypatch.setattr(containers, "remove", real_remove)
+        asyncio.run(Mesh.attach(name, home=tmp_path).down())
+    assert docker_support.leftovers(name) == [] and not (tmp_path / name).exists()
