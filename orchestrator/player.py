@@ -203,13 +203,12 @@ async def play_detached(name: str, topo: Topology, home: Path) -> int:
         mesh.result = await player.run()
     except (asyncio.CancelledError, MeshGone):
         play.update(phase="stopped", ended=time.time())
-        if mesh_dir.exists():
-            write_play(mesh_dir, play)
+        _end(mesh, play)
         _say("stopped")
         return 1
     except Exception as exc:
         play.update(phase="failed", ended=time.time(), error=str(exc))
-        write_play(mesh_dir, play)
+        _end(mesh, play)
         raise
     mesh.state.data["phase"] = "done"
     mesh.state.save()
@@ -220,6 +219,15 @@ async def play_detached(name: str, topo: Topology, home: Path) -> int:
     write_play(mesh_dir, play)
     _say(f"scenario over ({mesh.result.reason}); `meshbed report {name}`")
     return 0
+
+
+def _end(mesh: Any, play: dict[str, Any]) -> None:
+    """After a stop or a failure: the mesh is up again for the next `play` (unless gone)."""
+    if not (mesh.state.dir / statemod.STATE_FILE).exists():
+        return
+    mesh.state.data["phase"] = "up"
+    mesh.state.save()
+    write_play(mesh.state.dir, play)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -5,7 +5,10 @@ distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_secon
 nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
 Extra keys: strategy, reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
 resumed_pieces, wasted; per content fetchers, verified, redownloaded_bytes, first_seconds,
-seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)).
+seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)),
+completions (sorted seconds of every fetcher that verified its copy, from the fetch event),
+utilisation (per second from the scenario start: the swarm's upload of this content over the
+upload capacity of the nodes up then; [] when some upload is uncapped: no finite capacity).
 """
 
 from __future__ import annotations
@@ -41,6 +44,33 @@ def distribution(
         "efficiency": _r(eff),
         "client_server_bound_seconds": _r(cs),
     }
+
+
+def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, Optional[int]]) -> list[float]:
+    """Per whole second of the samples: sum of the content's upload rate over the nodes up /
+    sum of their upload caps (bits/s in ``up_bps``; None = uncapped). A second without a poll
+    repeats the one before."""
+    by_second: dict[int, list[tuple[float, float]]] = {}
+    polls: dict[float, tuple[float, float]] = {}
+    for row in samples:
+        if not row.get("up"):
+            continue
+        cap = up_bps.get(str(row.get("node")))
+        if cap is None:
+            return []
+        c = (row.get("contents") or {}).get(content) or {}
+        used, total = polls.get(float(row["t"]), (0.0, 0.0))
+        polls[float(row["t"])] = (used + float(c.get("rate_up") or 0.0), total + cap / 8.0)
+    for t, pair in polls.items():
+        by_second.setdefault(int(t), []).append(pair)
+    out: list[float] = []
+    prev = 0.0
+    for sec in range(max(by_second) + 1 if by_second else 0):
+        pairs = by_second.get(sec)
+        if pairs:
+            prev = sum(u / tot for u, tot in pairs if tot > 0) / len(pairs)
+        out.append(round(prev, 3))
+    return out
 
 
 def check_expectations(
@@ -126,6 +156,9 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         d["redownloaded_bytes"] = sum(int(fs.torrent.get("redownloaded") or 0) for fs in fs_list)
         done = [f - started for f in finishes if f is not None and started is not None]
         d["first_seconds"] = _r(min(done)) if done else None  # spread = seconds - first_seconds
+        d["completions"] = [_r(x) for x in sorted(done)]
+        d["utilisation"] = utilisation(res.samples if res else [], name,
+                                       {n.name: n.link.up_bps for n in topo.nodes})
         seeders = set(topo.content(name).seeders)
         from_seeders = sum(int(v) for fs in fs_list for k, v in (fs.torrent.get("bytes_from") or {}).items()
                            if k in seeders)

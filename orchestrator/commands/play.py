@@ -32,13 +32,16 @@ def start(name: str, topo_path: Optional[Path], home: Path) -> None:
                              f"`meshbed play {name} TOPO.yaml`")
         topo_path = Path(recorded)
     topo = load_topology(topo_path)
-    if st.data.get("phase") not in ("up", "done"):
-        raise InputError(f"mesh {name} is {st.data.get('phase', 'not up')}, not up", topo.source)
     running = player.read_play(mesh_dir)
     if player.is_playing(running):
         assert running is not None
         raise InputError(f"a scenario is already playing on {name} (pid {running['pid']}); "
                          f"wait for it (`meshbed report {name}`) or `meshbed down {name}`", topo.source)
+    phase = st.data.get("phase", "not up")
+    if phase == "running":
+        raise InputError(f"mesh {name} is playing a scenario (`meshbed run` in another shell?)", topo.source)
+    if phase not in ("up", "done"):
+        raise InputError(f"mesh {name} is {phase}, not up", topo.source)
     player.check_fits(topo, name, st.data)
     play = player.start_detached(name, topo_path, home)
     n = len(topo.scenario)
