@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_local import REPO, agents_of, assert_gone, env, meshbed, wait_for, write_topo
+from tests.e2e.test_cli_local import (
+    REPO,
+    agents_of,
+    assert_gone,
+    env,
+    meshbed,
+    wait_for,
+    write_topo,
+)
 
 __all__ = ["env"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.timeout(240)
