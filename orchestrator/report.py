@@ -46,30 +46,43 @@ def distribution(
     }
 
 
+UTIL_POLLS = 3
+
+
 def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, Optional[int]]) -> list[float]:
-    """Per whole second of the samples: sum of the content's upload rate over the nodes up /
-    sum of their upload caps (bits/s in ``up_bps``; None = uncapped). A second without a poll
-    repeats the one before."""
-    by_second: dict[int, list[tuple[float, float]]] = {}
-    polls: dict[float, tuple[float, float]] = {}
+    """Per whole second of the samples: bytes of the content the nodes up uploaded over the
+    last UTIL_POLLS polls (their counters) over their upload caps (bits/s in ``up_bps``;
+    None = uncapped, then []). A second without a poll repeats the one before. Several polls,
+    not one: a poll's time stamp is when the slowest answer came, which jitters by a few
+    tenths of a second."""
+    last: dict[str, list[tuple[float, int]]] = {}  # node -> its last polls (t, uploaded)
+    polls: dict[float, list[float]] = {}  # t -> [bytes/s used, bytes/s capacity]
     for row in samples:
+        node, t = str(row.get("node")), float(row["t"])
         if not row.get("up"):
+            last.pop(node, None)  # a restarted agent counts from zero again
             continue
-        cap = up_bps.get(str(row.get("node")))
+        cap = up_bps.get(node)
         if cap is None:
             return []
-        c = (row.get("contents") or {}).get(content) or {}
-        used, total = polls.get(float(row["t"]), (0.0, 0.0))
-        polls[float(row["t"])] = (used + float(c.get("rate_up") or 0.0), total + cap / 8.0)
-    for t, pair in polls.items():
-        by_second.setdefault(int(t), []).append(pair)
+        sent = int(((row.get("contents") or {}).get(content) or {}).get("uploaded") or 0)
+        acc = polls.setdefault(t, [0.0, 0.0])
+        acc[1] += cap / 8.0
+        hist = last.setdefault(node, [])
+        if hist and t > hist[0][0]:
+            acc[0] += max(0, sent - hist[0][1]) / (t - hist[0][0])
+        hist.append((t, sent))
+        del hist[:-UTIL_POLLS]
+    by_second: dict[int, list[float]] = {}
+    for t, (used, total) in polls.items():
+        if total > 0:
+            by_second.setdefault(int(t), []).append(used / total)
     out: list[float] = []
-    prev = 0.0
-    for sec in range(max(by_second) + 1 if by_second else 0):
-        pairs = by_second.get(sec)
-        if pairs:
-            prev = sum(u / tot for u, tot in pairs if tot > 0) / len(pairs)
-        out.append(round(prev, 3))
+    prev_u = 0.0
+    for sec in range((max(by_second) + 1) if by_second else 0):
+        if sec in by_second:
+            prev_u = sum(by_second[sec]) / len(by_second[sec])
+        out.append(round(prev_u, 3))
     return out
 
 

@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.chromium import check_report_page
 from tests.e2e.test_cli_local import (
     REPO,
     agents_of,
@@ -91,6 +91,7 @@ def test_up_play_watch_report_down(env: dict[str, str], tmp_path: Path) -> None:
     assert d["utilisation"] and all(0 <= u <= 1.5 for u in d["utilisation"]) and max(d["utilisation"]) > 0
     assert "blob: 3/3 verified in" in rep.stderr and "of the lower bound" in rep.stderr
     assert r_html.read_text().startswith("<!DOCTYPE html>")
+    check_report_page(r_html, tmp_path)
     assert (r_json.stat().st_mode & 0o777) == 0o666 & ~_umask()
     assert len(agents_of("played")) == 4  # report leaves the mesh up
 
@@ -150,4 +151,3 @@ def test_output_off_a_terminal_is_full_width_and_unwrapped(env: dict[str, str], 
     assert len(finals) == 1 and "of the lower bound" in finals[0]
     assert "\x1b[" not in res.stdout + res.stderr
     assert_gone(env, "plain")
-    _ = time
