@@ -94,6 +94,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("meshbed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `meshbed ... | head`: the reader is gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
