@@ -250,6 +250,8 @@ def play_line(mesh_name: str, play: Optional[dict[str, Any]]) -> Optional[str]:
 
     if not play:
         return None
+    if play.get("by_run"):
+        return "a scenario is playing (`meshbed run` in another shell)"
     events = play.get("events") or []
     last = describe_event(events[-1]) if events else "none yet"
     elapsed = float(play.get("elapsed") or 0)
@@ -277,7 +279,7 @@ def watch_frame(mesh_name: str, nodes: dict[str, dict[str, Any]], contents: dict
     parts.append(Text(head, style="bold"))
     line = play_line(mesh_name, play)
     parts.append(Text(line or f"no scenario playing: `meshbed play {mesh_name}` plays one"))
-    swarm = Table(show_edge=False)
+    swarm = Table(title="swarm", title_justify="left", show_edge=False)
     for col in ("content", "fetchers' progress", "fetchers complete", "seeders", "nodes down"):
         swarm.add_column(col, justify="left" if col in ("content", "fetchers' progress") else "right")
     for cname, c in contents.items():

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from rich.live import Live
@@ -40,6 +42,14 @@ def seeders_of(mesh: Mesh) -> Optional[dict[str, set[str]]]:
         return None
 
 
+def phase_of(mesh_dir: Path) -> Optional[str]:
+    try:
+        phase = json.loads((mesh_dir / "state.json").read_text()).get("phase")
+    except (OSError, ValueError):
+        return None
+    return str(phase) if phase else None
+
+
 def main(args: argparse.Namespace) -> int:
     mesh = Mesh.attach(args.name)
     assert mesh.state is not None
@@ -50,8 +60,11 @@ def main(args: argparse.Namespace) -> int:
 
     def frame() -> Any:
         up = time.time() - float(created) if created else None
-        return watch_frame(mesh.name, nodes, contents, asyncio.run(mesh.statuses()), seeders,
-                           player.read_play(mesh.state.dir), up)  # type: ignore[union-attr]
+        mesh_dir = mesh.state.dir  # type: ignore[union-attr]
+        play = player.read_play(mesh_dir)
+        if play is None and phase_of(mesh_dir) == "running":  # `meshbed run --keep` in another shell
+            play = {"by_run": True}
+        return watch_frame(mesh.name, nodes, contents, asyncio.run(mesh.statuses()), seeders, play, up)
 
     if args.once:
         console.print(frame())
