@@ -31,6 +31,9 @@ def start(name: str, topo_path: Optional[Path], home: Path) -> None:
             raise InputError(f"mesh {name} does not record its topology file: name it, "
                              f"`meshbed play {name} TOPO.yaml`")
         topo_path = Path(recorded)
+        if not topo_path.is_absolute() and not topo_path.exists():
+            raise InputError(f"mesh {name} was brought up from {recorded}, relative to another folder: "
+                             f"name the file, `meshbed play {name} TOPO.yaml`")
     topo = load_topology(topo_path)
     running = player.read_play(mesh_dir)
     if player.is_playing(running):
