@@ -273,35 +273,39 @@ def content_section(report: Mapping[str, Any], samples: Sequence[Mapping[str, An
         markers.append(("lower bound", float(d["lower_bound_seconds"]), "#2ca02c"))
     if d.get("client_server_bound_seconds"):
         markers.append(("client-server bound", float(d["client_server_bound_seconds"]), "#d62728"))
-    body = [f"<h2>{_esc(content)}</h2>", "<h3>Completion: share of fetchers with a verified copy</h3>",
-            line_chart(cdf_series(report, content), "completion CDF", "seconds since the fetch request",
-                       "% of fetchers", 100.0, "%", markers, step=True, css_class="chart cdf")]
+    panels = [("Completion: share of fetchers with a verified copy",
+               line_chart(cdf_series(report, content), "completion CDF", "seconds since the fetch request",
+                          "% of fetchers", 100.0, "%", markers, step=True, css_class="chart cdf"))]
     per_node = completion_series(samples, content, fetchers)
     if len(fetchers) < PER_NODE_LINES:
-        body += ["<h3>Chunks held per node</h3>",
-                 line_chart(per_node, "progress per node", "seconds since the scenario start", "% of chunks",
-                            100.0, "%")]
+        panels.append(("Chunks held per node",
+                       line_chart(per_node, "progress per node", "seconds since the scenario start", "% of chunks",
+                                  100.0, "%")))
     else:
         groups = {n: group_of(report, n) for n in per_node}
-        body += ["<h3>Chunks held, mean per group</h3>",
-                 line_chart(group_progress(per_node, groups), "progress per group",
-                            "seconds since the scenario start", "% of chunks", 100.0, "%")]
+        panels.append(("Chunks held, mean per group",
+                       line_chart(group_progress(per_node, groups), "progress per group",
+                                  "seconds since the scenario start", "% of chunks", 100.0, "%")))
     util = d.get("utilisation") or []
     if util:
-        body += ["<h3>Upload utilisation: swarm upload / upload capacity of the nodes up</h3>",
-                 line_chart({"utilisation": [(float(i), 100.0 * u) for i, u in enumerate(util)]},
-                            "upload utilisation", "seconds since the scenario start", "% of capacity",
-                            max(100.0, 100.0 * max(util)), "%", css_class="chart util")]
-    body += ["<h3>Chunk replication over time</h3>",
-             line_chart(replication_series(samples, content), "replication", "seconds since the scenario start",
-                        "copies / nodes"),
-             "<h3>Bytes received by source</h3>", bar_chart(bytes_by_source(report, content), "bytes by source"),
-             "<h3>Per node</h3>", node_table(report, content)]
-    return body
+        panels.append(("Upload utilisation: swarm upload / upload capacity of the nodes up",
+                       line_chart({"utilisation": [(float(i), 100.0 * u) for i, u in enumerate(util)]},
+                                  "upload utilisation", "seconds since the scenario start", "% of capacity",
+                                  max(100.0, 100.0 * max(util)), "%", css_class="chart util")))
+    panels += [("Chunk replication over time",
+                line_chart(replication_series(samples, content), "replication", "seconds since the scenario start",
+                           "copies / nodes")),
+               ("Bytes received by source", bar_chart(bytes_by_source(report, content), "bytes by source"))]
+    figures = "".join(f'<figure class="panel"><h3>{_esc(title)}</h3>{chart}</figure>' for title, chart in panels)
+    return [f"<h2>{_esc(content)}</h2>", f'<div class="grid">{figures}</div>',
+            "<h3>Per node</h3>", node_table(report, content)]
 
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:0 auto;padding:16px;max-width:1100px;color:#222}"
+    "body{font-family:system-ui,sans-serif;margin:0 auto;padding:16px;max-width:1600px;color:#222}"
+    # two charts side by side where they stay at least 560 px wide, one under the other below
+    ".grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:8px 32px}"
+    "figure.panel{margin:0;min-width:0}"
     "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
     "td:first-child,th:first-child{text-align:left}.ok{color:#2ca02c}.fail{color:#d62728}"
     "svg{display:block;width:100%;height:auto;margin:8px 0 2px 0;background:#fff}"
