@@ -95,6 +95,11 @@ def test_up_play_watch_report_down(env: dict[str, str], tmp_path: Path) -> None:
     assert (r_json.stat().st_mode & 0o777) == 0o666 & ~_umask()
     assert len(agents_of("played")) == 4  # report leaves the mesh up
 
+    flow = tmp_path / "flow.svg"  # who sent how much to whom, from that report
+    g = meshbed(env, "graph", str(topo), "--report", str(r_json), "-o", str(flow))
+    assert g.returncode == 0, g.stderr
+    assert flow.read_text().count('class="flow"') >= 3 and "leechers-2" in flow.read_text()
+
     again = meshbed(env, "play", "played")  # a finished scenario can be played again
     assert again.returncode == 0, again.stderr[-2000:]
     down = meshbed(env, "down", "played")
@@ -122,6 +127,24 @@ def test_down_stops_a_playing_scenario(env: dict[str, str], tmp_path: Path) -> N
     assert down.returncode == 0, down.stderr
     assert not alive(pid)  # no start event can bring an agent back now
     assert_gone(env, "stopped")
+
+
+def test_a_detached_scenario_kills_and_restarts_agents(env: dict[str, str], tmp_path: Path) -> None:
+    """The player is a fresh process: it must find the agents `up` started to kill them,
+    and start them again on their data."""
+    churn = SMALL + """  - {at: 1s, kill: "leechers[0:2]"}
+  - {at: 3s, start: "leechers[0:2]"}
+"""
+    topo = write_topo(tmp_path, "churned", churn)
+    assert meshbed(env, "up", str(topo), "--play").returncode == 0
+    rep = meshbed(env, "report", "churned", "--json")
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    report = json.loads(rep.stdout)
+    assert report["ok"] is True, report.get("problems")
+    assert [e["kind"] for e in report["events"]] == ["fetch", "kill", "start"]
+    assert len(agents_of("churned")) == 4  # the restarted ones run on after the player ended
+    assert meshbed(env, "down", "churned").returncode == 0
+    assert_gone(env, "churned")
 
 
 def test_play_refuses_what_does_not_fit(env: dict[str, str], tmp_path: Path) -> None:
