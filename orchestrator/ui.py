@@ -300,7 +300,7 @@ def watch_frame(mesh_name: str, nodes: dict[str, dict[str, Any]], contents: dict
     per_node = Table(show_edge=False)
     per_node.add_column("node")
     for cname in contents:
-        per_node.add_column(f"{cname} chunks")
+        per_node.add_column(f"{cname} chunks", no_wrap=True)
     per_node.add_column("up", justify="right")
     per_node.add_column("down", justify="right")
     per_node.add_column("peers", justify="right")
