@@ -105,6 +105,19 @@ class RunView:
             self.progress.stop()
             self.progress = None
 
+    def finish(self, report: dict[str, Any]) -> None:
+        """Bring the live bars to where the run ended (the last poll may predate the end)."""
+        if self.progress is None:
+            return
+        for name, d in (report.get("distribution") or {}).items():
+            task = self.tasks.get(name)
+            if task is None:
+                continue
+            n, ok = int(d.get("fetchers") or 0), int(d.get("verified") or 0)
+            state = next(t for t in self.progress.tasks if t.id == task)
+            done = (state.total or 0) if n and ok == n else state.completed
+            self.progress.update(task, completed=done, info=f"{ok}/{n} verified")
+
     def on_sample(self, sample: Sample) -> None:
         rate = sum(float((st or {}).get("rate_down") or 0) for st in sample.statuses.values())
         down = sum(1 for st in sample.statuses.values() if st is None)

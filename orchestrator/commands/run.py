@@ -84,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
             with view:
                 await mesh.up()
                 await mesh.play(on_sample=view.on_sample)
-            report = mesh.report()
+                report = mesh.report()
+                view.finish(report)
             samples = read_samples(mesh.state.dir) if mesh.state is not None else []
             write_outputs(report, samples, args.report, args.html)
             if monitor.load_state():  # a running monitor charts finished runs too
