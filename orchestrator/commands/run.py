@@ -91,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
             if monitor.load_state():  # a running monitor charts finished runs too
                 monitor.save_result(report)
             keep = bool(args.keep)
+            if keep and mesh.state is not None:  # for `meshbed report NAME` later
+                write_report(report, mesh.state.dir / "report.json")
         finally:
             if not keep:
                 await asyncio.shield(mesh.down())

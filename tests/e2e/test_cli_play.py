@@ -164,7 +164,7 @@ def test_play_refuses_what_does_not_fit(env: dict[str, str], tmp_path: Path) -> 
 
 def test_output_off_a_terminal_is_full_width_and_unwrapped(env: dict[str, str], tmp_path: Path) -> None:
     topo = write_topo(tmp_path, "plain", SMALL)
-    res = meshbed(env, "run", str(topo))  # COLUMNS=120 in env: must not cut anything
+    res = meshbed(env, "run", str(topo), "--keep")  # COLUMNS=120 in env: must not cut anything
     assert res.returncode == 0, res.stderr[-3000:]
     legend = [ln for ln in res.stdout.splitlines() if ln.startswith("received:")]
     assert len(legend) == 1 and legend[0].rstrip().endswith("pieces failing their hash)")
@@ -173,4 +173,7 @@ def test_output_off_a_terminal_is_full_width_and_unwrapped(env: dict[str, str], 
     finals = [ln for ln in res.stderr.splitlines() if ln.startswith("meshbed: blob: 3/3 verified in ")]
     assert len(finals) == 1 and "of the lower bound" in finals[0]
     assert "\x1b[" not in res.stdout + res.stderr
+    kept = meshbed(env, "report", "plain", "--json")  # the report of `run --keep`, later
+    assert kept.returncode == 0 and json.loads(kept.stdout)["distribution"]["blob"]["verified"] == 3
+    assert meshbed(env, "down", "plain").returncode == 0
     assert_gone(env, "plain")
