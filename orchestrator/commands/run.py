@@ -67,8 +67,10 @@ def write_outputs(report: dict[str, Any], samples: list[dict[str, Any]],
 
 
 def main(args: argparse.Namespace) -> int:
+    from orchestrator.commands.validate import refuse_inventory
     from orchestrator.loader import load_topology
 
+    refuse_inventory(args.topology)
     topo = load_topology(args.topology)
     check_output_path(args.report, "--report")
     check_output_path(args.html, "--html")

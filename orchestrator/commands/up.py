@@ -30,8 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from orchestrator.commands.validate import refuse_inventory
     from orchestrator.loader import load_topology
 
+    refuse_inventory(args.topology)
     topo = load_topology(args.topology)
     if args.play and not topo.scenario:
         raise InputError("--play: the topology has no scenario", topo.source)
