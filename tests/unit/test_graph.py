@@ -27,7 +27,7 @@ content:
   movie: {size: 16MiB, seeders: [seeders]}
 scenario:
   - {at: 0s, fetch: {content: movie, by: leechers}}
-  - {at: 5s, kill: "leechers[0:2]"}
+  - {at: 5s, kill: "leechers[0]"}
 """
 
 
