@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional
 
-from orchestrator import __version__
+from orchestrator import __version__, ui
 from orchestrator.errors import MeshbedError
 
 # command name -> (module under orchestrator.commands, one-line help)
@@ -17,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "parse and check a topology; print a summary"),
     "up": ("up", "deploy a mesh, seed content, wait until every node is ready"),
     "run": ("run", "up + play the scenario + report + down"),
+    "play": ("play", "play a scenario on a mesh that is up, detached (watch/status/Grafana show it)"),
+    "report": ("report", "the report of the scenario played on a mesh that is up"),
     "status": ("status", "table of the nodes of running meshes"),
     "watch": ("watch", "live view of a running mesh"),
     "down": ("down", "remove everything a mesh created (idempotent)"),
@@ -29,11 +32,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EPILOG = """\
+examples:
+  meshbed run examples/quickstart.yaml --report r.json --html r.html
+  meshbed up examples/churn.yaml --play; meshbed watch churn; meshbed report churn; meshbed down churn
+  meshbed COMMAND --help               options of one command
+
+exit codes:
+  0  done (run: every expectation met)
+  1  run: expectations not met; up: deploy failed (rolled back); devices check: some unusable
+  2  bad input: one line FILE:LINE: what is wrong, on stderr; nothing deployed
+  130  interrupted (Ctrl-C); what was deployed is torn down
+
+environment:
+  MESHBED_HOME   state of running meshes, one folder per mesh (default ~/.local/state/meshbed)
+  NO_COLOR       no colours (as --plain)
+
+topology file reference: docs/topology.md"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="meshbed", description="Deploy and measure peer-to-peer file distribution meshes."
+        prog="meshbed", description="Deploy and measure peer-to-peer file distribution meshes.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"meshbed {__version__}")
+    parser.add_argument("--plain", "--no-color", dest="plain", action="store_true",
+                        help="plain output: no colours, full-width tables, no live redraw (automatic off a terminal)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -55,6 +80,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.plain or os.environ.get("NO_COLOR"):
+        ui.set_plain()
     mod = getattr(args, "_module", None)
     if mod is None:
         print(f"meshbed: command {args.command!r} is not available in this build", file=sys.stderr)
@@ -67,6 +94,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("meshbed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `meshbed ... | head`: the reader is gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -178,6 +178,20 @@ def swarm_overview() -> dict[str, Any]:
         unit="dateTimeAsIso",
         width=24,
     )
+    b.panel(
+        "Upload utilisation (swarm upload / upload capacity of the nodes up)",
+        [(
+            f"sum by (mesh) (rate(meshbed_bytes_sent_total{{{SEL}}}[{RATE}])) * 8"
+            f" / sum by (mesh) (meshbed_link_upload_bits_per_second{{{SEL}}}"
+            ' * on (mesh, node) up{job="meshbed"})',
+            "{{mesh}}",
+        )],
+        unit="percentunit",
+        width=24,
+        description="1 = every node that is up uploads at its link's cap (the fluid model's assumption). "
+                    "Capacity comes from the results exporter (`meshbed monitor up`); uncapped uploads "
+                    "have none. The report's distribution.CONTENT.utilisation is the same per second.",
+    )
     return _dashboard("meshbed-swarm", "meshbed / swarm overview", b.panels)
 
 

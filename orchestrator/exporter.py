@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from orchestrator.capacity import CapacityCollector
+
 LABELS = ["mesh", "content", "strategy", "nodes", "backend"]
 KEEP_LAST = 200  # newest reports exported; bounds the series count
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     registry = CollectorRegistry()
     registry.register(ResultsCollector(args.dir))
+    registry.register(CapacityCollector(args.dir.parent))  # results/ lives in $MESHBED_HOME
     start_http_server(args.port, addr=args.host, registry=registry)
     while True:
         time.sleep(3600)

@@ -1,7 +1,8 @@
 """Pictures of a topology: SVG (pure Python, no Graphviz), Graphviz DOT, Mermaid.
 
-Groups are clusters; nodes are circles labelled with their index (full name on hover in
-SVG); seeders are orange, fetchers blue, nodes that are only present grey; nodes the
+Groups are clusters with their access link; nodes are circles with their name (up to 24 in
+a group; larger groups show indexes, names on hover); each content is an edge from its
+seeders' group to the groups that fetch it (SVG: lanes on the right); seeders are orange, fetchers blue, nodes that are only present grey; nodes the
 scenario kills or stops have a dashed outline. Each cluster's header gives its size,
 backend and access link. A legend lists the contents: who seeds, who fetches, and the
 fluid-model lower bound. Circles shrink with group size so 1..300 nodes stay readable.
@@ -25,6 +26,7 @@ WIDTH = 960
 MARGIN = 16
 PAD = 12
 HEADER = 30
+PALETTE_EDGES = ["#d0021b", "#7b4173", "#2ca02c", "#8c6d31", "#17becf"]
 
 
 def render(topology: Topology, fmt: str) -> str:
@@ -91,17 +93,39 @@ def _color(name: str, seeders: set[str], fetchers: set[str]) -> str:
 
 
 # --- SVG --------------------------------------------------------------------------------
-def _cell(count: int) -> tuple[float, float]:
-    """(cell size, circle radius) for a group of ``count`` nodes."""
+LANE = 56  # px per content on the right: its seeders' group -> the groups that fetch it
+
+
+def _cell(count: int) -> tuple[float, float, float]:
+    """(cell width, cell height, circle radius) for a group of ``count`` nodes; up to 24
+    nodes a cell is wide enough for the node's name under its circle."""
     if count <= 24:
-        return 44.0, 16.0
+        return 78.0, 58.0, 14.0
     if count <= 96:
-        return 30.0, 11.0
-    return 20.0, 7.0
+        return 30.0, 30.0, 11.0
+    return 20.0, 20.0, 7.0
+
+
+def content_edges(topology: Topology) -> list[tuple[str, str, list[str]]]:
+    """Per content: (content, group of its first seeder, groups that fetch it)."""
+    out = []
+    for c in topology.contents:
+        if not c.seeders:
+            continue
+        fetching: list[str] = []
+        for name in topology.fetchers(c.name):
+            g = topology.node(name).group
+            if name not in c.seeders and g not in fetching:
+                fetching.append(g)
+        out.append((c.name, topology.node(c.seeders[0]).group, fetching))
+    return out
 
 
 def render_svg(topology: Topology) -> str:
     seeders, fetchers, interrupted = roles(topology)
+    edges = content_edges(topology)
+    lanes = LANE * len(edges)
+    box_w = WIDTH - 2 * MARGIN - lanes
     parts: list[str] = []
     y = float(MARGIN)
     title = (
@@ -110,23 +134,25 @@ def render_svg(topology: Topology) -> str:
     )
     parts.append(_text(MARGIN, y + 16, title, size=18, weight="bold"))
     y += 34
-    inner = WIDTH - 2 * MARGIN - 2 * PAD
+    inner = box_w - 2 * PAD
+    middle: dict[str, float] = {}  # group -> y where content edges meet its box
     for group in topology.groups:
-        cell, radius = _cell(group.count)
-        cols = max(1, min(group.count, int(inner // cell)))
+        cell_w, cell_h, radius = _cell(group.count)
+        cols = max(1, min(group.count, int(inner // cell_w)))
         rows = math.ceil(group.count / cols) if group.count else 0
-        height = HEADER + rows * cell + PAD
+        height = HEADER + rows * cell_h + PAD
+        middle[group.name] = y + min(height / 2, HEADER + 10)
         parts.append(
             f'<g class="cluster" id={quoteattr("group-" + group.name)}>'
-            f'<rect x="{MARGIN}" y="{y}" width="{WIDTH - 2 * MARGIN}" height="{height}" '
+            f'<rect x="{MARGIN}" y="{y}" width="{box_w}" height="{height}" '
             f'rx="8" fill="#f7f7f7" stroke="#999999"/>'
         )
         parts.append(_text(MARGIN + PAD, y + 20, group_label(group), size=13, weight="bold"))
         members = [n for n in topology.nodes if n.group == group.name]
         for node in members:
             row, col = divmod(node.index, cols)
-            cx = MARGIN + PAD + col * cell + cell / 2
-            cy = y + HEADER + row * cell + cell / 2
+            cx = MARGIN + PAD + col * cell_w + cell_w / 2
+            cy = y + HEADER + row * cell_h + (radius + 4 if group.count <= 24 else cell_h / 2)
             dash = ' stroke-dasharray="3,2"' if node.name in interrupted else ""
             where = ", ".join(str(v) for v in node.options.values())  # e.g. its device
             tip = node.name + (f" ({where})" if where else "")
@@ -136,12 +162,31 @@ def render_svg(topology: Topology) -> str:
                 f'fill="{_color(node.name, seeders, fetchers)}" stroke="#333333" '
                 f'stroke-width="1.2"{dash}/>'
             )
-            if radius >= 10:
-                size = 11 if radius >= 16 else 9
-                parts.append(_text(cx, cy + size / 3, str(node.index), size=size, anchor="middle"))
+            if group.count <= 24:  # the same name as DOT and Mermaid
+                parts.append(_text(cx, cy + radius + 12, node.name, size=10, anchor="middle"))
+            elif radius >= 10:
+                parts.append(_text(cx, cy + 3, str(node.index), size=9, anchor="middle"))
             parts.append("</g>")
         parts.append("</g>")
         y += height + 10
+    right = MARGIN + box_w
+    for i, (content, src, dsts) in enumerate(edges):
+        lane = right + LANE * i + LANE / 2
+        ys = [middle[src]] + [middle[g] for g in dsts]
+        colour = PALETTE_EDGES[i % len(PALETTE_EDGES)]
+        parts.append(f'<g class="content-edge" data-content={quoteattr(content)}>')
+        parts.append(f'<line x1="{lane:.1f}" y1="{min(ys):.1f}" x2="{lane:.1f}" y2="{max(ys):.1f}" '
+                     f'stroke="{colour}" stroke-width="3"/>')
+        parts.append(f'<line x1="{right}" y1="{middle[src]:.1f}" x2="{lane:.1f}" y2="{middle[src]:.1f}" '
+                     f'stroke="{colour}" stroke-width="3"/><circle cx="{right + 4}" cy="{middle[src]:.1f}" '
+                     f'r="5" fill="{colour}"/>')
+        for g in dsts:
+            yy = middle[g]
+            parts.append(f'<line class="to" data-group={quoteattr(g)} x1="{lane:.1f}" y1="{yy:.1f}" '
+                         f'x2="{right + 8}" y2="{yy:.1f}" stroke="{colour}" stroke-width="3"/>'
+                         f'<path d="M {right + 1} {yy:.1f} l 10 -6 l 0 12 z" fill="{colour}"/>')
+        parts.append(_text(lane + 4, min(ys) - 6, content, size=11, anchor="middle"))
+        parts.append("</g>")
     y += 6
     legend = [(SEEDER, "seeder"), (FETCHER, "fetcher"), (IDLE, "present only")]
     x = float(MARGIN)
@@ -155,6 +200,12 @@ def render_svg(topology: Topology) -> str:
     )
     parts.append(_text(x + 20, y + 12, "killed/stopped in the scenario", size=12))
     y += 26
+    if edges:
+        note = "right: each content's path, from its seeders' group to the groups that fetch it"
+        if any(g.count > 24 for g in topology.groups):
+            note += "; numbers in circles are node indexes (leechers-30 is 30)"
+        parts.append(_text(MARGIN, y + 12, note, size=12))
+        y += 18
     for line in content_lines(topology):
         parts.append(_text(MARGIN, y + 12, line, size=12))
         y += 18
@@ -200,7 +251,7 @@ def render_dot(topology: Topology) -> str:
                 continue
             style = "filled,dashed" if node.name in interrupted else "filled"
             out.append(
-                f"    {_dot_id(node.name)} [label={_dot_id(str(node.index))}, "
+                f"    {_dot_id(node.name)} [label={_dot_id(node.name)}, "
                 f'tooltip={_dot_id(node.name)}, fillcolor="{_color(node.name, seeders, fetchers)}", '
                 f'style="{style}"];'
             )

@@ -368,6 +368,10 @@ class Mesh:
         """Tear down every backend from state, then delete the mesh folder. Idempotent."""
         if self.state is None or self._is_down:
             return
+        from orchestrator import player  # a detached scenario must not start agents again
+
+        if player.stop(self.state.dir):
+            self.say("stopped the scenario that was playing")
         await self.close_connections()
         errors: list[str] = []
         for bname in list(self.state.data.get("backends", {})):

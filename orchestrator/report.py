@@ -5,7 +5,10 @@ distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_secon
 nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
 Extra keys: strategy, reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
 resumed_pieces, wasted; per content fetchers, verified, redownloaded_bytes, first_seconds,
-seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)).
+seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)),
+completions (sorted seconds of every fetcher that verified its copy, from the fetch event),
+utilisation (per second from the scenario start: the swarm's upload of this content over the
+upload capacity of the nodes up then; [] when some upload is uncapped: no finite capacity).
 """
 
 from __future__ import annotations
@@ -41,6 +44,46 @@ def distribution(
         "efficiency": _r(eff),
         "client_server_bound_seconds": _r(cs),
     }
+
+
+UTIL_POLLS = 3
+
+
+def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, Optional[int]]) -> list[float]:
+    """Per whole second of the samples: bytes of the content the nodes up uploaded over the
+    last UTIL_POLLS polls (their counters) over their upload caps (bits/s in ``up_bps``;
+    None = uncapped, then []). A second without a poll repeats the one before. Several polls,
+    not one: a poll's time stamp is when the slowest answer came, which jitters by a few
+    tenths of a second."""
+    last: dict[str, list[tuple[float, int]]] = {}  # node -> its last polls (t, uploaded)
+    polls: dict[float, list[float]] = {}  # t -> [bytes/s used, bytes/s capacity]
+    for row in samples:
+        node, t = str(row.get("node")), float(row["t"])
+        if not row.get("up"):
+            last.pop(node, None)  # a restarted agent counts from zero again
+            continue
+        cap = up_bps.get(node)
+        if cap is None:
+            return []
+        sent = int(((row.get("contents") or {}).get(content) or {}).get("uploaded") or 0)
+        acc = polls.setdefault(t, [0.0, 0.0])
+        acc[1] += cap / 8.0
+        hist = last.setdefault(node, [])
+        if hist and t > hist[0][0]:
+            acc[0] += max(0, sent - hist[0][1]) / (t - hist[0][0])
+        hist.append((t, sent))
+        del hist[:-UTIL_POLLS]
+    by_second: dict[int, list[float]] = {}
+    for t, (used, total) in polls.items():
+        if total > 0:
+            by_second.setdefault(int(t), []).append(used / total)
+    out: list[float] = []
+    prev_u = 0.0
+    for sec in range((max(by_second) + 1) if by_second else 0):
+        if sec in by_second:
+            prev_u = sum(by_second[sec]) / len(by_second[sec])
+        out.append(round(prev_u, 3))
+    return out
 
 
 def check_expectations(
@@ -126,6 +169,9 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         d["redownloaded_bytes"] = sum(int(fs.torrent.get("redownloaded") or 0) for fs in fs_list)
         done = [f - started for f in finishes if f is not None and started is not None]
         d["first_seconds"] = _r(min(done)) if done else None  # spread = seconds - first_seconds
+        d["completions"] = [_r(x) for x in sorted(done)]
+        d["utilisation"] = utilisation(res.samples if res else [], name,
+                                       {n.name: n.link.up_bps for n in topo.nodes})
         seeders = set(topo.content(name).seeders)
         from_seeders = sum(int(v) for fs in fs_list for k, v in (fs.torrent.get("bytes_from") or {}).items()
                            if k in seeders)

@@ -93,6 +93,12 @@ def _one(sel: str, groups: GroupNodes) -> tuple[str, ...]:
     step_value = _int(step)
     if step_value == 0:
         raise SelectorError(f"bad selector {sel!r}: slice step cannot be zero")
+    for bound in (_int(start), _int(stop)):  # refused like an index, not silently clamped
+        if bound is not None and not -len(members) <= bound <= len(members):
+            raise SelectorError(
+                f"selector {sel!r} is out of range: {group!r} has {len(members)} nodes "
+                f"(slice bounds -{len(members)}..{len(members)})"
+            )
     picked = members[slice(_int(start), _int(stop), step_value)]
     if not picked:
         raise SelectorError(

@@ -11,7 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["up", "down", "status", "files"],
                    help="files: where the dashboards, provisioning and compose file are")
     p.add_argument("--port", type=int, default=monitor.PROMETHEUS_PORT, help="Prometheus port (127.0.0.1)")
-    p.add_argument("--exporter-port", type=int, default=monitor.EXPORTER_PORT)
+    p.add_argument("--exporter-port", type=int, default=monitor.EXPORTER_PORT,
+                   help="port of the results exporter (finished runs, link capacity) that Prometheus scrapes "
+                   f"(default {monitor.EXPORTER_PORT})")
     p.add_argument("--no-grafana", action="store_true", help="do not try to start Grafana")
     p.add_argument("--purge", action="store_true", help="with down: also delete the stored samples")
 

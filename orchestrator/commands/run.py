@@ -15,7 +15,7 @@ from orchestrator.commands._runtime import run_interruptible
 from orchestrator.errors import InputError
 from orchestrator.mesh import Mesh
 from orchestrator.report import write_report
-from orchestrator.ui import RunView, out_console, summary
+from orchestrator.ui import RunView, final_lines, out_console, summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,19 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a self-contained HTML page with charts of the run")
 
 
-def write_html(report: dict[str, Any], mesh: Mesh, path: Path) -> None:
-    """Render the HTML report from the run's samples (read before `down` removes them)."""
+def read_samples(mesh_dir: Path) -> list[dict[str, Any]]:
+    """The run's samples (read before `down` removes them)."""
     samples: list[dict[str, Any]] = []
-    if mesh.state is not None:
-        f = mesh.state.dir / "samples.jsonl"
-        if f.exists():
-            for line in f.read_text().splitlines():
-                try:
-                    samples.append(json.loads(line))
-                except ValueError:
-                    continue  # a torn last line after a crash
-    path.write_text(htmlreport.render(report, samples))
-    print(f"html report: {path}", file=sys.stderr)
+    f = mesh_dir / "samples.jsonl"
+    if f.exists():
+        for line in f.read_text().splitlines():
+            try:
+                samples.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line after a crash
+    return samples
 
 
 def check_output_path(path: Optional[Path], flag: str) -> None:
@@ -56,19 +54,23 @@ def check_output_path(path: Optional[Path], flag: str) -> None:
         raise InputError(f"{flag} {path}: not writable")
 
 
-def _write_outputs(report: dict[str, Any], mesh: Mesh, args: argparse.Namespace) -> None:
+def write_outputs(report: dict[str, Any], samples: list[dict[str, Any]],
+                  json_path: Optional[Path], html_path: Optional[Path]) -> None:
     try:
-        if args.report:
-            write_report(report, args.report)
-        if args.html:
-            write_html(report, mesh, args.html)
-    except OSError as exc:  # the report still goes to the screen below
+        if json_path:
+            write_report(report, json_path)
+        if html_path:
+            html_path.write_text(htmlreport.render(report, samples))
+            print(f"html report: {html_path}", file=sys.stderr)
+    except OSError as exc:  # the report still goes to the screen
         print(f"meshbed: cannot write the report: {exc}", file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> int:
+    from orchestrator.commands.validate import refuse_inventory
     from orchestrator.loader import load_topology
 
+    refuse_inventory(args.topology)
     topo = load_topology(args.topology)
     check_output_path(args.report, "--report")
     check_output_path(args.html, "--html")
@@ -84,11 +86,15 @@ def main(args: argparse.Namespace) -> int:
             with view:
                 await mesh.up()
                 await mesh.play(on_sample=view.on_sample)
-            report = mesh.report()
-            _write_outputs(report, mesh, args)
+                report = mesh.report()
+                view.finish(report)
+            samples = read_samples(mesh.state.dir) if mesh.state is not None else []
+            write_outputs(report, samples, args.report, args.html)
             if monitor.load_state():  # a running monitor charts finished runs too
                 monitor.save_result(report)
             keep = bool(args.keep)
+            if keep and mesh.state is not None:  # for `meshbed report NAME` later
+                write_report(report, mesh.state.dir / "report.json")
         finally:
             if not keep:
                 await asyncio.shield(mesh.down())
@@ -96,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=2))
         else:
             out_console().print(summary(report))
+            for line in final_lines(report):
+                print(f"meshbed: {line}", file=sys.stderr)
         if args.report:
             print(f"report: {args.report}", file=sys.stderr)
         if keep:

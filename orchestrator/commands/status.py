@@ -1,4 +1,5 @@
-"""`meshbed status [NAME]`: node, backend, address, state, chunks per content, rates."""
+"""`meshbed status [NAME]`: node, backend, address, state, chunks per content, rates, and
+what the scenario player is at."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import asyncio
 import json
 
+from orchestrator import player
 from orchestrator import state as statemod
 from orchestrator.mesh import Mesh
-from orchestrator.ui import out_console, status_table
+from orchestrator.ui import out_console, play_line, status_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,9 @@ def main(args: argparse.Namespace) -> int:
             dumps[name] = statuses
             continue
         console.print(status_table(name, mesh.state.nodes, mesh.contents, statuses))
+        line = play_line(name, player.read_play(mesh.state.dir))
+        if line:
+            console.print(line, markup=False)
     if args.json:
         print(json.dumps(dumps, indent=1))
     return 0

@@ -7,10 +7,13 @@ it is `up` that refuses), 2 with one ``FILE:LINE: message`` line on stderr other
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 from typing import Optional, TextIO
 
 from orchestrator.bounds import topology_bounds
+from orchestrator.errors import InputError
 from orchestrator.loader import load_topology
 from orchestrator.model import FetchEvent, Topology
 from orchestrator.selectors import describe
@@ -24,7 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def refuse_inventory(path: Path) -> None:
+    """A device inventory given where a topology belongs: say what it is and what reads it
+    (the loader alone would only say "unknown key 'devices'")."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return  # the loader reports it properly
+    keys = {ln.split(":", 1)[0]: i for i, ln in enumerate(lines, 1) if re.match(r"[a-z_]+:", ln)}
+    if "devices" in keys and not {"name", "groups"} & set(keys):
+        raise InputError(f"this is a device inventory, not a topology: `meshbed devices check {path}` "
+                         f"checks it; a topology names it with `inventory: {path}`", path, keys["devices"])
+
+
 def main(args: argparse.Namespace) -> int:
+    refuse_inventory(Path(args.topology))
     topology = load_topology(args.topology)
     warnings = backend_warnings(topology)
     if not args.quiet:
@@ -62,10 +79,11 @@ def backend_warnings(topology: Topology) -> list[str]:
     return out
 
 
-def _link_text(up: Optional[int], down: Optional[int], latency: float, loss: float) -> str:
+def _link_text(up: Optional[int], down: Optional[int], latency: float, loss: float, jitter: float = 0.0) -> str:
     parts = [f"up {format_rate(up)}", f"down {format_rate(down)}"]
-    if latency:
-        parts.append(f"latency {format_duration(latency / 1000.0)}")
+    if latency or jitter:
+        parts.append(f"latency {format_duration(latency / 1000.0)}"
+                     + (f" ±{format_duration(jitter / 1000.0)} jitter" if jitter else ""))
     if loss:
         parts.append(f"loss {loss * 100:g}%")
     return ", ".join(parts)
@@ -97,7 +115,7 @@ def print_summary(topology: Topology, out: TextIO) -> None:
             if g.resources.memory_bytes:
                 res.append(format_size(g.resources.memory_bytes))
             extra += f"; resources: {', '.join(res)}"
-        link = _link_text(g.link.up_bps, g.link.down_bps, g.link.latency_ms, g.link.loss)
+        link = _link_text(g.link.up_bps, g.link.down_bps, g.link.latency_ms, g.link.loss, g.link.jitter_ms)
         w(f"  {g.name:<{width}}  {g.count:>4} {noun:<5}  {g.backend:<6}  {link}{extra}\n")
     bounds = topology_bounds(topology)
     w("contents:\n" if topology.contents else "contents: none\n")

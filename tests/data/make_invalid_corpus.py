@@ -576,6 +576,15 @@ case(
 """,
 )
 case(
+    "slice-out-of-range",
+    "kill: selector 'leechers[0:30]' is out of range: 'leechers' has 8 nodes (slice bounds -8..8)",
+    BASE
+    + """scenario:
+  - {at: 0s, fetch: {content: movie, by: leechers}}
+  - {at: 5s, kill: "leechers[0:30]"}   #<<
+""",
+)
+case(
     "node-out-of-range",
     "stop: node 'leechers-8' does not exist: 'leechers' has 8 nodes (leechers-0..leechers-7)",
     BASE

@@ -27,7 +27,7 @@ content:
   movie: {size: 16MiB, seeders: [seeders]}
 scenario:
   - {at: 0s, fetch: {content: movie, by: leechers}}
-  - {at: 5s, kill: "leechers[0:2]"}
+  - {at: 5s, kill: "leechers[0]"}
 """
 
 
@@ -112,3 +112,73 @@ def test_every_example_renders(path: Path) -> None:
     t = load_topology(path)
     ET.fromstring(render(t, "svg"))
     assert all(n.name in render(t, "dot") for n in t.nodes)
+
+
+def test_svg_draws_each_content_from_its_seeders_to_the_fetching_groups() -> None:
+    root = ET.fromstring(render(topo(5), "svg"))
+    edges = [g for g in root.iter(f"{SVG}g") if g.get("class") == "content-edge"]
+    assert [e.get("data-content") for e in edges] == ["movie"]
+    assert [ln.get("data-group") for ln in edges[0].iter(f"{SVG}line") if ln.get("class") == "to"] == ["leechers"]
+    names = {el.text for el in root.iter(f"{SVG}text")}
+    assert {"seeders-0", "leechers-4"} <= names  # the same names as DOT and Mermaid
+
+
+REPORT = {
+    "name": "g",
+    "nodes": {
+        "seeders-0": {"fetches": {}},
+        "leechers-0": {"fetches": {"movie": {"verified": True, "seconds": 4.0,
+                                             "bytes_from": {"seeders-0": 12 << 20, "leechers-1": 4 << 20}}}},
+        "leechers-1": {"fetches": {"movie": {"verified": True, "seconds": 8.0,
+                                             "bytes_from": {"seeders-0": 8 << 20, "leechers-0": 8 << 20}}}},
+        "leechers-2": {"fetches": {"movie": {"verified": False, "seconds": None,
+                                             "bytes_from": {"leechers-0": 1 << 20}}}},
+    },
+}
+
+
+def test_flow_graph_edges_by_bytes_and_nodes_by_completion_time() -> None:
+    from orchestrator import graph_flow
+
+    t = topo(3)
+    root = ET.fromstring(graph_flow.render_flow(t, REPORT, "svg"))
+    paths = {(p.get("data-from"), p.get("data-to")): p for p in root.iter(f"{SVG}path") if p.get("class") == "flow"}
+    assert set(paths) == {("seeders-0", "leechers-0"), ("leechers-1", "leechers-0"), ("seeders-0", "leechers-1"),
+                          ("leechers-0", "leechers-1"), ("leechers-0", "leechers-2")}
+    widths = {k: float(p.get("stroke-width", 0)) for k, p in paths.items()}
+    assert widths[("seeders-0", "leechers-0")] > widths[("leechers-1", "leechers-0")] > widths[("leechers-0", "leechers-2")]
+    fills = {g.find(f"{SVG}title").text: g.find(f"{SVG}circle").get("fill")  # type: ignore[union-attr]
+             for g in root.iter(f"{SVG}g") if g.get("class") == "node"}
+    assert fills["leechers-0 (4.0 s)"] == "#2ca02c" and fills["leechers-1 (8.0 s)"] == "#3b2c8c"
+    assert fills["leechers-2 (incomplete)"] == graph_flow.UNFINISHED
+    assert fills["seeders-0 (seeder)"] == graph_flow.SEEDER
+    dot = graph_flow.render_flow(t, REPORT, "dot")
+    mm = graph_flow.render_flow(t, REPORT, "mermaid")
+    for name in ("seeders-0", "leechers-0", "leechers-2"):  # one set of names in every format
+        assert f'"{name}" [label="{name}"' in dot and f'(("{name}"))' in mm
+    assert '"seeders-0" -> "leechers-0" [penwidth=8.00, label="12.0 MiB"]' in dot
+    assert 'n_seeders_0 -- "12.0 MiB" --> n_leechers_0' in mm
+
+
+def test_graph_files_get_the_umask_and_a_report_of_another_mesh_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import os
+
+    topo_file = tmp_path / "g.yaml"
+    topo_file.write_text(TOPO.replace("COUNT", "3"))
+    rep = tmp_path / "r.json"
+    rep.write_text(json.dumps(REPORT))
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "flow.svg"
+        assert cli_main(["graph", str(topo_file), "--report", str(rep), "-o", str(out)]) == 0
+        assert out.stat().st_mode & 0o777 == 0o644
+        ET.parse(out)
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    rep.write_text(json.dumps(dict(REPORT, name="other")))
+    assert cli_main(["graph", str(topo_file), "--report", str(rep)]) == 2
+    err = capsys.readouterr().err
+    assert "report of mesh 'other', not of 'g'" in err and err.count("\n") == 1

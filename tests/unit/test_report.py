@@ -108,3 +108,31 @@ def test_report_not_ok_when_late_or_unfinished() -> None:
     assert unfinished["ok"] is False
     assert unfinished["distribution"]["movie"]["seconds"] is None
     assert unfinished["nodes"]["leechers-1"]["fetches"]["movie"]["verified"] is False
+
+
+def _row(t: float, node: str, uploaded: int, up: bool = True) -> dict[str, Any]:
+    return {"t": t, "node": node, "up": up, "contents": {"movie": {"uploaded": uploaded}}}
+
+
+def test_utilisation_is_upload_counters_over_capacity_per_second() -> None:
+    from orchestrator.report import utilisation
+
+    caps = {"a": 8_000_000, "b": 8_000_000}  # 1 MB/s each
+    samples = [_row(0.0, "a", 0), _row(0.0, "b", 0),
+               _row(1.0, "a", 1_000_000), _row(1.0, "b", 0),  # half the capacity used
+               _row(2.0, "a", 2_000_000), _row(2.0, "b", 0, up=False),  # b down: only a's capacity
+               _row(4.0, "a", 4_000_000)]
+    u = utilisation(samples, "movie", caps)
+    assert u[0] == 0.0 and u[1] == 0.5
+    assert u[2] == 1.0  # a sent 1 MB/s of its own 1 MB/s
+    assert u[3] == u[2]  # a second without a poll repeats the one before
+    assert u[4] == 1.0
+    assert utilisation(samples, "movie", {"a": None, "b": 1}) == []  # uncapped: no finite capacity
+    assert utilisation([], "movie", caps) == []
+
+
+def test_utilisation_ignores_a_counter_reset_after_a_restart() -> None:
+    from orchestrator.report import utilisation
+
+    samples = [_row(0.0, "a", 5_000_000), _row(1.0, "a", 6_000_000, up=False), _row(2.0, "a", 100)]
+    assert utilisation(samples, "movie", {"a": 8_000_000}) == [0.0, 0.0, 0.0]

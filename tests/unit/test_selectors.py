@@ -36,7 +36,8 @@ def names(*idx: int) -> tuple[str, ...]:
         ("leechers[-1]", names(9)),
         ("leechers[-3:]", names(7, 8, 9)),
         ("leechers[::3]", names(0, 3, 6, 9)),
-        ("leechers[8:100]", names(8, 9)),  # Python meaning: slices clamp
+        ("leechers[8:10]", names(8, 9)),
+        ("leechers[-10:]", names(*range(10))),
         (" leechers[ 1 : 3 ] ", names(1, 2)),
         (["seeders", "leechers[0]"], ("seeders-0",) + names(0)),
         (["leechers[0:3]", "leechers[1:4]"], names(0, 1, 2, 3)),  # no duplicates, order kept
@@ -56,6 +57,9 @@ def test_resolve(sel: object, expected: tuple[str, ...]) -> None:
             "selector 'leechers[10]' is out of range: 'leechers' has 10 nodes (indexes 0..9)",
         ),
         ("leechers[-11]", "is out of range"),
+        # a slice past the end is refused like an index, not clamped
+        ("leechers[8:100]", "selector 'leechers[8:100]' is out of range: 'leechers' has 10 nodes"),
+        ("leechers[-11:]", "is out of range"),
         (
             "leechers-10",
             "node 'leechers-10' does not exist: 'leechers' has 10 nodes (leechers-0..leechers-9)",
@@ -116,7 +120,11 @@ def test_slices_mean_what_python_means(
             resolve(text, {"g": members})
         return
     expected = tuple(members[slice(start, stop, step)])
-    if not expected:
+    past_an_end = any(b is not None and not -n <= b <= n for b in (start, stop))
+    if past_an_end:  # Python clamps; meshbed refuses, as it refuses an index out of range
+        with pytest.raises(SelectorError, match="is out of range"):
+            resolve(text, {"g": members})
+    elif not expected:
         with pytest.raises(SelectorError):
             resolve(text, {"g": members})
     else:
