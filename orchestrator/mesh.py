@@ -370,7 +370,7 @@ class Mesh:
             return
         from orchestrator import player  # a detached scenario must not start agents again
 
-        if player.stop(self.state.dir):
+        if await player.stop(self.state.dir):
             self.say("stopped the scenario that was playing")
         await self.close_connections()
         errors: list[str] = []

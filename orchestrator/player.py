@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator import state as statemod
-from orchestrator.backends.local import processes
 from orchestrator.errors import InputError
+from orchestrator.hostnet import processes
 from orchestrator.model import Topology
 
 PLAY_FILE = "play.json"
@@ -62,16 +62,16 @@ def is_playing(play: Optional[dict[str, Any]]) -> bool:
     """The player of ``play`` still runs (same pid *and* start time: pids get reused)."""
     if not play or play.get("phase") not in ("starting", "playing"):
         return False
-    return processes.is_ours(int(play.get("pid") or 0), play.get("start_time"))
+    return processes.alive(int(play.get("pid") or 0), play.get("start_time"))
 
 
-def stop(mesh_dir: Path) -> bool:
+async def stop(mesh_dir: Path) -> bool:
     """End a running player of this mesh (SIGTERM, then SIGKILL). True if one was running."""
     play = read_play(mesh_dir)
     if not is_playing(play):
         return False
     assert play is not None
-    processes.end(int(play["pid"]), play.get("start_time"), STOP_GRACE)
+    await processes.terminate([(int(play["pid"]), play.get("start_time"))], grace=STOP_GRACE)
     return True
 
 

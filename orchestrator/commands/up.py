@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 
 from orchestrator.commands._runtime import run_interruptible
-from orchestrator.mesh import Mesh
 from orchestrator.errors import InputError
+from orchestrator.mesh import Mesh
 from orchestrator.ui import RunView, plural
 
 EPILOG = """\

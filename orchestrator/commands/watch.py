@@ -14,8 +14,8 @@ from typing import Any, Optional
 from rich.live import Live
 
 from orchestrator import player
-from orchestrator.mesh import Mesh
 from orchestrator.errors import InputError
+from orchestrator.mesh import Mesh
 from orchestrator.ui import out_console, watch_frame
 
 MAX_WATCH_SECONDS = 24 * 3600  # a bounded loop, even for a forgotten terminal
