@@ -1,7 +1,7 @@
 """`backend: swarm`: the same topology spread over a Docker Swarm cluster.
 
 One attachable overlay network per mesh; one service per node (replicas 1, restart policy none,
-a named volume for its data dir) so kill/start act on one peer and a restarted peer resumes;
+a named volume per deploy for its data dir) so kill/start act on one peer and a restarted peer resumes;
 `endpoint_mode: dnsrr` (no IPVS needed); peers find each other by service name on the overlay.
 The orchestrator reaches each control API on a host-mode published port of the host running the
 task (no ingress mesh: that needs IPVS). Links are emulated by the agents; partitions use the
@@ -11,6 +11,7 @@ agents' blocklists. The mesh token reaches the agents as a swarm secret, never i
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -23,6 +24,7 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.swarm import cluster, services
+from orchestrator.backends.swarm import teardown as swarm_teardown
 from orchestrator.errors import DeployError
 from orchestrator.model import Node
 
@@ -71,6 +73,7 @@ class SwarmBackend(Backend):
 
         st = self.ctx.state
         st["mesh"] = self.ctx.mesh
+        st.setdefault("run", uuid.uuid4().hex[:8])  # names this deploy's volumes
         st["network"] = cluster.network_name(self.ctx.mesh)
         st["secret"] = cluster.secret_name(self.ctx.mesh)
         self.ctx.save()
@@ -135,6 +138,7 @@ class SwarmBackend(Backend):
                 image=self._image_for(node),
                 args=args,
                 api_port=int(rec["api_port"]),
+                volume=services.volume_name(self.ctx.mesh, node.name, str(self.ctx.state.setdefault("run", "0"))),
                 secret_id=str(self.ctx.state["secret_id"]),
                 constraints=constraints,
                 nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
@@ -204,48 +208,25 @@ class SwarmBackend(Backend):
         await asyncio.to_thread(self._teardown_sync)
 
     def _teardown_sync(self) -> None:
-        import time
-
-        import docker.errors
-
+        st = self.ctx.state
         try:
             cl = self.client
             cl.ping()
         except Exception as exc:  # noqa: BLE001
-            if self.ctx.state.get("nodes"):
+            if st.get("nodes"):
                 raise DeployError(f"swarm: cannot reach the Docker engine to tear down: {exc}") from exc
             return
-        flt = cluster.mesh_filter(self.ctx.mesh)
-        for svc in cl.services.list(filters=flt):
-            try:
-                svc.remove()
-            except docker.errors.NotFound:
-                pass
-        # volumes are freed once the tasks' containers are gone
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and cl.containers.list(all=True, filters=flt):
-            time.sleep(0.3)
-        for v in cl.volumes.list(filters=flt):
-            try:
-                v.remove(force=True)
-            except docker.errors.APIError:
-                pass
-        for s in cl.secrets.list(filters=flt):
-            try:
-                s.remove()
-            except docker.errors.APIError:
-                pass
-        for _ in range(20):  # the overlay is busy until the last task detached
-            nets = cl.networks.list(filters=flt)
-            if not nets:
-                break
-            for n in nets:
-                try:
-                    n.remove()
-                except docker.errors.APIError:
-                    pass
-            time.sleep(0.5)
-        self.ctx.state.clear()
+        expected: dict[str, list[str]] = {}
+        run = str(st.get("run", "0"))
+        for node, rec in self._nodes_state().items():
+            if rec.get("node_id"):
+                expected.setdefault(str(rec["node_id"]), []).append(services.volume_name(self.ctx.mesh, node, run))
+        left = swarm_teardown.run(cl, self.ctx.mesh, expected)
+        if left:
+            st["left"] = left  # `down` again (once the engine is back) retries from here
+            self.ctx.save()
+            raise DeployError("could not remove " + "; ".join(left))
+        st.clear()
         self.ctx.save()
 
     # --- files and logs -------------------------------------------------------------------

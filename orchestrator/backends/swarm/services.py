@@ -39,6 +39,7 @@ def create(
     image: str,
     args: list[str],
     api_port: int,
+    volume: str,
     secret_id: str,
     constraints: list[str],
     nano_cpus: Optional[int],
@@ -68,7 +69,7 @@ def create(
         networks=[cluster.network_name(mesh)],
         # dnsrr: no virtual IP, so no IPVS needed; peers dial the service name
         endpoint_spec=EndpointSpec(mode="dnsrr", ports={api_port: (API_PORT, "tcp", "host")}),
-        mounts=[Mount(target=DATA_DIR, source=f"{name}-data", type="volume", labels=labels)],
+        mounts=[Mount(target=DATA_DIR, source=volume, type="volume", labels=labels)],
         secrets=[SecretReference(secret_id, cluster.secret_name(mesh), filename="meshbed-token")],
         restart_policy=RestartPolicy(condition="none"),
         mode=ServiceMode("replicated", replicas=1),
@@ -79,6 +80,12 @@ def create(
         log_driver_options={"max-size": "2m", "max-file": "1"},
     )
     return str(svc.id)
+
+
+def volume_name(mesh: str, node: str, run: str) -> str:
+    """The node's data volume: named per deploy (``run``), so a first deploy always starts
+    empty even when an engine still holds a volume of an earlier mesh of the same name."""
+    return f"{cluster.service_name(mesh, node)}-{run}-data"
 
 
 def get(cl: Any, mesh: str, node: str) -> Any:
