@@ -213,7 +213,7 @@ def _make_network(lab: Lab, gateway: ipaddress.IPv4Address, prefix: int) -> None
         _run(*ns, "addr", "add", f"{e.ip}/{prefix}", "dev", "eth0")
         _run(*ns, "link", "set", "eth0", "up")
         _run(*ns, "link", "set", "lo", "up")
-        _run(*ns, "route", "add", "default", "via", str(gateway))
+        # no default route: nothing in the lab can reach (or wait on) the outside world
 
 
 def _start_engine(lab: Lab, e: Engine) -> None:
@@ -229,8 +229,10 @@ def _start_engine(lab: Lab, e: Engine) -> None:
     cmd = ["nsenter", f"--net={NETNS_DIR / e.netns}", "unshare", "--uts", "--",
            "sh", "-c", f'hostname {e.hostname} && exec "$@"', "sh", *dockerd]
     with open(root / "dockerd.log", "ab") as log:
+        # without it a swarm task first tries the registry for its image, even when present
+        env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     e.pid = proc.pid
 
 
