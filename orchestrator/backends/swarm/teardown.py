@@ -167,6 +167,29 @@ def remove_secrets_and_networks(cl: Any, mesh: str, out: Outcome) -> None:
     out.left += [f"network {n['Name']} (still in use)" for n in nets]
 
 
+def wait_networks_gone(refs: list[EngineRef], mesh: str, out: Outcome) -> None:
+    """A worker drops its copy of the overlay only when the manager's removal reaches it:
+    `down` returns once every reachable engine has."""
+    import docker.errors
+
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    for r in refs:
+        c: Any = r.client
+        if c is None:
+            continue
+        while True:
+            try:
+                nets = c.api.networks(filters=cluster.mesh_filter(mesh))
+            except docker.errors.APIError:
+                nets = []
+            if not nets:
+                break
+            if time.monotonic() > deadline:
+                out.left += [f"network {n['Name']} on {r.hostname} (not released)" for n in nets]
+                break
+            time.sleep(0.2)
+
+
 def run(cl: Any, mesh: str, expected: dict[str, list[str]]) -> list[str]:
     """Remove the mesh everywhere; what is left (empty: all gone)."""
     out = Outcome()
@@ -174,6 +197,8 @@ def run(cl: Any, mesh: str, expected: dict[str, list[str]]) -> list[str]:
     remove_services(cl, mesh, out)
     drain_and_remove_volumes(refs, mesh, expected, out)
     remove_secrets_and_networks(cl, mesh, out)
+    if not out.left:
+        wait_networks_gone(refs, mesh, out)
     for r in refs:
         if r.client is not None and r.client is not cl:
             r.client.close()
