@@ -23,10 +23,22 @@ from orchestrator.backends.base import (
     MeshContext,
     agent_args,
 )
-from orchestrator.backends.swarm import cluster, services
+from orchestrator.backends.swarm import cluster, placement, services
 from orchestrator.backends.swarm import teardown as swarm_teardown
 from orchestrator.errors import DeployError
-from orchestrator.model import Node
+from orchestrator.model import Node, Topology
+
+
+def check_placement(topology: Topology, cl: Any = None) -> dict[str, str]:
+    """Node name -> swarm node id for the topology's swarm nodes; InputError (FILE:LINE)
+    for a placement constraint no ready node meets. Empty when the swarm is unreachable
+    (`validate` then only warns; `up` refuses on availability first)."""
+    try:
+        cl = cl or cluster.client(timeout=5)
+        nodes = [placement.SwarmNode.from_api(n) for n in cl.api.nodes()]
+    except Exception:  # noqa: BLE001 - no swarm here: nothing to check against
+        return {}
+    return placement.check_topology(topology, nodes)
 
 
 class SwarmBackend(Backend):
@@ -72,12 +84,14 @@ class SwarmBackend(Backend):
         from orchestrator.pyz import ensure_pyz
 
         st = self.ctx.state
+        topo = self.ctx.topology
+        # before anything is created: a constraint no node meets is bad input (exit 2)
+        plan = await asyncio.to_thread(check_placement, topo, self.client) if topo else {}
         st["mesh"] = self.ctx.mesh
         st.setdefault("run", uuid.uuid4().hex[:8])  # names this deploy's volumes
         st["network"] = cluster.network_name(self.ctx.mesh)
         st["secret"] = cluster.secret_name(self.ctx.mesh)
         self.ctx.save()
-        topo = self.ctx.topology
         wanted = {g.image for g in topo.groups if g.image} if topo else set()
         if wanted:
             st["image"] = sorted(wanted)[0]  # groups naming a registry image use it as is
@@ -89,7 +103,10 @@ class SwarmBackend(Backend):
         taken = frozenset(int(v["api_port"]) for v in self._nodes_state().values() if "api_port" in v)
         ports = await asyncio.to_thread(services.free_ports, len(nodes), 21000, taken)
         for node, port in zip(nodes, ports):
-            self._nodes_state()[node.name] = {"api_port": port, "service": cluster.service_name(self.ctx.mesh, node.name)}
+            rec: dict[str, Any] = {"api_port": port, "service": cluster.service_name(self.ctx.mesh, node.name)}
+            if node.name in plan:
+                rec["node_id"] = plan[node.name]  # dealt over the eligible engines; `start` keeps it
+            self._nodes_state()[node.name] = rec
         self.ctx.save()
         self.ctx.say(
             f"swarm: {len(nodes)} services on overlay {st['network']}; links and partitions "
@@ -126,7 +143,10 @@ class SwarmBackend(Backend):
             backend="swarm",
         )
         topo = self.ctx.topology
-        constraints = list(topo.group(node.group).placement) if topo else []
+        if rec.get("node_id"):
+            constraints = [f"node.id=={rec['node_id']}"]
+        else:
+            constraints = list(topo.group(node.group).placement) if topo else []
         res = node.resources
         try:
             await asyncio.to_thread(
