@@ -33,6 +33,7 @@ from orchestrator.seeding import SeededContent, prepare_content, seed_content
 DEPLOY_POOL = 16  # concurrent deploys
 READY_TIMEOUT = 60.0  # per node: GET /status must answer within this after deploy
 STATUS_TIMEOUT = 2.0  # per poll
+LOST_AFTER_MISSES = 3  # polls a node may miss before its backend is asked whether it is lost
 
 T = TypeVar("T")
 Say = Callable[[str], None]
@@ -71,6 +72,8 @@ class Mesh:
         self.links: dict[str, Link] = {}
         self.contents: dict[str, SeededContent] = {}
         self.dead: set[str] = set()  # killed/stopped by the scenario: poll failures expected
+        self.lost: dict[str, str] = {}  # node -> why: gone without the scenario asking (host lost)
+        self._misses: dict[str, int] = {}
         self.partition_sides: Optional[tuple[tuple[str, ...], ...]] = None
         self.kernel_partition = False
         self.deploy_seconds: Optional[float] = None
@@ -316,6 +319,26 @@ class Mesh:
 
         results = await asyncio.gather(*(one(n) for n in names))
         return dict(zip(names, results))
+
+    async def notice_lost(self, statuses: dict[str, Optional[dict[str, Any]]]) -> list[str]:
+        """Nodes that stopped answering and whose backend says why (``why_lost``, e.g. a
+        swarm host down): they count as dead from now on. The newly lost ones."""
+        newly: list[str] = []
+        for n, st in statuses.items():
+            if st is not None or n in self.dead:
+                self._misses.pop(n, None)
+                continue
+            self._misses[n] = self._misses.get(n, 0) + 1
+            why_lost = getattr(self.backend_of(n), "why_lost", None)
+            if self._misses[n] < LOST_AFTER_MISSES or why_lost is None or self.topology is None:
+                continue
+            reason = await why_lost(self.node(n))
+            if reason:
+                self.dead.add(n)
+                self.lost[n] = reason
+                newly.append(n)
+                self.say(f"lost {n}: {reason}")
+        return newly
 
     # --- scenario / report --------------------------------------------------------------
     async def play(self, on_sample: Optional[Callable[[Any], None]] = None) -> Any:

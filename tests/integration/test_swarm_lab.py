@@ -195,3 +195,50 @@ def test_validate_refuses_a_constraint_no_engine_meets(lab: swarm_lab.Lab, tmp_p
         assert "node.labels.lab.engine == worker9" in proc.stderr
     assert swarmlab.mesh_leftovers(lab, "slbad") == []
     assert not (tmp_path / "home" / "slbad").exists()
+
+
+def test_losing_a_worker_engine_mid_run(lab: swarm_lab.Lab, topo_file: Any) -> None:
+    """worker2's engine dies mid-fetch (SIGKILL of dockerd, containerd, shims, agents): the run
+    names the nodes it lost and why, the other fetches complete and verify, `down` removes all
+    it can and keeps the rest in state; once the engine is back, `down` finishes."""
+    from orchestrator.errors import DeployError
+
+    topo = topo_file(
+        groups={"seeders": {"count": 1, "placement": ["node.role == manager"], "link": {"up": "48mbit"}},
+                "leechers": {"count": 6, "link": {"down": "24mbit"}}},
+        scenario=[{"at": "0s", "fetch": {"content": "blob", "by": "leechers"}}], size="12MiB",
+    )
+    ips = {e.role: e.ip for e in lab.engines}
+
+    async def go() -> tuple[dict[str, Any], Mesh]:
+        mesh = Mesh(topo)
+        await mesh.up()
+        play = asyncio.create_task(mesh.play())
+        ih = mesh.contents["blob"].infohash
+        while not play.done():  # the loss must land mid-fetch: some pieces moved, none complete
+            sts = await mesh.statuses()
+            have = [int(((st or {}).get("torrents") or {}).get(ih, {}).get("have") or 0) for st in sts.values()]
+            if sorted(have)[-2] > 0:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(swarm_lab.stop_engine, lab, "worker2")
+        await asyncio.wait_for(play, timeout=150)
+        return mesh.report(), mesh
+
+    report, mesh = asyncio.run(go())
+    on_w2 = {n for n in report["nodes"] if host_of(report, n) == ips["worker2"]}
+    assert len(on_w2) == 2, report["nodes"]
+    assert {n for n, e in report["nodes"].items() if "lost" in e} == on_w2
+    assert all("worker2" in report["nodes"][n]["lost"] or "w2" in report["nodes"][n]["lost"] for n in on_w2), report
+    assert any(p.startswith("lost ") for p in report["problems"]), report["problems"]
+    for n, e in report["nodes"].items():
+        if n.startswith("leechers") and n not in on_w2:
+            f = e["fetches"]["blob"]
+            assert f["complete"] and f["verified"], (n, f)
+    with pytest.raises(DeployError, match="on mbsl.*-w2"):
+        asyncio.run(mesh.down())
+    assert mesh.state is not None and mesh.state.dir.exists()  # it keeps what it could not remove
+    swarm_lab.restart_engine(lab, "worker2")
+    again = Mesh.attach(topo.name)
+    asyncio.run(again.down())
+    assert swarmlab.mesh_leftovers(lab, topo.name) == []

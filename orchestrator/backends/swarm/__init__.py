@@ -249,6 +249,45 @@ class SwarmBackend(Backend):
         st.clear()
         self.ctx.save()
 
+    # --- node loss ----------------------------------------------------------------------
+    async def why_lost(self, node: Node) -> Optional[str]:
+        """Why ``node`` stopped answering when its host or task is gone; None when swarm
+        still sees it running (merely slow: keep waiting)."""
+        return await asyncio.to_thread(self._why_lost, node)
+
+    def _why_lost(self, node: Node) -> Optional[str]:
+        import docker
+
+        rec = self._nodes_state().get(node.name) or {}
+        try:
+            cl = self.client
+            svc = services.get(cl, self.ctx.mesh, node.name)
+            nid = rec.get("node_id")
+            if nid:
+                info = cl.api.inspect_node(str(nid))
+                host = info.get("Description", {}).get("Hostname") or str(nid)[:12]
+                status = info.get("Status") or {}
+                if status.get("State") != "ready":
+                    msg = status.get("Message")
+                    return f"swarm node {host} is {status.get('State')}" + (f" ({msg})" if msg else "")
+                url = (info.get("Spec", {}).get("Labels") or {}).get(swarm_teardown.ENGINE_LABEL)
+                if url:
+                    try:
+                        docker.DockerClient(base_url=url, timeout=3).ping()
+                    except Exception:  # noqa: BLE001 - any failure: that engine is gone
+                        return f"the engine of swarm node {host} ({url}) does not answer"
+            if svc is None:
+                return "its swarm service is gone"
+            task = services.current_task(svc)
+            if task is None:
+                return "its swarm task is no longer running"
+            st = task.get("Status") or {}
+            if st.get("State") not in ("running", "starting", "preparing", "assigned", "pending", "new"):
+                return f"its swarm task is {st.get('State')}" + (f": {st['Err']}" if st.get("Err") else "")
+        except Exception as exc:  # noqa: BLE001 - the manager itself does not answer: cannot tell
+            self.ctx.say(f"swarm: cannot ask the manager about {node.name}: {str(exc)[:80]}")
+        return None
+
     # --- files and logs -------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:
         from orchestrator.backends.docker import containers
