@@ -202,6 +202,8 @@ class Mesh:
         self.state.nodes[node.name] = {
             "backend": node.backend, "api": ep.api, "wire": ep.wire, "group": node.group,
         }
+        if ep.site:
+            self.state.nodes[node.name]["site"] = ep.site
         self.state.save()
 
     async def _wait_all_ready(self) -> None:
@@ -329,8 +331,10 @@ class Mesh:
                 self._misses.pop(n, None)
                 continue
             self._misses[n] = self._misses.get(n, 0) + 1
-            why_lost = getattr(self.backend_of(n), "why_lost", None)
-            if self._misses[n] < LOST_AFTER_MISSES or why_lost is None or self.topology is None:
+            if self._misses[n] < LOST_AFTER_MISSES or self.topology is None:
+                continue
+            why_lost = getattr(self.backends.get(self.node(n).backend), "why_lost", None)
+            if why_lost is None:
                 continue
             reason = await why_lost(self.node(n))
             if reason:
@@ -403,7 +407,7 @@ class Mesh:
             k: SeededContent.from_state(k, v) for k, v in mesh.state.data.get("contents", {}).items()
         }
         for n, entry in mesh.state.nodes.items():
-            mesh.endpoints[n] = Endpoint(api=entry["api"], wire=entry["wire"])
+            mesh.endpoints[n] = Endpoint(api=entry["api"], wire=entry["wire"], site=entry.get("site", ""))
         return mesh
 
 

@@ -110,8 +110,9 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
                 "resumed_pieces": t.get("resumed_pieces"),
                 "wasted": t.get("wasted"),
             }
-        if node.name in mesh.lost:  # its host went away mid-run (see "problems")
-            entry["lost"] = mesh.lost[node.name]
+        lost = getattr(mesh, "lost", {})
+        if node.name in lost:  # its host went away mid-run (see "problems")
+            entry["lost"] = lost[node.name]
         report["nodes"][node.name] = entry
 
     efficiencies: dict[str, Optional[float]] = {}

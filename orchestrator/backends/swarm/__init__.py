@@ -177,14 +177,15 @@ class SwarmBackend(Backend):
             task = await asyncio.to_thread(services.running_task, svc)
         except RuntimeError as exc:
             raise DeployError(f"swarm: {node.name} did not start: {exc}") from exc
-        host = await asyncio.to_thread(services.node_address, self.client, task["NodeID"])
+        host, hostname = await asyncio.to_thread(services.node_address, self.client, task["NodeID"])
         if pin and "node_id" not in rec:
             # remember the host holding its volume: `start` pins the task there to resume
             # (changing placement now would restart the running task)
             rec["node_id"] = task["NodeID"]
         rec["host"] = host
         self.ctx.save()
-        return Endpoint(api=f"{host}:{rec['api_port']}", wire=services.wire_endpoint(self.ctx.mesh, node.name))
+        return Endpoint(api=f"{host}:{rec['api_port']}", wire=services.wire_endpoint(self.ctx.mesh, node.name),
+                        site=hostname)
 
     async def kill(self, node: Node) -> None:
         svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)

@@ -114,9 +114,12 @@ def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
     raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last})")
 
 
-def node_address(cl: Any, node_id: str) -> str:
-    addr = str(cl.nodes.get(node_id).attrs.get("Status", {}).get("Addr") or "127.0.0.1")
-    return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
+def node_address(cl: Any, node_id: str) -> tuple[str, str]:
+    """(address, hostname) of a swarm node: where its published ports are reached."""
+    attrs = cl.api.inspect_node(node_id)
+    addr = str(attrs.get("Status", {}).get("Addr") or "127.0.0.1")
+    host = str(attrs.get("Description", {}).get("Hostname") or node_id[:12])
+    return ("127.0.0.1" if addr in ("0.0.0.0", "") else addr), host
 
 
 def scale(svc: Any, replicas: int) -> None:
