@@ -197,6 +197,55 @@ def test_validate_refuses_a_constraint_no_engine_meets(lab: swarm_lab.Lab, tmp_p
     assert not (tmp_path / "home" / "slbad").exists()
 
 
+def test_prometheus_scrapes_every_engine_with_an_engine_label(lab: swarm_lab.Lab, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.parse
+    import urllib.request
+
+    if shutil.which("prometheus") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("prometheus missing under CI=true")
+        pytest.skip("prometheus not installed")
+    name = f"slmon-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "mon.yaml"
+    path.write_text(f"name: {name}\nbackend: swarm\ngroups:\n  seeders: {{count: 1}}\n  leechers: {{count: 5}}\n"
+                    "content:\n  c: {size: 1MiB, seeders: [seeders]}\n")
+    env = {**os.environ, "DOCKER_HOST": lab.docker_host, "MESHBED_HOME": str(tmp_path / "home")}
+    meshbed = str(Path(sys.executable).with_name("meshbed"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([meshbed, *args], capture_output=True, text=True, env=env, timeout=180)
+
+    with socket.socket() as s1, socket.socket() as s2:
+        s1.bind(("127.0.0.1", 0))
+        s2.bind(("127.0.0.1", 0))
+        prom, exp = s1.getsockname()[1], s2.getsockname()[1]
+    assert run("monitor", "up", "--port", str(prom), "--exporter-port", str(exp), "--no-grafana").returncode == 0
+    try:
+        up = run("up", str(path))
+        assert up.returncode == 0, up.stderr[-2000:]
+        expr = urllib.parse.urlencode({"query": f'count by (engine) (up{{mesh="{name}"}} == 1)'})
+        by_engine: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # Prometheus re-reads targets and scrapes every 2 s
+            with urllib.request.urlopen(f"http://127.0.0.1:{prom}/api/v1/query?{expr}", timeout=10) as resp:
+                result = json.loads(resp.read())["data"]["result"]
+            by_engine = {r["metric"].get("engine", ""): int(r["value"][1]) for r in result}
+            if sum(by_engine.values()) == 6:
+                break
+            time.sleep(1)
+        assert by_engine == {e.hostname: 2 for e in lab.engines}, by_engine
+    finally:
+        down = run("down", name)
+        run("monitor", "down", "--purge")
+    assert down.returncode == 0, down.stderr
+    assert swarmlab.mesh_leftovers(lab, name) == []
+
+
 def test_losing_a_worker_engine_mid_run(lab: swarm_lab.Lab, topo_file: Any) -> None:
     """worker2's engine dies mid-fetch (SIGKILL of dockerd, containerd, shims, agents): the run
     names the nodes it lost and why, the other fetches complete and verify, `down` removes all
