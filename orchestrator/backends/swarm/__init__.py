@@ -257,8 +257,6 @@ class SwarmBackend(Backend):
         return await asyncio.to_thread(self._why_lost, node)
 
     def _why_lost(self, node: Node) -> Optional[str]:
-        import docker
-
         rec = self._nodes_state().get(node.name) or {}
         try:
             cl = self.client
@@ -274,7 +272,7 @@ class SwarmBackend(Backend):
                 url = (info.get("Spec", {}).get("Labels") or {}).get(swarm_teardown.ENGINE_LABEL)
                 if url:
                     try:
-                        docker.DockerClient(base_url=url, timeout=3).ping()
+                        swarm_teardown.engine_client(url, timeout=3).ping()
                     except Exception:  # noqa: BLE001 - any failure: that engine is gone
                         return f"the engine of swarm node {host} ({url}) does not answer"
             if svc is None:

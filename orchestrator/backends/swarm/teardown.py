@@ -36,9 +36,15 @@ class Outcome:
         self.left.append(what)
 
 
+def engine_client(url: str, timeout: int = 10) -> Any:
+    """A client of one node's engine; ``ssh://`` goes through the ssh binary (no paramiko)."""
+    import docker
+
+    return docker.DockerClient(base_url=url, timeout=timeout, use_ssh_client=url.startswith("ssh://"))
+
+
 def engines(cl: Any) -> list[EngineRef]:
     """One reference per swarm node: the manager we talk to, the others by their label."""
-    import docker
 
     own = str((cl.info().get("Swarm") or {}).get("NodeID") or "")
     out: list[EngineRef] = []
@@ -54,7 +60,7 @@ def engines(cl: Any) -> list[EngineRef]:
             continue
         state = str(node.get("Status", {}).get("State") or "")
         try:
-            other = docker.DockerClient(base_url=url, timeout=10)
+            other = engine_client(url)
             other.ping()
             out.append(EngineRef(nid, host, other))
         except Exception as exc:  # noqa: BLE001 - a lost host: say why
