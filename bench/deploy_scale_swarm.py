@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from orchestrator.backends.base import API_PORT, MeshContext
-from orchestrator.backends.swarm import SwarmBackend
+from orchestrator.backends.swarm import SwarmBackend, cluster
 from orchestrator.backends.swarm import lab as swarm_lab
 from orchestrator.engine import bounded
 from orchestrator.loader import load_topology
@@ -134,8 +134,8 @@ def run_all(counts: list[int], workers: int, stack: bool, wait_all_ready: Any, t
             tmp: Path) -> dict[int, dict[str, Any]]:
     """Bring a lab up, measure each N (meshbed then stack), take the lab down."""
     lab = swarm_lab.up(workers=workers, say=print)
-    saved = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = lab.docker_host
+    saved = os.environ.get(cluster.SWARM_HOST_ENV)
+    os.environ[cluster.SWARM_HOST_ENV] = lab.docker_host
     results: dict[int, dict[str, Any]] = {}
     try:
         print(f"lab {lab.lab_id}: {len(lab.engines)} engines, image {lab.image}, {os.cpu_count()} cpus")
@@ -146,9 +146,9 @@ def run_all(counts: list[int], workers: int, stack: bool, wait_all_ready: Any, t
             print(f"n={n}: {results[n]}", flush=True)
     finally:
         if saved is None:
-            os.environ.pop("DOCKER_HOST", None)
+            os.environ.pop(cluster.SWARM_HOST_ENV, None)
         else:
-            os.environ["DOCKER_HOST"] = saved
+            os.environ[cluster.SWARM_HOST_ENV] = saved
         left = swarm_lab.down(lab, say=print)
         if left:
             print(f"lab left: {left}")

@@ -1,8 +1,9 @@
 """The 3-engine swarm lab for tests: one manager and two workers, each a real dockerd in its
 own network namespace (orchestrator/backends/swarm/lab.py), the peer image loaded on each.
 
-``acquire()`` brings the lab up on first use in this process and points DOCKER_HOST at its
-manager; ``release()`` by the last user tears it down and asserts nothing is left
+``acquire()`` brings the lab up on first use in this process and points the swarm backend at
+its manager (MESHBED_SWARM_HOST; DOCKER_HOST, so the docker backend, stays as it is);
+``release()`` by the last user tears it down and asserts nothing is left
 (processes, namespaces, veths, bridge, iptables rule, mounts, cgroups, data roots).
 Needs root, dockerd, nsenter, unshare, ip and iptables.
 """
@@ -13,12 +14,13 @@ import os
 import threading
 from typing import Any, Optional
 
+from orchestrator.backends.swarm import cluster
 from orchestrator.backends.swarm import lab as swarm_lab
 
 _lock = threading.Lock()
 _lab: Optional[swarm_lab.Lab] = None
 _users = 0
-_saved_docker_host: Optional[str] = None
+_saved_host: Optional[str] = None
 
 
 def skip_reason() -> Optional[str]:
@@ -26,12 +28,12 @@ def skip_reason() -> Optional[str]:
 
 
 def acquire() -> swarm_lab.Lab:
-    global _lab, _users, _saved_docker_host
+    global _lab, _users, _saved_host
     with _lock:
         if _lab is None:
             _lab = swarm_lab.up(workers=2)
-            _saved_docker_host = os.environ.get("DOCKER_HOST")
-            os.environ["DOCKER_HOST"] = _lab.docker_host  # what the swarm backend talks to
+            _saved_host = os.environ.get(cluster.SWARM_HOST_ENV)
+            os.environ[cluster.SWARM_HOST_ENV] = _lab.docker_host
         _users += 1
         return _lab
 
@@ -43,18 +45,16 @@ def release() -> None:
         if _users > 0 or _lab is None:
             return
         lab, _lab = _lab, None
-        if _saved_docker_host is None:
-            os.environ.pop("DOCKER_HOST", None)
+        if _saved_host is None:
+            os.environ.pop(cluster.SWARM_HOST_ENV, None)
         else:
-            os.environ["DOCKER_HOST"] = _saved_docker_host
+            os.environ[cluster.SWARM_HOST_ENV] = _saved_host
         left = swarm_lab.down(lab)
         assert left == [], f"swarm lab {lab.lab_id} left: {left}"
 
 
 def mesh_leftovers(lab: swarm_lab.Lab, mesh: str) -> list[str]:
     """Everything of ``mesh`` still on any engine of the lab (each listing is one API call)."""
-    from orchestrator.backends.swarm import cluster
-
     flt = cluster.mesh_filter(mesh)
     out: list[str] = []
     for e in lab.engines:

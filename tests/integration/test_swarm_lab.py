@@ -186,7 +186,7 @@ def test_validate_refuses_a_constraint_no_engine_meets(lab: swarm_lab.Lab, tmp_p
         "    placement:\n      - node.labels.lab.engine == worker9\n"
         "content:\n  c: {size: 1MiB, seeders: [seeders]}\n"
     )
-    env = {**os.environ, "DOCKER_HOST": lab.docker_host, "MESHBED_HOME": str(tmp_path / "home")}
+    env = {**os.environ, cluster.SWARM_HOST_ENV: lab.docker_host, "MESHBED_HOME": str(tmp_path / "home")}
     meshbed = str(Path(sys.executable).with_name("meshbed"))
     for cmd in (["validate"], ["up"]):
         proc = subprocess.run([meshbed, *cmd, str(path)], capture_output=True, text=True, env=env, timeout=120)
@@ -214,7 +214,7 @@ def test_prometheus_scrapes_every_engine_with_an_engine_label(lab: swarm_lab.Lab
     path = tmp_path / "mon.yaml"
     path.write_text(f"name: {name}\nbackend: swarm\ngroups:\n  seeders: {{count: 1}}\n  leechers: {{count: 5}}\n"
                     "content:\n  c: {size: 1MiB, seeders: [seeders]}\n")
-    env = {**os.environ, "DOCKER_HOST": lab.docker_host, "MESHBED_HOME": str(tmp_path / "home")}
+    env = {**os.environ, cluster.SWARM_HOST_ENV: lab.docker_host, "MESHBED_HOME": str(tmp_path / "home")}
     meshbed = str(Path(sys.executable).with_name("meshbed"))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
