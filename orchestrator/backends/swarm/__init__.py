@@ -193,10 +193,31 @@ class SwarmBackend(Backend):
             return
         task = await asyncio.to_thread(services.current_task, svc)
         if task is not None:
-            container = await asyncio.to_thread(services.local_container, self.client, task)
-            if container is not None:
-                await asyncio.to_thread(container.kill, "SIGKILL")
+            await asyncio.to_thread(self._sigkill, task)
         await asyncio.to_thread(services.scale, svc, 0)
+
+    def _sigkill(self, task: dict[str, Any]) -> None:
+        """SIGKILL the task's container on whichever engine runs it (the manager's own, or a
+        worker's through its `meshbed.engine` label); without one, scaling to 0 stops it
+        (SIGTERM first)."""
+        import docker.errors
+
+        cid = (task.get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+        if not cid:
+            return
+        try:
+            ref = swarm_teardown.engine_of(self.client, str(task.get("NodeID")))
+        except docker.errors.APIError:
+            return  # the node left the swarm: nothing to kill there
+        if ref.client is None:
+            return
+        try:
+            ref.client.api.kill(cid, "SIGKILL")
+        except docker.errors.APIError:
+            pass  # already gone
+        finally:
+            if ref.client is not self.client:
+                ref.client.close()
 
     async def stop(self, node: Node) -> None:
         svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)

@@ -111,7 +111,9 @@ def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
                 raise RuntimeError(t["Status"].get("Err") or state)
             last = state
         time.sleep(0.3)
-    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last})")
+    seen = [f"{t['Status']['State']}/{t.get('DesiredState')} on {str(t.get('NodeID') or '-')[:12]}"
+            f"{': ' + t['Status']['Err'] if t['Status'].get('Err') else ''}" for t in svc.tasks()]
+    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last}; tasks: {seen or 'none'})")
 
 
 def node_address(cl: Any, node_id: str) -> tuple[str, str]:

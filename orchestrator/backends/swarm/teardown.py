@@ -45,27 +45,31 @@ def engine_client(url: str, timeout: int = 10) -> Any:
 
 def engines(cl: Any) -> list[EngineRef]:
     """One reference per swarm node: the manager we talk to, the others by their label."""
-
     own = str((cl.info().get("Swarm") or {}).get("NodeID") or "")
-    out: list[EngineRef] = []
-    for node in cl.api.nodes():
-        nid = str(node["ID"])
-        host = str(node.get("Description", {}).get("Hostname") or nid[:12])
-        if nid == own:
-            out.append(EngineRef(nid, host, cl))
-            continue
-        url = (node.get("Spec", {}).get("Labels") or {}).get(ENGINE_LABEL)
-        if not url:
-            out.append(EngineRef(nid, host, None, f"node label {ENGINE_LABEL} not set"))
-            continue
-        state = str(node.get("Status", {}).get("State") or "")
-        try:
-            other = engine_client(url)
-            other.ping()
-            out.append(EngineRef(nid, host, other))
-        except Exception as exc:  # noqa: BLE001 - a lost host: say why
-            out.append(EngineRef(nid, host, None, f"its engine {url} is unreachable, node {state}: {_short(exc)}"))
-    return out
+    return [_ref(cl, node, own) for node in cl.api.nodes()]
+
+
+def engine_of(cl: Any, node_id: str) -> EngineRef:
+    """The engine of one swarm node."""
+    own = str((cl.info().get("Swarm") or {}).get("NodeID") or "")
+    return _ref(cl, cl.api.inspect_node(node_id), own)
+
+
+def _ref(cl: Any, node: dict[str, Any], own: str) -> EngineRef:
+    nid = str(node["ID"])
+    host = str(node.get("Description", {}).get("Hostname") or nid[:12])
+    if nid == own:
+        return EngineRef(nid, host, cl)
+    url = (node.get("Spec", {}).get("Labels") or {}).get(ENGINE_LABEL)
+    if not url:
+        return EngineRef(nid, host, None, f"node label {ENGINE_LABEL} not set")
+    state = str(node.get("Status", {}).get("State") or "")
+    try:
+        other = engine_client(url)
+        other.ping()
+        return EngineRef(nid, host, other)
+    except Exception as exc:  # noqa: BLE001 - a lost host: say why
+        return EngineRef(nid, host, None, f"its engine {url} is unreachable, node {state}: {_short(exc)}")
 
 
 def _short(exc: BaseException) -> str:
