@@ -97,7 +97,7 @@ def get(cl: Any, mesh: str, node: str) -> Any:
         return None
 
 
-def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
+def running_task(svc: Any, timeout: float = 120.0) -> dict[str, Any]:
     """Wait for the service's task to run; its task dict (raises RuntimeError with the reason)."""
     deadline = time.monotonic() + timeout
     last = "no task yet"
