@@ -5,6 +5,7 @@ namespace on this machine, to try what only several hosts show (overlay, placeme
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from orchestrator.errors import InputError, MeshbedError
@@ -55,6 +56,8 @@ def _lab(args: argparse.Namespace) -> int:
     if action == "up":
         if not 1 <= args.workers <= 8:
             raise InputError("swarm lab: --workers must be 1..8")
+        if args.lab_id is not None and not re.fullmatch(r"[a-z0-9]{1,6}", args.lab_id):
+            raise InputError(f"swarm lab: --id {args.lab_id!r} must be 1-6 of [a-z0-9] (it names interfaces)")
         try:
             made = lab.up(workers=args.workers, lab_id=args.lab_id, say=print)
         except lab.LabError as exc:

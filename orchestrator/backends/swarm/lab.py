@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,9 @@ def up(workers: int = 2, lab_id: Optional[str] = None, root: Optional[Path] = No
     if reason:
         raise LabError(reason)
     lab_id = lab_id or uuid.uuid4().hex[:6]
+    if not re.fullmatch(r"[a-z0-9]{1,6}", lab_id) or workers > 8:
+        # interface names are at most 15 bytes: mbsl + id + w8 + n
+        raise LabError(f"lab id {lab_id!r}: 1-6 of [a-z0-9], and at most 8 workers")
     root_dir = root or default_root(lab_id)
     root_dir.mkdir(parents=True, exist_ok=False)
     net = _pick_subnet()
