@@ -1,6 +1,8 @@
-"""Deploy speed at scale: meshbed's docker backend against `docker-compose up --scale`.
+"""Deploy speed at scale: meshbed's docker backend against `docker-compose up --scale`, or
+its swarm backend against `docker stack deploy` on a 3-engine swarm lab.
 
     python3 bench/deploy_scale.py --backend docker -n 10,50,100
+    python3 bench/deploy_scale.py --backend swarm -n 30,90    (root: builds its own lab)
 
 For each N, in the same run and on the same peer image:
 - meshbed: prepare + deploy N containers (the backend's bounded pool), seconds until every
@@ -10,6 +12,7 @@ For each N, in the same run and on the same peer image:
   same readiness check, `docker-compose down -v`.
 Prints a table and the ratios (compose / meshbed: > 1 means meshbed is faster).
 Goal: 100 peers ready in < 20 s on 2 cores, faster than compose.
+Swarm: bench/deploy_scale_swarm.py says what the equivalent stack is.
 """
 
 from __future__ import annotations
@@ -142,12 +145,15 @@ async def compose_run(n: int, image: str, workdir: Path) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="docker", choices=["docker"])
+    ap.add_argument("--backend", default="docker", choices=["docker", "swarm"])
+    ap.add_argument("--workers", type=int, default=2, help="swarm: worker engines in the lab (default 2)")
     ap.add_argument("-n", default="10,50,100", help="comma-separated peer counts")
     ap.add_argument("--no-compose", action="store_true", help="skip the compose baseline")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.n.split(",") if x.strip()]
+    if args.backend == "swarm":
+        return swarm_main(args, counts)
     reason = DockerBackend.unavailable_reason()
     if reason:
         print(f"backend docker: {reason}", file=sys.stderr)
@@ -168,15 +174,40 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.no_compose:
                 results[n]["compose"] = asyncio.run(compose_run(n, image, Path(tmp)))
             print(f"n={n}: {json.dumps(results[n], default=lambda x: round(x, 3))}", flush=True)
+    print_table(results, "compose")
+    if args.json:
+        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    return 0
 
+
+def swarm_main(args: argparse.Namespace, counts: list[int]) -> int:
+    import deploy_scale_swarm
+
+    from orchestrator.backends.swarm import lab
+
+    reason = lab.unavailable_reason() or (None if shutil.which("docker") else "the docker CLI is missing")
+    if reason:
+        print(f"backend swarm: {reason}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="meshbed-bench-") as tmp:
+        results = deploy_scale_swarm.run_all(counts, args.workers, not args.no_compose, wait_all_ready,
+                                             READY_TIMEOUT, Path(tmp))
+    print_table(results, "stack")
+    print("load average (1/5/15 min): " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    if args.json:
+        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    return 0
+
+
+def print_table(results: dict[int, dict[str, Any]], base: str) -> None:
     def fmt(v: Optional[float], unit: str = "s") -> str:
         if v is None:
             return "-"
         return f"{v / 2**20:.1f} MiB" if unit == "mem" else f"{v:.2f} s"
 
     print()
-    print(f"{'N':>4}  {'meshbed ready':>13}  {'compose ready':>13}  {'ratio':>6}  "
-          f"{'meshbed down':>12}  {'compose down':>12}  {'ratio':>6}  {'mem/peer':>10}  {'compose mem':>11}")
+    print(f"{'N':>4}  {'meshbed ready':>13}  {base + ' ready':>13}  {'ratio':>6}  "
+          f"{'meshbed down':>12}  {base + ' down':>12}  {'ratio':>6}  {'mem/peer':>10}  {base + ' mem':>11}")
     for n, r in results.items():
         m = r["meshbed"]
         cp = r.get("compose") or {}
@@ -184,11 +215,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         down_ratio = f"{cp['down'] / m['down']:.2f}" if cp else "-"
         print(f"{n:>4}  {fmt(m['ready']):>13}  {fmt(cp.get('ready')):>13}  {ready_ratio:>6}  "
               f"{fmt(m['down']):>12}  {fmt(cp.get('down')):>12}  {down_ratio:>6}  "
-              f"{fmt(m['mem'], 'mem'):>10}  {fmt(cp.get('mem'), 'mem'):>11}")
-    print("ratio = compose / meshbed (> 1: meshbed faster)")
-    if args.json:
-        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
-    return 0
+              f"{fmt(m.get('mem'), 'mem'):>10}  {fmt(cp.get('mem'), 'mem'):>11}")
+    print(f"ratio = {base} / meshbed (> 1: meshbed faster)")
 
 
 if __name__ == "__main__":

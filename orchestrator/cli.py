@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor", "Prometheus (and Grafana) for running meshes: `monitor up|down|status`"),
     "image": ("image", "build the peer container image (`image build [--offline]`)"),
     "doctor": ("doctor", "what this host supports and what each backend will use"),
-    "swarm": ("swarm", "single-node Docker Swarm helpers: `swarm init|leave|status`"),
+    "swarm": ("swarm", "Docker Swarm helpers: `swarm init|leave|status`, a multi-engine `swarm lab up|down|status`"),
 }
 
 

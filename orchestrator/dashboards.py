@@ -192,6 +192,17 @@ def swarm_overview() -> dict[str, Any]:
                     "Capacity comes from the results exporter (`meshbed monitor up`); uncapped uploads "
                     "have none. The report's distribution.CONTENT.utilisation is the same per second.",
     )
+    # `engine`: the host/engine running the node where a backend spans several (swarm)
+    b.panel(
+        "Download by engine",
+        [(f"sum by (engine) (rate(meshbed_bytes_received_total{{{SEL}}}[{RATE}]))", "{{engine}}")],
+        unit="Bps",
+    )
+    b.panel(
+        "Completion by engine",
+        [(f"avg by (engine, content) (meshbed_completion_ratio{{{SEL}}})", "{{engine}} {{content}}")],
+        unit="percentunit",
+    )
     return _dashboard("meshbed-swarm", "meshbed / swarm overview", b.panels)
 
 

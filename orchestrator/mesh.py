@@ -35,6 +35,7 @@ DEPLOY_POOL = 16  # concurrent deploys
 READY_TIMEOUT = 60.0  # per node: GET /status must answer within this after deploy
 STATUS_TIMEOUT = 2.0  # per poll
 STATUS_CONCURRENCY = 64  # GET /status in flight at once (and so connections being opened)
+LOST_AFTER_MISSES = 3  # polls a node may miss before its backend is asked whether it is lost
 
 T = TypeVar("T")
 Say = Callable[[str], None]
@@ -73,6 +74,8 @@ class Mesh:
         self.links: dict[str, Link] = {}
         self.contents: dict[str, SeededContent] = {}
         self.dead: set[str] = set()  # killed/stopped by the scenario: poll failures expected
+        self.lost: dict[str, str] = {}  # node -> why: gone without the scenario asking (host lost)
+        self._misses: dict[str, int] = {}
         self.partition_sides: Optional[tuple[tuple[str, ...], ...]] = None
         self.kernel_partition = False
         self.deploy_seconds: Optional[float] = None
@@ -202,6 +205,8 @@ class Mesh:
         self.state.nodes[node.name] = {
             "backend": node.backend, "api": ep.api, "wire": ep.wire, "group": node.group,
         }
+        if ep.site:
+            self.state.nodes[node.name]["site"] = ep.site
         self.state.save()
 
     async def _wait_all_ready(self) -> None:
@@ -343,6 +348,28 @@ class Mesh:
                 await pool.close()
         return dict(zip(names, results))
 
+    async def notice_lost(self, statuses: dict[str, Optional[dict[str, Any]]]) -> list[str]:
+        """Nodes that stopped answering and whose backend says why (``why_lost``, e.g. a
+        swarm host down): they count as dead from now on. The newly lost ones."""
+        newly: list[str] = []
+        for n, st in statuses.items():
+            if st is not None or n in self.dead:
+                self._misses.pop(n, None)
+                continue
+            self._misses[n] = self._misses.get(n, 0) + 1
+            if self._misses[n] < LOST_AFTER_MISSES or self.topology is None:
+                continue
+            why_lost = getattr(self.backends.get(self.node(n).backend), "why_lost", None)
+            if why_lost is None:
+                continue
+            reason = await why_lost(self.node(n))
+            if reason:
+                self.dead.add(n)
+                self.lost[n] = reason
+                newly.append(n)
+                self.say(f"lost {n}: {reason}")
+        return newly
+
     # --- scenario / report --------------------------------------------------------------
     async def play(self, on_sample: Optional[Callable[[Any], None]] = None) -> Any:
         from orchestrator.scenario import Player
@@ -411,7 +438,7 @@ class Mesh:
             k: SeededContent.from_state(k, v) for k, v in mesh.state.data.get("contents", {}).items()
         }
         for n, entry in mesh.state.nodes.items():
-            mesh.endpoints[n] = Endpoint(api=entry["api"], wire=entry["wire"])
+            mesh.endpoints[n] = Endpoint(api=entry["api"], wire=entry["wire"], site=entry.get("site", ""))
         return mesh
 
 

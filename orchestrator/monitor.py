@@ -56,23 +56,22 @@ def _atomic_write(path: Path, text: str) -> None:
 
 # --- file_sd targets ---------------------------------------------------------------------
 def target_groups(mesh: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend}}."""
+    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend}}
+    (+ ``engine`` where the backend spans several engines)."""
     out = []
     for name, info in sorted(nodes.items()):
         api = info.get("api")
         if not api:
             continue
-        out.append(
-            {
-                "targets": [str(api)],
-                "labels": {
-                    "mesh": mesh,
-                    "node": name,
-                    "group": str(info.get("group", "")),
-                    "backend": str(info.get("backend", "")),
-                },
-            }
-        )
+        labels = {
+            "mesh": mesh,
+            "node": name,
+            "group": str(info.get("group", "")),
+            "backend": str(info.get("backend", "")),
+        }
+        if info.get("site"):  # which engine/host runs it (swarm): dashboards group by it
+            labels["engine"] = str(info["site"])
+        out.append({"targets": [str(api)], "labels": labels})
     return out
 
 

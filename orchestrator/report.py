@@ -3,7 +3,8 @@
 Fixed keys: name, backend, ok, contents{size, chunks, infohash, sha256},
 distribution{seconds, lower_bound_seconds, efficiency, client_server_bound_seconds},
 nodes{address, metrics_url, fetches{content: {complete, verified, seconds, bytes_from}}}.
-Extra keys: strategy, reason, stuck, deploy_seconds, expect, events, problems; per fetch redownloaded,
+Extra keys: strategy, reason, stuck, deploy_seconds, expect, events, problems; per node lost (why
+its host went away mid-run, where the backend can tell); per fetch redownloaded,
 resumed_pieces, wasted; per content fetchers, verified, redownloaded_bytes, first_seconds,
 seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)),
 completions (sorted seconds of every fetcher that verified its copy, from the fetch event),
@@ -153,6 +154,9 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
                 "resumed_pieces": t.get("resumed_pieces"),
                 "wasted": t.get("wasted"),
             }
+        lost = getattr(mesh, "lost", {})
+        if node.name in lost:  # its host went away mid-run (see "problems")
+            entry["lost"] = lost[node.name]
         report["nodes"][node.name] = entry
 
     efficiencies: dict[str, Optional[float]] = {}

@@ -343,6 +343,8 @@ class Player:
             while True:
                 await asyncio.sleep(POLL_INTERVAL if self.fetches else 0.25)
                 statuses = await self.mesh.statuses(keep=True)
+                for n in await self.mesh.notice_lost(statuses):  # a host gone: stop waiting for it
+                    self.problems.append(f"lost {n}: {self.mesh.lost[n]}")
                 now = time.time()
                 self.last = statuses
                 self._absorb(statuses, now)

@@ -59,6 +59,7 @@ class Endpoint:
 
     api: str
     wire: str
+    site: str = ""  # the engine/host running it where a backend spans several (Prometheus label `engine`)
 
     @property
     def metrics_url(self) -> str:

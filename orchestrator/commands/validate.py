@@ -43,6 +43,10 @@ def refuse_inventory(path: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     refuse_inventory(Path(args.topology))
     topology = load_topology(args.topology)
+    if "swarm" in topology.backends_used():  # placement no swarm node meets: exit 2
+        from orchestrator.backends.swarm import check_placement
+
+        check_placement(topology)
     warnings = backend_warnings(topology)
     if not args.quiet:
         print_summary(topology, sys.stdout)

@@ -1,7 +1,7 @@
 """`backend: swarm`: the same topology spread over a Docker Swarm cluster.
 
 One attachable overlay network per mesh; one service per node (replicas 1, restart policy none,
-a named volume for its data dir) so kill/start act on one peer and a restarted peer resumes;
+a named volume per deploy for its data dir) so kill/start act on one peer and a restarted peer resumes;
 `endpoint_mode: dnsrr` (no IPVS needed); peers find each other by service name on the overlay.
 The orchestrator reaches each control API on a host-mode published port of the host running the
 task (no ingress mesh: that needs IPVS). Links are emulated by the agents; partitions use the
@@ -11,6 +11,7 @@ agents' blocklists. The mesh token reaches the agents as a swarm secret, never i
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -22,10 +23,23 @@ from orchestrator.backends.base import (
     MeshContext,
     agent_args,
 )
-from orchestrator.backends.swarm import cluster, services
+from orchestrator.backends.swarm import cluster, placement, services
+from orchestrator.backends.swarm import teardown as swarm_teardown
 from orchestrator.errors import DeployError
-from orchestrator.model import Node
+from orchestrator.model import Node, Topology
 from orchestrator.options import GroupOption, parse_word, parse_word_list
+
+
+def check_placement(topology: Topology, cl: Any = None) -> dict[str, str]:
+    """Node name -> swarm node id for the topology's swarm nodes; InputError (FILE:LINE)
+    for a placement constraint no ready node meets. Empty when the swarm is unreachable
+    (`validate` then only warns; `up` refuses on availability first)."""
+    try:
+        cl = cl or cluster.client(timeout=5)
+        nodes = [placement.SwarmNode.from_api(n) for n in cl.api.nodes()]
+    except Exception:  # noqa: BLE001 - no swarm here: nothing to check against
+        return {}
+    return placement.check_topology(topology, nodes)
 
 
 class SwarmBackend(Backend):
@@ -77,7 +91,11 @@ class SwarmBackend(Backend):
         from orchestrator.pyz import ensure_pyz
 
         st = self.ctx.state
+        topo = self.ctx.topology
+        # before anything is created: a constraint no node meets is bad input (exit 2)
+        plan = await asyncio.to_thread(check_placement, topo, self.client) if topo else {}
         st["mesh"] = self.ctx.mesh
+        st.setdefault("run", uuid.uuid4().hex[:8])  # names this deploy's volumes
         st["network"] = cluster.network_name(self.ctx.mesh)
         st["secret"] = cluster.secret_name(self.ctx.mesh)
         self.ctx.save()
@@ -93,7 +111,10 @@ class SwarmBackend(Backend):
         taken = frozenset(int(v["api_port"]) for v in self._nodes_state().values() if "api_port" in v)
         ports = await asyncio.to_thread(services.free_ports, len(nodes), 21000, taken)
         for node, port in zip(nodes, ports):
-            self._nodes_state()[node.name] = {"api_port": port, "service": cluster.service_name(self.ctx.mesh, node.name)}
+            rec: dict[str, Any] = {"api_port": port, "service": cluster.service_name(self.ctx.mesh, node.name)}
+            if node.name in plan:
+                rec["node_id"] = plan[node.name]  # dealt over the eligible engines; `start` keeps it
+            self._nodes_state()[node.name] = rec
         self.ctx.save()
         self.ctx.say(
             f"swarm: {len(nodes)} services on overlay {st['network']}; links and partitions "
@@ -130,7 +151,10 @@ class SwarmBackend(Backend):
             backend="swarm",
         )
         topo = self.ctx.topology
-        constraints = list(topo.group(node.group).options.get("placement", ())) if topo else []
+        if rec.get("node_id"):
+            constraints = [f"node.id=={rec['node_id']}"]
+        else:
+            constraints = list(topo.group(node.group).options.get("placement", ())) if topo else []
         res = node.resources
         try:
             await asyncio.to_thread(
@@ -142,6 +166,7 @@ class SwarmBackend(Backend):
                 image=self._image_for(node),
                 args=args,
                 api_port=int(rec["api_port"]),
+                volume=services.volume_name(self.ctx.mesh, node.name, str(self.ctx.state.setdefault("run", "0"))),
                 secret_id=str(self.ctx.state["secret_id"]),
                 constraints=constraints,
                 nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
@@ -160,14 +185,15 @@ class SwarmBackend(Backend):
             task = await asyncio.to_thread(services.running_task, svc)
         except RuntimeError as exc:
             raise DeployError(f"swarm: {node.name} did not start: {exc}") from exc
-        host = await asyncio.to_thread(services.node_address, self.client, task["NodeID"])
+        host, hostname = await asyncio.to_thread(services.node_address, self.client, task["NodeID"])
         if pin and "node_id" not in rec:
             # remember the host holding its volume: `start` pins the task there to resume
             # (changing placement now would restart the running task)
             rec["node_id"] = task["NodeID"]
         rec["host"] = host
         self.ctx.save()
-        return Endpoint(api=f"{host}:{rec['api_port']}", wire=services.wire_endpoint(self.ctx.mesh, node.name))
+        return Endpoint(api=f"{host}:{rec['api_port']}", wire=services.wire_endpoint(self.ctx.mesh, node.name),
+                        site=hostname)
 
     async def kill(self, node: Node) -> None:
         svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
@@ -175,10 +201,31 @@ class SwarmBackend(Backend):
             return
         task = await asyncio.to_thread(services.current_task, svc)
         if task is not None:
-            container = await asyncio.to_thread(services.local_container, self.client, task)
-            if container is not None:
-                await asyncio.to_thread(container.kill, "SIGKILL")
+            await asyncio.to_thread(self._sigkill, task)
         await asyncio.to_thread(services.scale, svc, 0)
+
+    def _sigkill(self, task: dict[str, Any]) -> None:
+        """SIGKILL the task's container on whichever engine runs it (the manager's own, or a
+        worker's through its `meshbed.engine` label); without one, scaling to 0 stops it
+        (SIGTERM first)."""
+        import docker.errors
+
+        cid = (task.get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+        if not cid:
+            return
+        try:
+            ref = swarm_teardown.engine_of(self.client, str(task.get("NodeID")))
+        except docker.errors.APIError:
+            return  # the node left the swarm: nothing to kill there
+        if ref.client is None:
+            return
+        try:
+            ref.client.api.kill(cid, "SIGKILL")
+        except docker.errors.APIError:
+            pass  # already gone
+        finally:
+            if ref.client is not self.client:
+                ref.client.close()
 
     async def stop(self, node: Node) -> None:
         svc = await asyncio.to_thread(services.get, self.client, self.ctx.mesh, node.name)
@@ -211,49 +258,63 @@ class SwarmBackend(Backend):
         await asyncio.to_thread(self._teardown_sync)
 
     def _teardown_sync(self) -> None:
-        import time
-
-        import docker.errors
-
+        st = self.ctx.state
         try:
             cl = self.client
             cl.ping()
         except Exception as exc:  # noqa: BLE001
-            if self.ctx.state.get("nodes"):
+            if st.get("nodes"):
                 raise DeployError(f"swarm: cannot reach the Docker engine to tear down: {exc}") from exc
             return
-        flt = cluster.mesh_filter(self.ctx.mesh)
-        for svc in cl.services.list(filters=flt):
-            try:
-                svc.remove()
-            except docker.errors.NotFound:
-                pass
-        # volumes are freed once the tasks' containers are gone
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and cl.containers.list(all=True, filters=flt):
-            time.sleep(0.3)
-        for v in cl.volumes.list(filters=flt):
-            try:
-                v.remove(force=True)
-            except docker.errors.APIError:
-                pass
-        for s in cl.secrets.list(filters=flt):
-            try:
-                s.remove()
-            except docker.errors.APIError:
-                pass
-        for _ in range(20):  # the overlay is busy until the last task detached
-            nets = cl.networks.list(filters=flt)
-            if not nets:
-                break
-            for n in nets:
-                try:
-                    n.remove()
-                except docker.errors.APIError:
-                    pass
-            time.sleep(0.5)
-        self.ctx.state.clear()
+        expected: dict[str, list[str]] = {}
+        run = str(st.get("run", "0"))
+        for node, rec in self._nodes_state().items():
+            if rec.get("node_id"):
+                expected.setdefault(str(rec["node_id"]), []).append(services.volume_name(self.ctx.mesh, node, run))
+        left = swarm_teardown.run(cl, self.ctx.mesh, expected)
+        if left:
+            st["left"] = left  # `down` again (once the engine is back) retries from here
+            self.ctx.save()
+            raise DeployError("could not remove " + "; ".join(left))
+        st.clear()
         self.ctx.save()
+
+    # --- node loss ----------------------------------------------------------------------
+    async def why_lost(self, node: Node) -> Optional[str]:
+        """Why ``node`` stopped answering when its host or task is gone; None when swarm
+        still sees it running (merely slow: keep waiting)."""
+        return await asyncio.to_thread(self._why_lost, node)
+
+    def _why_lost(self, node: Node) -> Optional[str]:
+        rec = self._nodes_state().get(node.name) or {}
+        try:
+            cl = self.client
+            svc = services.get(cl, self.ctx.mesh, node.name)
+            nid = rec.get("node_id")
+            if nid:
+                info = cl.api.inspect_node(str(nid))
+                host = info.get("Description", {}).get("Hostname") or str(nid)[:12]
+                status = info.get("Status") or {}
+                if status.get("State") != "ready":
+                    msg = status.get("Message")
+                    return f"swarm node {host} is {status.get('State')}" + (f" ({msg})" if msg else "")
+                url = (info.get("Spec", {}).get("Labels") or {}).get(swarm_teardown.ENGINE_LABEL)
+                if url:
+                    try:
+                        swarm_teardown.engine_client(url, timeout=3).ping()
+                    except Exception:  # noqa: BLE001 - any failure: that engine is gone
+                        return f"the engine of swarm node {host} ({url}) does not answer"
+            if svc is None:
+                return "its swarm service is gone"
+            task = services.current_task(svc)
+            if task is None:
+                return "its swarm task is no longer running"
+            st = task.get("Status") or {}
+            if st.get("State") not in ("running", "starting", "preparing", "assigned", "pending", "new"):
+                return f"its swarm task is {st.get('State')}" + (f": {st['Err']}" if st.get("Err") else "")
+        except Exception as exc:  # noqa: BLE001 - the manager itself does not answer: cannot tell
+            self.ctx.say(f"swarm: cannot ask the manager about {node.name}: {str(exc)[:80]}")
+        return None
 
     # --- files and logs -------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:

@@ -4,6 +4,7 @@ and token secret. Blocking docker SDK calls only (the backend runs them in threa
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any, Optional
 
 # the same labels and names as the docker backend: one scheme for every docker object
@@ -17,10 +18,17 @@ from orchestrator.dockerlib.labels import (  # noqa: F401 - re-exported
     network_name,
 )
 
+SWARM_HOST_ENV = "MESHBED_SWARM_HOST"  # the manager, when it is not DOCKER_HOST's engine
+
 
 def client(timeout: int = 10) -> Any:
+    """The swarm manager: $MESHBED_SWARM_HOST if set (so a docker-backend mesh on the local
+    engine and a swarm elsewhere can coexist), else the Docker environment (DOCKER_HOST ...)."""
     import docker
 
+    url = os.environ.get(SWARM_HOST_ENV)
+    if url:
+        return docker.DockerClient(base_url=url, timeout=timeout, use_ssh_client=url.startswith("ssh://"))
     return docker.from_env(timeout=timeout)
 
 

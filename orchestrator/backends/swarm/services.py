@@ -39,6 +39,7 @@ def create(
     image: str,
     args: list[str],
     api_port: int,
+    volume: str,
     secret_id: str,
     constraints: list[str],
     nano_cpus: Optional[int],
@@ -68,7 +69,7 @@ def create(
         networks=[cluster.network_name(mesh)],
         # dnsrr: no virtual IP, so no IPVS needed; peers dial the service name
         endpoint_spec=EndpointSpec(mode="dnsrr", ports={api_port: (API_PORT, "tcp", "host")}),
-        mounts=[Mount(target=DATA_DIR, source=f"{name}-data", type="volume", labels=labels)],
+        mounts=[Mount(target=DATA_DIR, source=volume, type="volume", labels=labels)],
         secrets=[SecretReference(secret_id, cluster.secret_name(mesh), filename="meshbed-token")],
         restart_policy=RestartPolicy(condition="none"),
         mode=ServiceMode("replicated", replicas=1),
@@ -81,6 +82,12 @@ def create(
     return str(svc.id)
 
 
+def volume_name(mesh: str, node: str, run: str) -> str:
+    """The node's data volume: named per deploy (``run``), so a first deploy always starts
+    empty even when an engine still holds a volume of an earlier mesh of the same name."""
+    return f"{cluster.service_name(mesh, node)}-{run}-data"
+
+
 def get(cl: Any, mesh: str, node: str) -> Any:
     import docker.errors
 
@@ -90,7 +97,7 @@ def get(cl: Any, mesh: str, node: str) -> Any:
         return None
 
 
-def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
+def running_task(svc: Any, timeout: float = 120.0) -> dict[str, Any]:
     """Wait for the service's task to run; its task dict (raises RuntimeError with the reason)."""
     deadline = time.monotonic() + timeout
     last = "no task yet"
@@ -104,12 +111,17 @@ def running_task(svc: Any, timeout: float = 60.0) -> dict[str, Any]:
                 raise RuntimeError(t["Status"].get("Err") or state)
             last = state
         time.sleep(0.3)
-    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last})")
+    seen = [f"{t['Status']['State']}/{t.get('DesiredState')} on {str(t.get('NodeID') or '-')[:12]}"
+            f"{': ' + t['Status']['Err'] if t['Status'].get('Err') else ''}" for t in svc.tasks()]
+    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last}; tasks: {seen or 'none'})")
 
 
-def node_address(cl: Any, node_id: str) -> str:
-    addr = str(cl.nodes.get(node_id).attrs.get("Status", {}).get("Addr") or "127.0.0.1")
-    return "127.0.0.1" if addr in ("0.0.0.0", "") else addr
+def node_address(cl: Any, node_id: str) -> tuple[str, str]:
+    """(address, hostname) of a swarm node: where its published ports are reached."""
+    attrs = cl.api.inspect_node(node_id)
+    addr = str(attrs.get("Status", {}).get("Addr") or "127.0.0.1")
+    host = str(attrs.get("Description", {}).get("Hostname") or node_id[:12])
+    return ("127.0.0.1" if addr in ("0.0.0.0", "") else addr), host
 
 
 def scale(svc: Any, replicas: int) -> None:
