@@ -29,7 +29,7 @@ except ImportError:
     pytest.skip("libtorrent (PyPI) is not installed", allow_module_level=True)
 
 from ltpeer import LtPeer, make_torrent  # noqa: E402
-from tracker import free_port  # noqa: E402
+from tracker import Tracker, free_port  # noqa: E402
 
 from peer import metainfo  # noqa: E402
 
@@ -52,11 +52,76 @@ def cleanup() -> Iterator[list[object]]:
     things: list[object] = []
     yield things
     for t in reversed(things):
-        if isinstance(t, LtPeer):
+        if isinstance(t, (LtPeer, Tracker)):
             t.close()
         elif isinstance(t, subprocess.Popen):
             t.kill()
             t.wait(10)
+
+
+async def _serve_one_handshake(ih: bytes, start: object) -> tuple[list[mse.MseResult],
+                                                                   wire.Handshake]:
+    """Accept connections on 127.0.0.1 until one completes (MSE or plain) and carries a
+    BitTorrent handshake for ``ih``; ``start(port)`` makes the client dial us."""
+    accepted: list[mse.MseResult] = []
+    connections: list[int] = []  # every accepted TCP connection, failed handshakes included
+    got: asyncio.Future[wire.Handshake] = asyncio.get_running_loop().create_future()
+
+    async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            res = await mse.accept(r, w, [ih], random.Random(1), timeout=20)
+            accepted.append(res)
+            data = res.initial_payload
+            while len(data) < wire.HANDSHAKE_LEN:
+                data += res.decrypt(await r.readexactly(wire.HANDSHAKE_LEN - len(data)))
+            w.write(res.encrypt(wire.encode_handshake(ih, PEER_ID)))
+            await w.drain()
+            if not got.done():
+                got.set_result(wire.decode_handshake(data[:wire.HANDSHAKE_LEN]))
+            await r.read(1)  # hold the connection until the client talks
+        except Exception as e:  # noqa: BLE001 - reported through the future
+            if not got.done():
+                got.set_exception(e)
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    try:
+        await asyncio.get_running_loop().run_in_executor(
+            None, start, server.sockets[0].getsockname()[1])  # type: ignore[arg-type]
+        hs = await asyncio.wait_for(got, 60)
+        # The first connection completed: no failed MSE attempt, no plaintext retry.
+        assert len(connections) == 1, f"{len(connections)} connections"
+        return accepted, hs
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(shutil.which("aria2c") is None and os.environ.get("CI") != "true",
+                    reason="aria2c is not installed")
+def test_aria2_defaults_dial_our_responder(tmp_path: Path, payload: Path,
+                                          cleanup: list[object]) -> None:
+    """aria2c with default settings finds us through opentracker and dials: MSE completes
+    at the first attempt with plaintext selected."""
+    meta = metainfo.create(payload, piece_length=PIECE)
+    ot = Tracker(tmp_path / "ot", [meta.hexhash])
+    cleanup.append(ot)
+    tfile = tmp_path / "t.torrent"
+    tfile.write_bytes(ot.torrent_for(meta.to_torrent_bytes()))
+
+    def start(port: int) -> None:
+        ot.announce(meta.hexhash, port, 0)
+        cleanup.append(subprocess.Popen(
+            ["aria2c", "--no-conf", f"--dir={tmp_path / 'aria2'}", "--enable-dht=false",
+             "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+             f"--listen-port={free_port()}", "--interface=127.0.0.1",
+             "--bt-tracker-interval=2", "--console-log-level=warn", str(tfile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    accepted, hs = asyncio.run(_serve_one_handshake(meta.info_hash, start))
+    assert hs.info_hash == meta.info_hash
+    assert accepted[0].method == mse.CRYPTO_PLAINTEXT, accepted[0].method
 
 
 def test_libtorrent_defaults_dial_our_responder(
@@ -69,42 +134,14 @@ def test_libtorrent_defaults_dial_our_responder(
     peer = LtPeer(tmp_path / "lt")  # default encryption settings
     cleanup.append(peer)
     peer.add(torrent)
-    accepted: list[mse.MseResult] = []
 
-    async def main() -> wire.Handshake:
-        got: asyncio.Future[wire.Handshake] = asyncio.get_running_loop().create_future()
-
-        async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            try:
-                res = await mse.accept(r, w, [ih], random.Random(1), timeout=20)
-                accepted.append(res)
-                data = res.initial_payload
-                while len(data) < wire.HANDSHAKE_LEN:
-                    data += res.decrypt(await r.readexactly(wire.HANDSHAKE_LEN - len(data)))
-                w.write(res.encrypt(wire.encode_handshake(ih, PEER_ID)))
-                await w.drain()
-                if not got.done():
-                    got.set_result(wire.decode_handshake(data[:wire.HANDSHAKE_LEN]))
-                await r.read(1)  # hold the connection until libtorrent talks
-            except Exception as e:  # noqa: BLE001 - reported through the future
-                if not got.done():
-                    got.set_exception(e)
-            finally:
-                w.close()
-
-        server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+    def start(port: int) -> None:
         peer.wait_state(seeding=False, timeout=30)
         peer.handle.connect_peer(("127.0.0.1", port))
-        try:
-            return await asyncio.wait_for(got, 30)
-        finally:
-            server.close()
 
-    hs = asyncio.run(main())
+    accepted, hs = asyncio.run(_serve_one_handshake(ih, start))
     assert hs.info_hash == ih
     assert accepted[0].method == mse.CRYPTO_PLAINTEXT, "libtorrent allows plaintext"
-    assert len(accepted) == 1, "the first attempt must succeed (no plaintext retry)"
 
 
 async def _download_block(port: int, ih: bytes, rng: random.Random) -> tuple[int, bytes]:
