@@ -8,6 +8,7 @@ v2-only ones. ``info_hash_v2`` is the full SHA-256 when the torrent has a v2 par
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +57,9 @@ class Metainfo:
     v2_only: bool = False
     piece_layers: Dict[bytes, bytes] = field(default_factory=dict)  # verified, per root
     v2_pieces: Tuple[Tuple[int, bool], ...] = ()  # v2_only: (size, file fits one piece)
+    # BEP 12 tiers from announce-list (or announce): outside the info dict, so changing
+    # them (dataclasses.replace) keeps the infohash.
+    trackers: Tuple[Tuple[str, ...], ...] = ()
 
     def __repr__(self) -> str:
         kind = "v2" if self.v2_only else "hybrid" if self.hybrid else "v1"
@@ -99,7 +103,11 @@ class Metainfo:
     def to_torrent_bytes(self) -> bytes:
         """A complete .torrent: the exact info bytes, plus "piece layers" for v2 parts."""
         # Spliced by hand: re-encoding info could change its bytes and so the info-hash.
-        parts = [b"d", bencode("created by"), bencode(CREATED_BY), b"4:info", self.info_bytes]
+        parts = [b"d"]
+        if self.trackers:
+            parts += [bencode("announce"), bencode(self.trackers[0][0]),
+                      bencode("announce-list"), bencode([list(t) for t in self.trackers])]
+        parts += [bencode("created by"), bencode(CREATED_BY), b"4:info", self.info_bytes]
         if self.piece_layers:
             parts += [bencode("piece layers"), bencode(dict(self.piece_layers))]
         parts.append(b"e")
@@ -415,4 +423,39 @@ def parse(data: bytes) -> Metainfo:
         raise MetainfoError("field 'info' must be a dict")
     start, end = spans[b"info"]
     layers = top.get(b"piece layers")
-    return _parse_info(data[start:end], layers if isinstance(layers, dict) else None)
+    meta = _parse_info(data[start:end], layers if isinstance(layers, dict) else None)
+    trackers = _trackers(top)
+    return dataclasses.replace(meta, trackers=trackers) if trackers else meta
+
+
+MAX_TIERS = 20
+MAX_TRACKERS_PER_TIER = 20
+MAX_URL = 1024
+
+
+def _url(raw: Any) -> Optional[str]:
+    if not isinstance(raw, bytes) or not 0 < len(raw) <= MAX_URL:
+        return None
+    try:
+        url = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return url if url.split("://", 1)[0].lower() in ("http", "https", "udp") else None
+
+
+def _trackers(top: Dict[bytes, Any]) -> Tuple[Tuple[str, ...], ...]:
+    """announce-list tiers (BEP 12), else announce; unusable entries are skipped, not
+    errors (clients ignore trackers they cannot use)."""
+    tiers: List[Tuple[str, ...]] = []
+    raw = top.get(b"announce-list")
+    if isinstance(raw, list):
+        for tier in raw[:MAX_TIERS]:
+            if isinstance(tier, list):
+                urls = [u for u in map(_url, tier[:MAX_TRACKERS_PER_TIER]) if u]
+                if urls:
+                    tiers.append(tuple(dict.fromkeys(urls)))
+    if not tiers:
+        url = _url(top.get(b"announce"))
+        if url:
+            tiers.append((url,))
+    return tuple(tiers)

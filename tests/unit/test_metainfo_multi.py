@@ -181,3 +181,16 @@ def test_file_list_fuzz(tree: Any, files: Any, with_pieces: bool) -> None:
         return
     for f in meta.files:  # whatever parses is safe to write
         assert f.path and all(p not in ("", ".", "..") and "/" not in p for p in f.path)
+
+
+def test_trackers_round_trip_keep_the_infohash(tmp_path: Path) -> None:
+    import dataclasses
+
+    meta = create(_tree(tmp_path) / "a.bin", piece_length=PL)
+    tiers = (("http://127.0.0.1:1/announce", "udp://127.0.0.1:2"), ("http://b/announce",))
+    with_t = dataclasses.replace(meta, trackers=tiers)
+    back = parse(with_t.to_torrent_bytes())
+    assert back.trackers == tiers and back.info_hash == meta.info_hash
+    raw = bencode({"announce": "http://x/a", "announce-list": [["wss://no", b"\xff"], 5],
+                   "info": bdecode(meta.info_bytes)})
+    assert parse(raw).trackers == (("http://x/a",),)
