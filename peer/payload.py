@@ -14,7 +14,8 @@ from typing import List, Optional, Tuple, Union
 
 from peer.metainfo import FileEntry, Metainfo
 
-__all__ = ["Span", "file_spans", "Payload", "payload_files"]
+__all__ = ["Span", "file_spans", "Payload", "payload_files", "ContentMismatch",
+           "check_content", "content_sha256"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 Span = Tuple[Optional[int], int, int]  # (index into stored files or None for zeros, offset, n)
@@ -73,22 +74,37 @@ def _pwrite_full(fd: int, data: Buffer, offset: int) -> None:
         done += os.pwrite(fd, view[done:], offset + done)
 
 
+class ContentMismatch(ValueError):
+    """Existing content does not fit a torrent (missing file, size, piece hash)."""
+
+
 class Payload:
     """Open file descriptors for every stored file (created sparse at their full size)."""
 
-    def __init__(self, base: Path, meta: Metainfo, create: bool = True) -> None:
+    def __init__(self, base: Path, meta: Metainfo, create: bool = True,
+                 readonly: bool = False) -> None:
+        """``readonly``: existing content, never changed; a file of the wrong size raises
+        ContentMismatch instead of being resized."""
         self.files = payload_files(meta)
         self.starts = [f.offset for f in self.files]
         self.paths = [self._path(base, meta, f) for f in self.files]
         self.fds: List[int] = []
         try:
             for path, f in zip(self.paths, self.files):
-                if create:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+                if readonly:
+                    if path.is_symlink() or not path.is_file():
+                        raise ContentMismatch(f"{path}: not a regular file")
+                    fd = os.open(path, os.O_RDONLY)
+                else:
+                    if create:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
                 self.fds.append(fd)
-                if os.fstat(fd).st_size != f.length:
-                    os.ftruncate(fd, f.length)  # sparse extension (or cut a foreign tail)
+                if os.fstat(fd).st_size == f.length:
+                    continue
+                if readonly:
+                    raise ContentMismatch("file size does not match the metainfo")
+                os.ftruncate(fd, f.length)  # sparse extension (or cut a foreign tail)
         except BaseException:
             self.close()
             raise
@@ -134,3 +150,36 @@ class Payload:
             except OSError:
                 pass
         self.fds = []
+
+
+def check_content(meta: Metainfo, src: Path) -> None:
+    """Hash-check complete content at ``src`` (a file, or the torrent's directory) before
+    it is adopted as verified; raises ContentMismatch."""
+    if src.is_dir() != meta.multi_file:
+        raise ContentMismatch(f"{'a directory' if meta.multi_file else 'a file'} expected")
+    payload = Payload(src, meta, readonly=True)
+    try:
+        for i in range(meta.num_pieces):
+            if not meta.verify_piece(i, payload.pread(i * meta.piece_length,
+                                                      meta.piece_size(i))):
+                raise ContentMismatch("file does not match the metainfo's piece hashes")
+    finally:
+        payload.close()
+
+
+def content_sha256(meta: Metainfo, src: Path) -> str:
+    """SHA-256 of the content as PieceStore.sha256 computes it (files in torrent order)."""
+    import hashlib  # noqa: PLC0415 - only this helper needs it
+
+    h = hashlib.sha256()
+    payload = Payload(src, meta, readonly=True)
+    try:
+        for f in payload.files:
+            off = f.offset
+            while off < f.end:
+                n = min(1 << 20, f.end - off)
+                h.update(payload.pread(off, n))
+                off += n
+    finally:
+        payload.close()
+    return h.hexdigest()

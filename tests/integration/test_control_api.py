@@ -231,7 +231,10 @@ def test_helpers(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "f").write_bytes(b"x")
     assert resolve_inside(tmp_path, "in/f") == (tmp_path / "in" / "f").resolve()
-    for bad in ("/in/f", "../f", "in/../../f", "in"):
+    assert resolve_inside(tmp_path, "in") == (tmp_path / "in").resolve()  # multi-file
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "l").symlink_to(tmp_path / "in" / "f")
+    for bad in ("/in/f", "../f", "in/../../f", "linked"):
         with pytest.raises(HttpError) as err:
             resolve_inside(tmp_path, bad)
         assert err.value.status == 400
