@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import dataclasses
 import gzip
 import hmac
 import json
@@ -146,6 +147,20 @@ def _parse_meta(body: dict[str, Any]) -> Any:
         return metainfo.parse(_b64(body, "metainfo"))
     except metainfo.MetainfoError as exc:
         raise HttpError(400, f"bad metainfo: {exc}") from exc
+
+
+def _trackers(body: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """``"trackers": [["http://t/announce", ...], ...]``: BEP 12 tiers for the metainfo."""
+    value = body.get("trackers", [])
+    ok = isinstance(value, list) and len(value) <= metainfo.MAX_TIERS and all(
+        isinstance(tier, list) and 0 < len(tier) <= metainfo.MAX_TRACKERS_PER_TIER
+        and all(isinstance(u, str) and 0 < len(u) <= metainfo.MAX_URL
+                and u.split("://", 1)[0].lower() in ("http", "https", "udp") for u in tier)
+        for tier in value)
+    if not ok:
+        raise HttpError(400, "trackers must be a list of tiers, each a list of http(s):// "
+                             "or udp:// URLs")
+    return tuple(tuple(tier) for tier in value)
 
 
 def _str_list(body: dict[str, Any], key: str) -> list[str]:
@@ -303,6 +318,9 @@ class ControlServer:
                 raise HttpError(400, str(exc)) from None
         else:
             raise HttpError(400, "share needs 'synthetic' or 'file'")
+        trackers = _trackers(body)
+        if trackers:  # outside the info dict: same infohash, the .torrent carries them
+            meta = dataclasses.replace(meta, trackers=trackers)
         self._agent_call(self.agent.share(meta, path))
         return {
             "infohash": meta.hexhash,
