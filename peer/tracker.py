@@ -463,18 +463,20 @@ class Announcer:
         self.errors: Dict[str, int] = {}
         self.announces = 0
         self.last: Optional[AnnounceResponse] = None
-        self._wake = asyncio.Event()
+        self._wake: Optional[asyncio.Event] = None  # made in run(): Python 3.9 binds loops
         self._stopping = False
         self._tracker_ids: Dict[str, bytes] = {}
 
     def completed(self) -> None:
         self.schedule.completed()
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def announce_now(self) -> None:
         """Ask for peers now (e.g. the swarm ran dry); the interval restarts from here."""
         self.schedule.now()
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def _request(self, url: str, event: str) -> AnnounceRequest:
         s = self.stats()
@@ -498,12 +500,13 @@ class Announcer:
         return None
 
     async def run(self) -> None:
+        wake = self._wake = asyncio.Event()
         while not self._stopping and self.trackers:
             delay = self.schedule.due()
             if delay > 0:
-                self._wake.clear()
+                wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    await asyncio.wait_for(wake.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
                 continue
@@ -523,7 +526,8 @@ class Announcer:
         """Send "stopped" (if "started" went out), bounded by ``timeout``. The caller then
         cancels the ``run()`` task (it may be waiting on a tracker)."""
         self._stopping = True
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
         if self.schedule.started_sent:
             try:
                 await asyncio.wait_for(self._once("stopped"), timeout)
