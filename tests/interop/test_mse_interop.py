@@ -173,22 +173,26 @@ async def _download_block(port: int, ih: bytes, rng: random.Random) -> tuple[int
         w.close()
 
 
-def test_initiator_to_libtorrent_forcing_rc4(
-    tmp_path: Path, payload: Path, cleanup: list[object]
-) -> None:
+@pytest.mark.parametrize(("forced", "method"), [
+    (True, mse.CRYPTO_RC4),  # libtorrent insists on RC4
+    (False, mse.CRYPTO_PLAINTEXT),  # defaults: libtorrent selects the plaintext we offer
+], ids=["forced-rc4", "defaults"])
+def test_initiator_to_libtorrent(tmp_path: Path, payload: Path, cleanup: list[object],
+                                 forced: bool, method: int) -> None:
     torrent = make_torrent(payload, PIECE)
     ih = metainfo.parse(torrent).info_hash
-    peer = LtPeer(payload.parent.parent / "lt", {
+    settings = {
         "in_enc_policy": int(lt.enc_policy.pe_forced),
         "out_enc_policy": int(lt.enc_policy.pe_forced),
         "allowed_enc_level": int(lt.enc_level.rc4),
-    })
+    } if forced else {}
+    peer = LtPeer(payload.parent.parent / "lt", settings)
     cleanup.append(peer)
     shutil.copy(payload, peer.save_path / payload.name)
     peer.add(torrent)
     peer.wait_state(seeding=True, timeout=30)
-    method, block = asyncio.run(_download_block(peer.port, ih, random.Random(2)))
-    assert method == mse.CRYPTO_RC4
+    got, block = asyncio.run(_download_block(peer.port, ih, random.Random(2)))
+    assert got == method
     assert block == payload.read_bytes()[PIECE:PIECE + 16384]
 
 
