@@ -23,6 +23,7 @@ from peer.metadata import (
     decode_metadata_msg,
     encode_metadata_msg,
     make_magnet,
+    parse_magnet,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -175,3 +176,23 @@ def test_libtorrent_magnet_gets_metadata_from_us(
 
     assert asyncio.run(main()) == meta.info_bytes
     assert sorted(set(served)) == list(range(-(-server.size // 16384)))
+
+
+def test_magnet_links_agree_with_libtorrent(tmp_path: Path) -> None:
+    """A hybrid torrent's magnet (btih + btmh, dn, tr) read both ways."""
+    f = tmp_path / "h.bin"
+    f.write_bytes(random.Random(5).randbytes(100_000))
+    meta = metainfo.create(f, piece_length=PIECE, hybrid=True)
+    assert meta.info_hash_v2 is not None
+    ti = lt.torrent_info(lt.bdecode(meta.to_torrent_bytes()))
+    ti.add_tracker("udp://127.0.0.1:6969/announce")
+    theirs = parse_magnet(lt.make_magnet_uri(ti))
+    assert (theirs.info_hash, theirs.info_hash_v2) == (meta.info_hash, meta.info_hash_v2)
+    assert theirs.name == "h.bin" and theirs.trackers == ["udp://127.0.0.1:6969/announce"]
+    ours = make_magnet(meta.info_hash, name="h.bin", info_hash_v2=meta.info_hash_v2,
+                       trackers=("http://127.0.0.1:1/announce",), peers=(("127.0.0.1", 7),))
+    atp = lt.parse_magnet_uri(ours)
+    assert str(atp.info_hashes.v1) == meta.hexhash
+    assert str(atp.info_hashes.v2) == meta.info_hash_v2.hex()
+    assert atp.name == "h.bin" and list(atp.trackers) == ["http://127.0.0.1:1/announce"]
+    assert [tuple(p) for p in atp.peers] == [("127.0.0.1", 7)]
