@@ -32,10 +32,12 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.clients import MESHBED, client_of, client_option, node_command
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes, subnets
 from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Link, Node
+from orchestrator.options import GroupInput
 
 NO_ROOT = "backend netns needs root (CAP_NET_ADMIN); use backend: local to run without root"
 RATE_FIELDS = frozenset({"up_bps", "down_bps"})
@@ -46,6 +48,12 @@ CONCURRENCY = 8  # parallel `ip`/`tc` processes during deploy (2-core hosts)
 class NetnsBackend(Backend):
     name = "netns"
     capabilities = Capability.REACHABLE
+    group_options = (client_option(),)  # real clients: shaped and partitioned in the kernel
+
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        client = client_of(options)
+        return [{} if client == MESHBED else {"client": client} for _ in range(group.count())]
 
     @classmethod
     def describe(cls) -> Description:
@@ -229,9 +237,7 @@ class NetnsBackend(Backend):
         ready = data_dir / "ready.json"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
-        argv = [
-            sys.executable, "-m", "peer",
-            *agent_args(
+        run_args = agent_args(
                 node,
                 mesh=self.ctx.mesh,
                 data_dir=str(data_dir),
@@ -242,8 +248,10 @@ class NetnsBackend(Backend):
                 link=self._agent_link(node.link),
                 backend=self.name,
                 log_file=str(data_dir / "agent.log"),
-            ),
-        ]
+            )
+        client = client_of(node.options)
+        argv = ([sys.executable, "-m", "peer", *run_args] if client == MESHBED
+                else node_command(client, run_args))
         # `ip netns exec` execs the command, so the pid is the agent's own
         pid, started = processes.spawn(
             ["ip", "netns", "exec", rec["ns"], *argv], log_path=data_dir / "stdout.log",
