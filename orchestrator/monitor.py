@@ -55,7 +55,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 # --- file_sd targets ---------------------------------------------------------------------
 def target_groups(mesh: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend}}."""
+    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend, client}}."""
     out = []
     for name, info in sorted(nodes.items()):
         api = info.get("api")
@@ -69,6 +69,7 @@ def target_groups(mesh: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[dic
                     "node": name,
                     "group": str(info.get("group", "")),
                     "backend": str(info.get("backend", "")),
+                    "client": str(info.get("client") or "meshbed"),  # real clients: docs/clients.md
                 },
             }
         )

@@ -51,7 +51,7 @@ class Aria2Client(ClientAdapter):
             "--check-integrity=true", "--bt-max-peers=0", "--max-overall-upload-limit=0",
             "--max-overall-download-limit=0", "--file-allocation=none", "--auto-save-interval=1",
             "--bt-hash-check-seed=true", "--console-log-level=warn", "--summary-interval=0",
-            "--bt-stop-timeout=0", "--disable-ipv6=true", "--stop-with-process=0",
+            "--bt-stop-timeout=0", "--disable-ipv6=true",
         ], stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until_answers(lambda: self._call("aria2.getVersion"), "aria2c")
