@@ -92,7 +92,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         "nodes": {},
     }
     fetches = res.fetches if res else {}
-    hosts = {str(e.get("wire", "")).rpartition(":")[0]: n for n, e in mesh.state.nodes.items()}
+    hosts = {ep.wire.rpartition(":")[0]: n for n, ep in mesh.endpoints.items()}  # -> node
     for name, c in mesh.contents.items():
         report["contents"][name] = {
             "size": c.size, "chunks": c.chunks, "infohash": c.infohash, "sha256": c.sha256,
