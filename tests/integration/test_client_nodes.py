@@ -94,6 +94,41 @@ def test_fetch_then_kill_and_start_resumes_to_a_verified_file(client: str, tmp_p
     assert left.stdout.strip() == "", left.stdout
 
 
+PARTITION = """\
+name: clp-{pid}
+backend: netns
+seed: 3
+chunk_size: 256KiB
+tracker: opentracker
+groups:
+  seed: {{count: 1}}
+  lt: {{count: 1, client: libtorrent}}
+  qb: {{count: 1, client: qbittorrent}}
+content:
+  f: {{size: 4MiB, seeders: [seed]}}
+scenario:
+  - {{at: 0s, partition: [[seed], [lt, qb]]}}
+  - {{at: 0s, fetch: {{content: f, by: [lt, qb]}}}}
+  - {{at: 3s, heal: true}}
+  - {{at: 3s, link: {{nodes: lt, down: 8mbit}}}}
+expect:
+  all_complete_within: 60s
+"""
+
+
+def test_partition_and_link_are_applied_in_the_kernel_to_client_nodes(tmp_path: Path) -> None:
+    """Cut off from the only seeder, no client node can finish before the heal (the
+    partition is in the kernel: client nodes have no blocklists)."""
+    for client in ("libtorrent", "qbittorrent"):
+        _need(client)
+    report = _run(PARTITION.format(pid=os.getpid() % 10000), tmp_path)
+    assert report["ok"], report
+    heal_at = next(e["t"] for e in report["events"] if e["kind"] == "heal")
+    for name in ("lt-0", "qb-0"):
+        fetch = report["nodes"][name]["fetches"]["f"]
+        assert fetch["verified"] and fetch["seconds"] >= heal_at, (name, fetch, heal_at)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
