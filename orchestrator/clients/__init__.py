@@ -1,8 +1,8 @@
 """Real BitTorrent clients as mesh nodes (`client:` in a group; docs/clients.md).
 
-A client node runs the real client (libtorrent, qBittorrent, Transmission, aria2) beside a
-small translator (``orchestrator.clients.node``) that speaks the agent's control API and
-exports the same ``meshbed_`` metrics, so the engine, the report and the dashboards treat it
+A client node runs the real client (libtorrent, qBittorrent, Transmission, aria2, Deluge)
+beside a small translator (``orchestrator.clients.node``) that speaks the agent's control
+API and exports the same ``meshbed_`` metrics, so the engine, the report and the dashboards treat it
 like an agent. Backends that shape in the kernel declare the `client` group option
 (``client_option()``) and start ``node_command(...)`` instead of the agent.
 """
@@ -15,6 +15,7 @@ from typing import Optional
 
 from orchestrator.clients.aria2 import Aria2Client
 from orchestrator.clients.base import ClientAdapter
+from orchestrator.clients.deluge import DelugeClient
 from orchestrator.clients.libtorrent_session import LibtorrentClient
 from orchestrator.clients.qbittorrent import QbittorrentClient
 from orchestrator.clients.transmission import TransmissionClient
@@ -23,7 +24,8 @@ from orchestrator.options import GroupInput, GroupOption
 
 MESHBED = "meshbed"  # the default: the meshbed agent itself
 ADAPTERS: dict[str, type[ClientAdapter]] = {
-    c.name: c for c in (LibtorrentClient, QbittorrentClient, TransmissionClient, Aria2Client)
+    c.name: c for c in (LibtorrentClient, QbittorrentClient, TransmissionClient, Aria2Client,
+                        DelugeClient)
 }
 NAMES = (MESHBED, *ADAPTERS)
 

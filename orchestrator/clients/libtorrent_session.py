@@ -19,48 +19,41 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # where python3-libtorrent is importable
 API_PORT = 9300  # the runner's JSON API, on the namespace's loopback
 
 
-class LibtorrentClient(ClientAdapter):
-    name = "libtorrent"
-    binary = "libtorrent"
-    package = "python3-libtorrent"
-    accepts_peers = True
+def system_python_has(module: str) -> bool:
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", f"import {module}"], capture_output=True,
+                              timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
-    @classmethod
-    def installed(cls) -> bool:
-        try:
-            return subprocess.run([SYSTEM_PYTHON, "-c", "import libtorrent"], capture_output=True,
-                                  timeout=20).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            return False
+
+class RunnerClient(ClientAdapter):
+    """A client driven through a small runner of ours (system python3) with a JSON API:
+    POST /add, POST /peers, GET /torrents (see lt_runner.py)."""
+
+    api_port = API_PORT
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{API_PORT}"
+        return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self) -> list[int]:
-        s = self.setup
-        runner = Path(__file__).with_name("lt_runner.py")
-        log = open(s.log, "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(runner), "--ip", s.ip, "--port", str(s.wire_port),
-             "--api-port", str(API_PORT), "--state", str(s.home), "--save", str(s.downloads)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=False)
-        log.close()
-        wait_until_answers(self._torrents_raw, "the libtorrent runner")
-        return [proc.pid]
+    def spawn(self, argv: list[str]) -> int:
+        with open(self.setup.log, "ab") as log:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL).pid
 
     def _torrents_raw(self) -> dict[str, dict[str, object]]:
         code, _, body = http_json(self.url + "/torrents")
         if code != 200:
-            raise ClientError(f"libtorrent runner: GET /torrents answered {code}")
+            raise ClientError(f"{self.name} runner: GET /torrents answered {code}")
         data: dict[str, dict[str, object]] = json.loads(body)
         return data
 
     def add(self, torrent: bytes, infohash: str) -> None:
-        code, _, body = http_json(self.url + "/add", {"torrent": base64.b64encode(torrent).decode()},
-                                  timeout=30)
+        code, _, body = http_json(self.url + "/add", {
+            "torrent": base64.b64encode(torrent).decode(), "infohash": infohash}, timeout=30)
         if code != 200:
-            raise ClientError(f"libtorrent runner refused the torrent: {body[:200]!r}")
+            raise ClientError(f"{self.name} runner refused the torrent: {body[:200]!r}")
 
     def torrents(self) -> dict[str, ClientTorrent]:
         out = {}
@@ -72,3 +65,23 @@ class LibtorrentClient(ClientAdapter):
         code, _, body = http_json(self.url + "/peers", {
             "infohash": infohash, "peers": [f"{h}:{p}" for h, p in peers]})
         return int(json.loads(body).get("added", 0)) if code == 200 else 0
+
+
+class LibtorrentClient(RunnerClient):
+    name = "libtorrent"
+    binary = "libtorrent"
+    package = "python3-libtorrent"
+    accepts_peers = True
+
+    @classmethod
+    def installed(cls) -> bool:
+        return system_python_has("libtorrent")
+
+    def start(self) -> list[int]:
+        s = self.setup
+        pid = self.spawn([
+            SYSTEM_PYTHON, str(Path(__file__).with_name("lt_runner.py")), "--ip", s.ip,
+            "--port", str(s.wire_port), "--api-port", str(self.api_port), "--state", str(s.home),
+            "--save", str(s.downloads)])
+        wait_until_answers(self._torrents_raw, "the libtorrent runner")
+        return [pid]

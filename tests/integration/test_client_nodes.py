@@ -179,8 +179,8 @@ def test_mixed_swarm_of_every_kind_is_verified(mixed_swarm: dict[str, Any]) -> N
     assert report["ok"]
     clients = {n: e["client"] for n, e in report["nodes"].items()}
     assert clients == {"seeder-0": "meshbed", "lt-0": "libtorrent", "qbt-0": "qbittorrent",
-                       "trans-0": "transmission", "aria-0": "aria2"}
-    for name in ("lt-0", "qbt-0", "trans-0", "aria-0"):
+                       "trans-0": "transmission", "aria-0": "aria2", "del-0": "deluge"}
+    for name in ("lt-0", "qbt-0", "trans-0", "aria-0", "del-0"):
         fetch = report["nodes"][name]["fetches"]["album"]
         assert fetch["complete"] and fetch["verified"], (name, fetch)
     # libtorrent and qBittorrent report bytes per peer, named by the node behind the address
@@ -191,7 +191,7 @@ def test_mixed_swarm_of_every_kind_is_verified(mixed_swarm: dict[str, Any]) -> N
 
 def test_client_nodes_are_scraped_with_a_client_label(mixed_swarm: dict[str, Any]) -> None:
     name, base = mixed_swarm["name"], mixed_swarm["base"]
-    want = {"libtorrent", "qbittorrent", "transmission", "aria2", "meshbed"}
+    want = {"libtorrent", "qbittorrent", "transmission", "aria2", "deluge", "meshbed"}
     deadline = time.monotonic() + 60  # Prometheus scrapes every 2 s: wait for each target
     seen: dict[str, float] = {}
     while time.monotonic() < deadline:
@@ -204,5 +204,5 @@ def test_client_nodes_are_scraped_with_a_client_label(mixed_swarm: dict[str, Any
     assert all(v >= 1.0 for v in seen.values()), seen
     sent = _query(base, f'sum by (client) (meshbed_bytes_received_total{{mesh="{name}"}})')
     got = {s["metric"]["client"]: float(s["value"][1]) for s in sent}
-    for client in ("libtorrent", "qbittorrent", "transmission", "aria2"):
+    for client in ("libtorrent", "qbittorrent", "transmission", "aria2", "deluge"):
         assert got.get(client, 0) > 0, got
