@@ -190,17 +190,20 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
 def print_table(case: dict[str, Any]) -> None:
     print(f"\n1 seeder + {case['leechers']} leechers, {case['size'] / 2**20:g} MiB: "
           f"lower bound {case['lower_bound_seconds']:.2f}s")
-    print(f"{'contestant':<14}{'seconds':>9}{'efficiency':>12}{'first':>8}{'spread':>8}"
-          f"{'verified':>10}{'meshbed/this':>14}")
+    print(f"{'contestant':<22}{'seconds':>9}{'efficiency':>12}{'first':>8}{'spread':>8}"
+          f"{'verified':>10}{'meshbed/this':>14}{'vs alone':>10}")
     for c, s in case["contestants"].items():
         sec = f"{s['seconds']:.2f}" if s["seconds"] else "failed"
         eff = f"{s['efficiency']:.3f}" if s["efficiency"] else "-"
         first = f"{s['first_leecher_seconds']:.1f}" if s["first_leecher_seconds"] else "-"
         spread = f"{s['spread_seconds']:.1f}" if s["spread_seconds"] is not None else "-"
         ratio = f"{s['meshbed_time_ratio']:.3f}" if s.get("meshbed_time_ratio") else "-"
-        print(f"{c:<14}{sec:>9}{eff:>12}{first:>8}{spread:>8}"
-              f"{s['verified']:>6}/{case['leechers']:<3}{ratio:>14}")
-    print("(meshbed/this < 1: meshbed distributed faster)")
+        alone = (f"{s['product_vs_standalone_time']:.3f}" if s.get("product_vs_standalone_time")
+                 else "-")
+        print(f"{c:<22}{sec:>9}{eff:>12}{first:>8}{spread:>8}"
+              f"{s['verified']:>6}/{case['leechers']:<3}{ratio:>14}{alone:>10}")
+    print("(meshbed/this < 1: meshbed distributed faster; vs alone: time of NAME"
+          f"{PRODUCT} / time of NAME)")
 
 
 async def scalability(args: argparse.Namespace) -> dict[str, Any]:
