@@ -22,8 +22,8 @@ import yaml
 from orchestrator.backends.base import API_PORT, MeshContext
 from orchestrator.backends.swarm import SwarmBackend, cluster
 from orchestrator.backends.swarm import lab as swarm_lab
-from orchestrator.mesh import bounded
 from orchestrator.loader import load_topology
+from orchestrator.mesh import bounded
 
 STACK_PORT_BASE = 23000
 

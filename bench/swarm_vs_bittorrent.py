@@ -10,6 +10,7 @@ max(F/u_s, F/d_min, N·F/(u_s+Σu_i)); efficiency = bound / time.
     sudo python3 bench/swarm_vs_bittorrent.py                      # 1 + 16, 64 MiB, all
     sudo python3 bench/swarm_vs_bittorrent.py --case large         # 1 + 64, 32 MiB
     sudo python3 bench/swarm_vs_bittorrent.py --scalability        # N = 4..64, meshbed
+    sudo python3 bench/swarm_vs_bittorrent.py --contestants aria2,aria2@meshbed   # product vs alone
 
 Writes bench/results/swarm_vs_bittorrent[-large|-scalability].json and an SVG chart
 (pure Python). Root only. Ctrl-C (or SIGTERM) still removes every namespace and process.
@@ -51,6 +52,7 @@ from orchestrator.units import parse_size  # noqa: E402
 MBIT = 1_000_000
 SEEDER_UP, LEECHER_UP, LEECHER_DOWN = 40 * MBIT, 10 * MBIT, 50 * MBIT
 RESULTS = Path(__file__).resolve().parent / "results"
+PRODUCT = "@meshbed"  # "aria2@meshbed": that client as `client:` nodes through `meshbed run`
 EXTERNAL = {
     "libtorrent": libtorrent_swarm,
     "aria2": aria2,
@@ -150,6 +152,10 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
                     out = await meshbed.run_engine(plan)
                 elif c == "meshbed":
                     out = await meshbed.run_agents(plan, lab, seeder, leechers)
+                elif c.endswith(PRODUCT):  # the same client as `client:` nodes of `meshbed run`
+                    await lab.kill_all()
+                    out = await meshbed.run_engine(plan, f"bench-{c[:-len(PRODUCT)][:8]}",
+                                                   c[:-len(PRODUCT)])
                 else:
                     await opentracker.start(lab, seeder, infohash)
                     swarm = Swarm(lab, seeder, leechers, content, torrent, meshbed.CONTENT, sha,
@@ -167,6 +173,10 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
     finally:
         await asyncio.shield(lab.close())
     summary = {c: summarize(outs, lo) for c, outs in results.items() if outs}
+    for c, s in summary.items():  # the product against the standalone client, same run
+        alone = summary.get(c[:-len(PRODUCT)]) if c.endswith(PRODUCT) else None
+        if alone and alone["seconds"] and s["seconds"]:
+            s["product_vs_standalone_time"] = round(s["seconds"] / alone["seconds"], 3)
     if "meshbed" in summary and summary["meshbed"]["seconds"]:
         mb = summary["meshbed"]["seconds"]
         for c, s in summary.items():
@@ -180,17 +190,20 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
 def print_table(case: dict[str, Any]) -> None:
     print(f"\n1 seeder + {case['leechers']} leechers, {case['size'] / 2**20:g} MiB: "
           f"lower bound {case['lower_bound_seconds']:.2f}s")
-    print(f"{'contestant':<14}{'seconds':>9}{'efficiency':>12}{'first':>8}{'spread':>8}"
-          f"{'verified':>10}{'meshbed/this':>14}")
+    print(f"{'contestant':<22}{'seconds':>9}{'efficiency':>12}{'first':>8}{'spread':>8}"
+          f"{'verified':>10}{'meshbed/this':>14}{'vs alone':>10}")
     for c, s in case["contestants"].items():
         sec = f"{s['seconds']:.2f}" if s["seconds"] else "failed"
         eff = f"{s['efficiency']:.3f}" if s["efficiency"] else "-"
         first = f"{s['first_leecher_seconds']:.1f}" if s["first_leecher_seconds"] else "-"
         spread = f"{s['spread_seconds']:.1f}" if s["spread_seconds"] is not None else "-"
         ratio = f"{s['meshbed_time_ratio']:.3f}" if s.get("meshbed_time_ratio") else "-"
-        print(f"{c:<14}{sec:>9}{eff:>12}{first:>8}{spread:>8}"
-              f"{s['verified']:>6}/{case['leechers']:<3}{ratio:>14}")
-    print("(meshbed/this < 1: meshbed distributed faster)")
+        alone = (f"{s['product_vs_standalone_time']:.3f}" if s.get("product_vs_standalone_time")
+                 else "-")
+        print(f"{c:<22}{sec:>9}{eff:>12}{first:>8}{spread:>8}"
+              f"{s['verified']:>6}/{case['leechers']:<3}{ratio:>14}{alone:>10}")
+    print("(meshbed/this < 1: meshbed distributed faster; vs alone: time of NAME"
+          f"{PRODUCT} / time of NAME)")
 
 
 async def scalability(args: argparse.Namespace) -> dict[str, Any]:
@@ -229,7 +242,9 @@ async def scalability(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--contestants", default="meshbed,libtorrent,aria2,transmission")
+    ap.add_argument("--contestants", default="meshbed,libtorrent,aria2,transmission",
+                    help=f"comma-separated; NAME{PRODUCT} (e.g. aria2{PRODUCT}) runs that client "
+                         "as `client:` nodes through the product, compared with NAME alone")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--size", default=None, help="file size (default 64MiB; --case large: 32MiB)")
     ap.add_argument("--leechers", type=int, default=None, help="default 16 (--case large: 64)")
@@ -283,9 +298,11 @@ async def amain(args: argparse.Namespace) -> int:
         return 0
     wanted: list[str] = []
     for c in (c.strip() for c in args.contestants.split(",") if c.strip()):
-        mod = meshbed if c == "meshbed" else EXTERNAL.get(c)
+        base = c[:-len(PRODUCT)] if c.endswith(PRODUCT) else c
+        mod = meshbed if base == "meshbed" else EXTERNAL.get(base)
         if mod is None:
-            print(f"unknown contestant {c!r} (known: meshbed, {', '.join(EXTERNAL)})",
+            print(f"unknown contestant {c!r} (known: meshbed, {', '.join(EXTERNAL)}; "
+                  f"NAME{PRODUCT} runs that client as `client:` nodes of `meshbed run`)",
                   file=sys.stderr)
             return 2
         reason = mod.available()

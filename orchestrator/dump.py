@@ -93,6 +93,8 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
         out["chunk_size"] = topology.chunk_size
     out["monitoring"] = topology.monitoring
     out["timeout"] = topology.timeout
+    if topology.tracker is not None:
+        out["tracker"] = topology.tracker
     out["defaults"] = {"link": link_dict(topology.defaults_link)}
     if topology.inventory is not None:
         out["inventory"] = str(topology.inventory.path)

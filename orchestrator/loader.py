@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from orchestrator import backends as registry
+from orchestrator.backends.base import Capability
 from orchestrator.bounds import MAX_CHUNK, MIN_CHUNK, default_chunk_size
 from orchestrator.errors import InputError
 from orchestrator.fields import Reader, did_you_mean, kind
 from orchestrator.model import (
     DEFAULT_BACKEND,
+    OPENTRACKER,
     STRATEGIES,
     Content,
     Expect,
@@ -67,6 +69,7 @@ TOP_KEYS = (
     "expect",
     "monitoring",
     "timeout",
+    "tracker",
 )
 # plus the group options of every registered backend (Backend.group_options)
 GROUP_KEYS = ("count", "backend", "link", "resources")
@@ -167,6 +170,7 @@ class _TopologyLoader:
         defaults_link = Link().merged(self.link_change(defaults, "defaults"))
         defaults_resources = self.resources(defaults, "defaults", Resources())
         monitoring = r.get_bool(top, "monitoring", "monitoring", False)
+        tracker = self.tracker(top)
         timeout = r.get_unit(top, "timeout", "timeout", parse_duration)
         if timeout is not None and timeout <= 0:
             raise self.err("timeout must be more than 0s", top.value_line("timeout"))
@@ -198,11 +202,41 @@ class _TopologyLoader:
             expect=expect,
             inventory=inventory,
             monitoring=monitoring,
+            tracker=tracker,
+            tracker_line=top.value_line("tracker") if tracker else None,
             timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
         )
         for used in topology.backends_used():
             registry.get(used).validate(topology)
+        if tracker == OPENTRACKER:
+            self.check_opentracker(topology)
         return topology
+
+    def tracker(self, top: YMap) -> Optional[str]:
+        """`tracker: opentracker | URL` (http, https or udp announce URL)."""
+        value = self.r.get_str(top, "tracker", "tracker")
+        if value is None or value == OPENTRACKER:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https", "udp") or not rest.strip("/") \
+                or any(c.isspace() for c in value):
+            raise self.err(f"tracker {value!r} is neither {OPENTRACKER} nor an http(s):// or "
+                           "udp:// announce URL", top.value_line("tracker"))
+        return value
+
+    def check_opentracker(self, topology: Topology) -> None:
+        line = topology.tracker_line
+        runs = [b for b in topology.backends_used()
+                if registry.get(b).capabilities & Capability.TRACKER]
+        if not runs:
+            able = sorted(n for n, c in registry.loadable()[0].items()
+                          if c.capabilities & Capability.TRACKER)
+            raise self.err(f"tracker: {OPENTRACKER} runs beside meshes of backend "
+                           f"{' or '.join(able) or '(none)'}, not {'+'.join(topology.backends_used())};"
+                           " give an announce URL instead", line)
+        reason = registry.get(runs[0]).tracker_unavailable()
+        if reason:
+            raise self.err(f"tracker: {reason}", line)
 
     # --- small fields -------------------------------------------------------------------
     def backend(self, m: YMap, key: str, default: str) -> str:

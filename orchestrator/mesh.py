@@ -25,9 +25,10 @@ from typing import Any, Callable, Optional, TypeVar
 from orchestrator import backends as registry
 from orchestrator import monitor
 from orchestrator import state as statemod
-from orchestrator.backends.base import Backend, Endpoint
+from orchestrator.backends.base import Backend, Capability, Endpoint
+from orchestrator.clients import client_of
 from orchestrator.errors import BackendUnavailable, DeployError, InputError, MeshbedError
-from orchestrator.model import Link, Node, Topology
+from orchestrator.model import OPENTRACKER, Link, Node, Topology
 from orchestrator.peerclient import ConnectionPool, PeerClient, PeerError
 from orchestrator.seeding import SeededContent, prepare_content, seed_content
 
@@ -150,6 +151,10 @@ class Mesh:
                 if not prep.done():
                     await asyncio.wait([prep])
             self.contents = prep.result()
+            if topo.tracker:
+                url = await self._start_tracker(topo.tracker)
+                self.contents = {k: c.with_tracker(url) for k, c in self.contents.items()}
+                self.say(f"tracker: {url}")
             await self._wait_all_ready()
             await bounded(DEPLOY_POOL, (self.apply_link(n) for n in self.node_names()))
             for content in topo.contents:
@@ -167,6 +172,15 @@ class Mesh:
             if isinstance(exc, (MeshbedError, asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
             raise DeployError(f"deploy of {topo.name} failed: {exc}") from exc
+
+    async def _start_tracker(self, tracker: str) -> str:
+        """The announce URL: given, or that of the opentracker a backend starts beside the mesh."""
+        if tracker != OPENTRACKER:
+            return tracker
+        runs = [b for b in self.backends.values() if b.capabilities & Capability.TRACKER]
+        if not runs:  # the loader refuses this; a topology built in code may not
+            raise DeployError(f"tracker: {OPENTRACKER}: no backend of this mesh runs it")
+        return await runs[0].start_tracker([c.infohash for c in self.contents.values()])
 
     async def _publish_targets(self, start_monitor: bool = False) -> None:
         """Prometheus file_sd targets for this mesh (labels mesh/node/group/backend); with
@@ -204,6 +218,7 @@ class Mesh:
         self.endpoints[node.name] = ep
         self.state.nodes[node.name] = {
             "backend": node.backend, "api": ep.api, "wire": ep.wire, "group": node.group,
+            "client": client_of(node.options),
         }
         if ep.site:
             self.state.nodes[node.name]["site"] = ep.site

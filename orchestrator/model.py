@@ -15,6 +15,7 @@ STRATEGIES = ("swarm", "client-server")
 # DESIGN.md: a topology that names no backend runs its agents as local processes. The
 # only backend name outside the backends' own packages (they come from entry points).
 DEFAULT_BACKEND = "local"
+OPENTRACKER = "opentracker"  # `tracker: opentracker`: Debian's opentracker beside the mesh
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ class Topology:
     expect: Expect = Expect()
     inventory: Optional[Inventory] = None
     monitoring: bool = False
+    # `tracker:` "opentracker" (run beside the mesh by a backend with Capability.TRACKER) or
+    # an announce URL; torrents made for the mesh carry it
+    tracker: Optional[str] = None
+    tracker_line: Optional[int] = field(default=None, compare=False)
     timeout: float = 600.0  # hard stop of `run` when nothing is expected sooner
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 

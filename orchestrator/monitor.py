@@ -56,8 +56,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 # --- file_sd targets ---------------------------------------------------------------------
 def target_groups(mesh: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend}}
-    (+ ``engine`` where the backend spans several engines)."""
+    """file_sd entries, one per node: {targets: [api], labels: {mesh, node, group, backend,
+    client}} (+ ``engine`` where the backend spans several engines)."""
     out = []
     for name, info in sorted(nodes.items()):
         api = info.get("api")
@@ -68,6 +68,7 @@ def target_groups(mesh: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[dic
             "node": name,
             "group": str(info.get("group", "")),
             "backend": str(info.get("backend", "")),
+            "client": str(info.get("client") or "meshbed"),  # real clients: docs/clients.md
         }
         if info.get("site"):  # which engine/host runs it (swarm): dashboards group by it
             labels["engine"] = str(info["site"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from orchestrator.bounds import topology_bounds
+from orchestrator.clients import client_of
 
 if TYPE_CHECKING:
     from orchestrator.mesh import Mesh
@@ -110,6 +111,15 @@ def check_expectations(
     return ok, out
 
 
+def _bytes_from(torrent: dict[str, Any], hosts: dict[str, str]) -> Optional[dict[str, int]]:
+    """Bytes received per peer node; a client node reports remote addresses (named here by
+    the node behind them) or nothing (None: its client does not say)."""
+    if "bytes_from" in torrent and torrent["bytes_from"] is None:
+        return None
+    got = torrent.get("bytes_from") or {}
+    return {hosts.get(k, k): int(v) for k, v in got.items()}
+
+
 def build_report(mesh: Mesh) -> dict[str, Any]:
     topo = mesh.topology
     res: Optional[PlayResult] = mesh.result
@@ -126,6 +136,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         "nodes": {},
     }
     fetches = res.fetches if res else {}
+    hosts = {ep.wire.rpartition(":")[0]: n for n, ep in mesh.endpoints.items()}  # -> node
     for name, c in mesh.contents.items():
         report["contents"][name] = {
             "size": c.size, "chunks": c.chunks, "infohash": c.infohash, "sha256": c.sha256,
@@ -137,6 +148,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
             "metrics_url": ep.metrics_url if ep else None,
             "group": node.group,
             "backend": node.backend,
+            "client": client_of(node.options),
             "fetches": {},
         }
         for (n, content), fs in sorted(fetches.items()):
@@ -149,7 +161,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
                 "complete": fs.complete,
                 "verified": bool(fs.verified),
                 "seconds": _r(secs),
-                "bytes_from": dict(t.get("bytes_from") or {}),
+                "bytes_from": _bytes_from(t, hosts),
                 "redownloaded": t.get("redownloaded"),
                 "resumed_pieces": t.get("resumed_pieces"),
                 "wasted": t.get("wasted"),
@@ -177,7 +189,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         d["utilisation"] = utilisation(res.samples if res else [], name,
                                        {n.name: n.link.up_bps for n in topo.nodes})
         seeders = set(topo.content(name).seeders)
-        from_seeders = sum(int(v) for fs in fs_list for k, v in (fs.torrent.get("bytes_from") or {}).items()
+        from_seeders = sum(int(v) for fs in fs_list for k, v in (_bytes_from(fs.torrent, hosts) or {}).items()
                            if k in seeders)
         d["seeder_copies"] = _r(from_seeders / mesh.contents[name].size, 2)
         report["distribution"][name] = d

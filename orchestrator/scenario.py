@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from orchestrator import backends as registry
+from orchestrator import clients
 from orchestrator.backends.base import Capability
 from orchestrator.model import (
     FetchEvent,
@@ -138,6 +139,21 @@ class Player:
                 except PeerError as exc:  # a dead peer during a kill window: PEX covers it
                     self.problems.append(f"{n}: /peers for {node}: {exc}")
 
+    async def ask_to_dial(self, content: str, node: str) -> None:
+        """A client node that takes no peer addresses (transmission, aria2) is dialled by
+        its bootstrap peers that have the content already (others find it by PEX/tracker)."""
+        eps = self.mesh.endpoints
+        infohash = self.mesh.contents[content].infohash
+        seeders = self.topo.content(content).seeders
+        for n in self.bootstrap_nodes(content, node):
+            if not clients.accepts_peers(clients.client_of(self.topo.node(n).options)):
+                continue
+            if (n in seeders or (n, content) in self.fetches) and n not in self.mesh.dead:
+                try:
+                    await self.mesh.client(n).peers([eps[node].wire], infohash)
+                except PeerError as exc:
+                    self.problems.append(f"{n}: /peers for {node}: {exc}")
+
     def fetch_body(self, content: str, node: str) -> dict[str, Any]:
         seeded = self.mesh.contents[content]
         cs = self.topo.strategy == "client-server"
@@ -153,6 +169,8 @@ class Player:
         answer = await self.mesh.client(node).fetch(self.fetch_body(content, node))
         if len(self.topo.backends_used()) > 1:
             await self.dial_back(content, node)
+        if not clients.accepts_peers(clients.client_of(self.topo.node(node).options)):
+            await self.ask_to_dial(content, node)
         if answer.get("infohash") not in (None, self.mesh.contents[content].infohash):
             self.problems.append(f"{node}: /fetch {content} answered infohash {answer.get('infohash')}")
         key = (node, content)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -36,6 +36,7 @@ class SeededContent:
     seed: int
     synthetic: bool
     path: Optional[str] = None
+    tracker: Optional[str] = None  # announce URL the metainfo carries (`tracker:`)
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,13 +47,22 @@ class SeededContent:
         fields["name"] = name
         return cls(**fields)
 
+    def with_tracker(self, url: str) -> SeededContent:
+        """The same content, its metainfo announcing to ``url`` (same infohash: outside info)."""
+        meta = metainfo.parse(base64.b64decode(self.metainfo))
+        meta = replace(meta, trackers=((url,),))
+        return replace(self, tracker=url,
+                       metainfo=base64.b64encode(meta.to_torrent_bytes()).decode())
+
     def share_body(self, rel: Optional[str] = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"piece_length": self.piece_length}
+        if self.tracker:
+            body["trackers"] = [[self.tracker]]
         if self.synthetic:
-            return {
-                "synthetic": {"name": self.name, "size": self.size, "seed": self.seed},
-                "piece_length": self.piece_length,
-            }
-        return {"file": rel, "piece_length": self.piece_length}
+            body["synthetic"] = {"name": self.name, "size": self.size, "seed": self.seed}
+        else:
+            body["file"] = rel
+        return body
 
     async def reshare_if_missing(self, mesh: Mesh, node: str) -> None:
         """After a restart: a seeder that did not pick its torrent up from disk shares again."""

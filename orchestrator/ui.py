@@ -163,12 +163,13 @@ def summary(report: dict[str, Any]) -> RenderableType:
         nodes.add_column(col, justify="right" if col in ("time", "received", "wasted", "from peers") else "left")
     for name, entry in report["nodes"].items():
         for content, f in entry["fetches"].items():
-            got = sum(int(v) for v in f["bytes_from"].values())
+            per_peer = f["bytes_from"]  # None: a client node whose client does not say
             nodes.add_row(
                 name, content, _secs(f["seconds"]),
                 "yes" if f["verified"] else ("[red]no[/red]" if f["complete"] else "[red]incomplete[/red]"),
-                human_bytes(got), human_bytes(f.get("wasted") or 0),
-                str(sum(1 for v in f["bytes_from"].values() if v)),
+                "-" if per_peer is None else human_bytes(sum(int(v) for v in per_peer.values())),
+                human_bytes(f.get("wasted") or 0),
+                "-" if per_peer is None else str(sum(1 for v in per_peer.values() if v)),
             )
     contents = Table(title="distribution", title_justify="left")
     for col in ("content", "size", "chunks", "time", "lower bound", "efficiency", "client-server bound"):

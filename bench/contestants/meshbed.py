@@ -39,10 +39,14 @@ class Plan:
     strategy: str = "swarm"  # or client-server
 
 
-def topology_yaml(plan: Plan, name: str) -> str:
+def topology_yaml(plan: Plan, name: str, client: str = "meshbed") -> str:
+    """The bench's swarm as a topology; ``client``: every node runs that client (`client:`
+    groups, with the mesh's opentracker), else meshbed agents."""
+    kind = "" if client == "meshbed" else f"\n    client: {client}"
+    tracker = "" if client == "meshbed" else "\ntracker: opentracker"
     return f"""\
 name: {name}
-backend: netns
+backend: netns{tracker}
 chunk_size: {plan.piece_length}B
 seed: {SEED}
 strategy: {plan.strategy}
@@ -51,9 +55,9 @@ defaults:
 groups:
   seeders:
     count: 1
-    link: {{up: {plan.seeder_up}bit}}
+    link: {{up: {plan.seeder_up}bit}}{kind}
   leechers:
-    count: {plan.leechers}
+    count: {plan.leechers}{kind}
 content:
   {CONTENT}:
     size: {plan.size}B
@@ -65,17 +69,17 @@ expect:
 """
 
 
-async def run_engine(plan: Plan, name: str = "bench-meshbed") -> Outcome:
+async def run_engine(plan: Plan, name: str = "bench-meshbed", client: str = "meshbed") -> Outcome:
     from orchestrator.loader import load_topology_text
     from orchestrator.mesh import Mesh
 
     home = LAB_HOME / "meshbed-home"
     src = home / f"{name}.yaml"
     src.parent.mkdir(parents=True, exist_ok=True)
-    src.write_text(topology_yaml(plan, name))
+    src.write_text(topology_yaml(plan, name, client))
     topo = load_topology_text(src.read_text(), source=src)
     mesh = Mesh(topo, home=home)
-    label = f"{NAME} ({plan.strategy}, engine)"
+    label = f"{NAME} ({plan.strategy}, engine)" if client == "meshbed" else f"{client} (meshbed run)"
     try:
         t_up = time.monotonic()
         await mesh.up()

@@ -38,6 +38,8 @@ class Capability(enum.Flag):
     # agents listen on an address agents of other backends can dial, not the host's
     # loopback (the engine asks peers that cannot dial such a node to be dialled instead)
     REACHABLE = enum.auto()
+    # runs `tracker: opentracker` beside its mesh (``start_tracker``)
+    TRACKER = enum.auto()
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,17 @@ class Backend(ABC):
 
     async def heal(self) -> None:  # noqa: B027 - optional hook
         """Undo a `partition` that returned True (the engine clears agents' blocklists)."""
+
+    # --- tracker ------------------------------------------------------------------------
+    @classmethod
+    def tracker_unavailable(cls) -> Optional[str]:
+        """Why `tracker: opentracker` cannot run beside this backend's mesh here, or None."""
+        return "this backend does not run opentracker"
+
+    async def start_tracker(self, infohashes: Sequence[str]) -> str:
+        """Start opentracker for ``infohashes`` beside the mesh (recorded in state first,
+        removed by ``teardown``); return its announce URL. Capability.TRACKER backends only."""
+        raise NotImplementedError
 
     # --- files --------------------------------------------------------------------------
     @abstractmethod

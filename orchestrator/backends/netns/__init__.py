@@ -17,6 +17,8 @@ import os
 import shutil
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -32,20 +34,29 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.clients import MESHBED, client_of, client_option, node_command
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes, subnets
 from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Link, Node
+from orchestrator.options import GroupInput
 
 NO_ROOT = "backend netns needs root (CAP_NET_ADMIN); use backend: local to run without root"
 RATE_FIELDS = frozenset({"up_bps", "down_bps"})
 DELAY_FIELDS = frozenset({"latency_ms", "jitter_ms", "loss"})
+TRACKER_PORT = 6969  # opentracker (HTTP and UDP) on the mesh bridge's address
 CONCURRENCY = 8  # parallel `ip`/`tc` processes during deploy (2-core hosts)
 
 
 class NetnsBackend(Backend):
     name = "netns"
-    capabilities = Capability.REACHABLE
+    capabilities = Capability.REACHABLE | Capability.TRACKER
+    group_options = (client_option(),)  # real clients: shaped and partitioned in the kernel
+
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        client = client_of(options)
+        return [{} if client == MESHBED else {"client": client} for _ in range(group.count())]
 
     @classmethod
     def describe(cls) -> Description:
@@ -229,9 +240,7 @@ class NetnsBackend(Backend):
         ready = data_dir / "ready.json"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
-        argv = [
-            sys.executable, "-m", "peer",
-            *agent_args(
+        run_args = agent_args(
                 node,
                 mesh=self.ctx.mesh,
                 data_dir=str(data_dir),
@@ -242,8 +251,10 @@ class NetnsBackend(Backend):
                 link=self._agent_link(node.link),
                 backend=self.name,
                 log_file=str(data_dir / "agent.log"),
-            ),
-        ]
+            )
+        client = client_of(node.options)
+        argv = ([sys.executable, "-m", "peer", *run_args] if client == MESHBED
+                else node_command(client, run_args))
         # `ip netns exec` execs the command, so the pid is the agent's own
         pid, started = await asyncio.to_thread(
             processes.spawn, ["ip", "netns", "exec", rec["ns"], *argv],
@@ -327,6 +338,30 @@ class NetnsBackend(Backend):
         self.st["partition"] = None
         self.ctx.save()
 
+    # --- tracker ------------------------------------------------------------------------
+    @classmethod
+    def tracker_unavailable(cls) -> Optional[str]:
+        if shutil.which("opentracker") is None:
+            return "opentracker is not installed on this host (apt-get install opentracker)"
+        return None
+
+    async def start_tracker(self, infohashes: Sequence[str]) -> str:
+        """Debian's opentracker (whitelist build) on the bridge address, in the host's
+        namespace: every node reaches it, nothing outside the mesh's subnet is announced."""
+        folder = self._data_root() / "tracker"
+        self.st["tracker"] = {"dir": str(folder), "pid": None, "start_time": None}
+        self.ctx.save()
+        await asyncio.to_thread(_write_whitelist, folder, infohashes)
+        ip = self.st["host_ip"]
+        pid, started = processes.spawn(
+            ["opentracker", "-i", ip, "-p", str(TRACKER_PORT), "-P", str(TRACKER_PORT),
+             "-d", str(folder), "-w", "whitelist"], log_path=folder.parent / "tracker.log")
+        self.st["tracker"].update(pid=pid, start_time=started)
+        self.ctx.save()
+        url = f"http://{ip}:{TRACKER_PORT}/announce"
+        await _wait_answers(f"http://{ip}:{TRACKER_PORT}/stats", 15.0, pid)
+        return url
+
     # --- files --------------------------------------------------------------------------
     async def put_file(self, node: Node, src: Path, name: str) -> str:
         rec = self._node(node)
@@ -373,6 +408,9 @@ class NetnsBackend(Backend):
             (int(r["pid"]), r.get("start_time")) for r in recs if r.get("pid")
         ]
         targets += [(p, None) for pids in in_ns.values() for p in pids]
+        tracker = st.get("tracker") or {}
+        if tracker.get("pid"):
+            targets.append((int(tracker["pid"]), tracker.get("start_time")))
         survivors = await processes.kill(targets)
         for rule in st.get("rules", []):
             await firewall.delete_rule(rule)
@@ -410,6 +448,35 @@ async def _wait_links_gone(names: Sequence[str], timeout: float) -> None:
         await asyncio.sleep(0.05)
     if any(bridge.exists(n) for n in names):
         await bridge.delete_links(names)
+
+
+def _write_whitelist(folder: Path, infohashes: Sequence[str]) -> None:
+    """opentracker reads it from its chroot (``-d``) as user nobody."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "whitelist").write_text("".join(f"{h}\n" for h in infohashes))
+    folder.chmod(0o755)
+    (folder / "whitelist").chmod(0o644)
+
+
+async def _wait_answers(url: str, timeout: float, pid: int) -> None:
+    """Any HTTP answer (opentracker's /stats says 403 to strangers) means it listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.to_thread(_get_status, url)
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline or not processes.alive(pid, None):
+                raise DeployError(f"netns: opentracker did not answer at {url}: {exc}") from None
+        await asyncio.sleep(0.1)
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def _subnets_of_other_meshes(home: Path, mesh: str) -> list[str]:
