@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "parse and check a topology; print a summary"),
     "up": ("up", "deploy a mesh, seed content, wait until every node is ready"),
     "run": ("run", "up + play the scenario + report + down"),
+    "simulate": ("simulate", "play a topology in virtual time with the agent's own swarm logic"),
     "status": ("status", "table of the nodes of running meshes"),
     "watch": ("watch", "live view of a running mesh"),
     "down": ("down", "remove everything a mesh created (idempotent)"),
