@@ -1,7 +1,8 @@
 """The agent: one wire listener, several torrents, the shared access link and metrics.
 
-``Agent`` is what the control API (peer/control.py) drives. Per-torrent swarm logic lives in
-peer/torrent.py, per-connection protocol handling in peer/connection.py.
+``Agent`` is what the control API (peer/control.py) drives. Swarm logic lives in the pure
+core (peer/core/); peer/torrent.py drives one torrent's core, peer/connection.py one
+connection's socket. Hostile test modes are subclasses in peer/hostile.py.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typing import Any, Callable, Optional, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from peer import extensions as ext
 from peer import metainfo, wire
 from peer.choker import RateMeter
-from peer.connection import PeerConnection
+from peer.connection import CLIENT, PeerConnection
+from peer.core import MAX_VIOLATIONS, BanList, PeerState, SwarmCore
+from peer.core.swarm import MAX_QUEUED_REQUESTS
 from peer.metainfo import Metainfo
 from peer.metrics import PROTOCOL_ERROR_REASONS, AgentMetrics, ContentSnapshot
 from peer.shaping import LinkEmulator
@@ -38,7 +42,7 @@ READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
 WRITE_HIGH_WATER = 2 << 20
 STATE_FILE = ".meshbed-state.json"
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
-MAX_VIOLATIONS = 3  # protocol errors from one address before it is banned
+__all__ = ["Agent", "HOSTILE_MODES", "MAX_VIOLATIONS"]
 CHOKE_POLICIES = ("neediest", "reciprocate")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
@@ -76,14 +80,18 @@ class Agent:
         self.rng = rng or random.Random()
         self.peer_id = peer_id or make_peer_id(self.rng)
         self.hostile = hostile
+        self.core_class: type[SwarmCore] = SwarmCore
+        self.conn_class: type[PeerConnection] = PeerConnection
+        if hostile is not None:  # test-only behaviour stays out of the ordinary classes
+            from peer import hostile as hostile_mode
+
+            self.core_class, self.conn_class = hostile_mode.classes(hostile)
         self.upload_slots = upload_slots
         self.choke_policy = choke_policy
         self.metrics = AgentMetrics(registry, node=node, group=group)
         self.metrics.set_source(self._snapshots)
         self.torrents: dict[bytes, Torrent] = {}
-        self.banned_addrs: set[str] = set()
-        self.banned_nodes: set[str] = set()
-        self.violations: dict[str, int] = {}  # "ip:port" -> protocol errors on its connections
+        self.bans = BanList()  # shared by every torrent's core
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
@@ -174,7 +182,7 @@ class Agent:
             t.add_peers([a for a in given if a is not None], "given")
             log.info("resumed %s: %d/%d pieces", meta.name, store.have_count, meta.num_pieces)
             if store.complete and t.completed_at is None:
-                self.spawn(t._on_complete())
+                t.resume_complete()
 
     def _add_torrent(self, meta: Metainfo, store: PieceStore, **kw: Any) -> Torrent:
         t = Torrent(self, meta, store, **kw)
@@ -211,9 +219,9 @@ class Agent:
                                   sha256=sha256 or state.get("sha256"),
                                   started_at=float(state.get("started_at") or time.time()))
             if store.complete:
-                self.spawn(t._on_complete())
+                t.resume_complete()
         else:
-            t.pex, t.upload = pex, upload
+            t.set_mode(pex, upload)
             if sha256:
                 t.sha256 = sha256
         t.add_peers([(str(h), int(p)) for h, p in peers] + self.bootstrap, "given")
@@ -256,20 +264,28 @@ class Agent:
     def is_self(self, addr: tuple[str, int]) -> bool:
         return addr in self.self_addrs or (addr[1] == self._port and addr[0] in LOCAL_HOSTS)
 
+    def ext_hello(self) -> ext.ExtHandshake:
+        """The BEP 10 handshake we send (the cores ask for it per connection)."""
+        return ext.local_handshake(
+            port=self.wire_port, client=CLIENT, reqq=MAX_QUEUED_REQUESTS, node=self.node,
+            mesh=self.mesh, block=wire.MAX_BLOCK,
+        )
+
     def is_banned(self, host: str, port: Optional[int], node: Optional[str]) -> bool:
-        if node and node in self.banned_nodes:
-            return True
-        return port is not None and f"{host}:{port}" in self.banned_addrs
+        return self.bans.is_banned(host, port, node)
 
     def ban(self, c: PeerConnection, reason: str) -> None:
-        self.banned_addrs.add(f"{c.ip}:{c.port}")
-        if c.listen_port:
-            self.banned_addrs.add(f"{c.ip}:{c.listen_port}")
-        if c.node:
-            self.banned_nodes.add(c.node)
+        self.bans.ban(c.state)
+        self.count_ban(c.state, reason)
+
+    def count_ban(self, peer: PeerState, reason: str) -> None:
+        """A peer the BanList now holds: count it and cut its connection."""
         self.metrics.banned_peers.inc()
-        log.warning("banned %s (%s)", c.label, reason)
-        c.close(abort=True)
+        log.warning("banned %s (%s)", peer.label, reason)
+        peer.closed = True
+        conn = peer.key
+        if isinstance(conn, PeerConnection):
+            conn.close(abort=True)
 
     def protocol_error(self, reason: str, c: Any, detail: str = "") -> None:
         if reason not in PROTOCOL_ERROR_REASONS:  # a new reason must be listed (metrics init)
@@ -280,19 +296,13 @@ class Agent:
         if isinstance(c, PeerConnection) and reason != "not_reading":
             # A peer that breaks the protocol again after reconnecting is banned, or it
             # would be dialed (and disconnected) every couple of seconds for ever.
-            key = f"{c.ip}:{c.listen_port or c.port}"
-            self.violations[key] = self.violations.get(key, 0) + 1
-            if self.violations[key] >= MAX_VIOLATIONS:
+            p = c.state
+            if self.bans.violation(p.ip, p.listen_port or p.port):
                 self.ban(c, f"{reason}, {MAX_VIOLATIONS} protocol errors")
 
     def _on_block_change(self) -> None:
-        for t in self.torrents.values():
-            for c in list(t.conns.values()):
-                if self.link.blocked(c.node, c.ip, c.listen_port):
-                    c.close()
-                    kp = t.known.get(c.listen_addr) if c.listen_addr else None
-                    if kp is not None:
-                        kp.next_try = 0.0
+        for t in list(self.torrents.values()):
+            t.link_changed()
 
     def _tune(self, writer: asyncio.StreamWriter) -> None:
         transport = writer.transport
@@ -330,7 +340,7 @@ class Agent:
         if self.closing or t.closing:
             writer.close()
             return False
-        conn = PeerConnection(self, t, reader, writer, hs, outgoing=True, dial_addr=addr)
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=True, dial_addr=addr)
         self.spawn(conn.run())
         return True
 
@@ -360,7 +370,7 @@ class Agent:
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             writer.transport.abort()
             return
-        conn = PeerConnection(self, t, reader, writer, hs, outgoing=False)
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=False)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 
 class AgentLike(Protocol):
-    """What the control API needs of ``peer.engine.Agent``."""
+    """What the control API needs of ``peer.agent.Agent``."""
 
     async def share(self, meta: Any, payload: Path) -> None: ...
 

@@ -114,7 +114,7 @@ class _StateCollector:
 # sources against these): all start at 0 so dashboards have series before the first one.
 REJECT_REASONS = ("hash_mismatch",)
 PROTOCOL_ERROR_REASONS = (
-    # handshake / framing (peer/wire.py, peer/engine.py)
+    # handshake / framing (peer/wire.py, peer/agent.py)
     "bad_handshake", "wrong_infohash", "unknown_infohash", "frame_too_large", "unknown_id",
     "bad_length", "bad_bitfield",
     # extension payloads (peer/wire.py, peer/extensions.py)

@@ -40,10 +40,10 @@ class Partial:
     def idle(self) -> bool:
         return self.missing == len(self.state) and not any(self.reqs)
 
-    def data(self) -> Buffer:
+    def data(self) -> Optional[Buffer]:
+        """The piece's bytes; None when it came as virtual payload (simulation)."""
         if self.whole is not None:
             return self.whole
-        assert self.buf is not None
         return self.buf
 
 
@@ -249,16 +249,21 @@ class PiecePicker:
             for u in range(begin // UNIT, min(len(state), (begin + length + UNIT - 1) // UNIT))
         )
 
-    def received(self, index: int, begin: int, block: Buffer, peer: object) -> bool:
-        """Store a block (the caller checked bounds and alignment with ``wanted``).
+    def received(self, index: int, begin: int, block: Optional[Buffer], peer: object,
+                 length: int = 0) -> bool:
+        """Store a block (the caller checked bounds and alignment with ``wanted``);
+        ``block`` None: a virtual payload of ``length`` bytes (simulation), nothing stored.
 
         Returns True when the piece is now complete: it goes to "verifying"; fetch its
         bytes with :meth:`take`.
         """
         p = self.partial[index]
-        length = len(block)
+        if block is not None:
+            length = len(block)
         u0, u1 = begin // UNIT, min(len(p.state), (begin + length + UNIT - 1) // UNIT)
-        if begin == 0 and length == p.size and p.missing == len(p.state):
+        if block is None:
+            pass
+        elif begin == 0 and length == p.size and p.missing == len(p.state):
             p.whole = block
         else:
             if p.buf is None:

@@ -17,7 +17,7 @@ from support import ROOT, MiB, file_sha256, metric_sum
 
 from orchestrator.errors import InputError
 from orchestrator.loader import load_topology_text
-from peer.engine import MAX_VIOLATIONS
+from peer.agent import MAX_VIOLATIONS
 
 pytestmark = pytest.mark.timeout(150)
 

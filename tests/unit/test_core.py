@@ -1,0 +1,245 @@
+"""The engine core in pure form: events in, actions out (no sockets, no clock)."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any, Optional
+
+import pytest
+
+from peer import extensions as ext
+from peer import wire
+from peer.core import (
+    Ban,
+    BanList,
+    Close,
+    Completed,
+    Dial,
+    PeerState,
+    ProtocolError,
+    Send,
+    Serve,
+    SwarmCore,
+    Timer,
+    Verify,
+)
+
+PIECE = 256 * 1024
+
+
+def hello(node: str, block: int = PIECE) -> Any:
+    return lambda: ext.local_handshake(port=6881, client="t", reqq=256, node=node, mesh="m",
+                                       block=block)
+
+
+def make_core(n: int, have: bool, node: str, seed: int = 1, **kw: Any) -> SwarmCore:
+    return SwarmCore(n, PIECE, n * PIECE, range(n) if have else (), rng=random.Random(seed),
+                     local_id=node.encode().ljust(20, b"-"), hello=hello(node), **kw)
+
+
+def connect(a: SwarmCore, b: SwarmCore, now: float = 0.0) -> tuple[PeerState, PeerState]:
+    """a dialed b: the PeerState each side holds for the other."""
+    pa = PeerState(a.num_pieces, now, peer_id=b.local_id, ip="10.0.0.2", port=6881,
+                   outgoing=True, listen_port=6881)
+    pb = PeerState(b.num_pieces, now, peer_id=a.local_id, ip="10.0.0.1", port=40000,
+                   outgoing=False)
+    pa.key, pb.key = (b, pb), (a, pa)  # where messages to this peer land
+    assert a.peer_connected(pa, now) and b.peer_connected(pb, now)
+    return pa, pb
+
+
+class Pump:
+    """Delivers every action at once, in order: a zero-latency, infinite-rate network."""
+
+    def __init__(self, *cores: SwarmCore) -> None:
+        self.cores = cores
+        self.seen: list[Any] = []
+        self.timers: list[tuple[float, SwarmCore, Any]] = []
+
+    def run(self, now: float = 0.0, limit: int = 100000) -> None:
+        work: deque[tuple[SwarmCore, Any]] = deque()
+        for _ in range(limit):
+            for core in self.cores:
+                work.extend((core, a) for a in core.take_actions())
+            if not work:
+                return
+            core, act = work.popleft()
+            self.seen.append(act)
+            if isinstance(act, Send):
+                other, back = act.peer.key
+                for msg in act.msgs:
+                    if not back.closed:
+                        other.message(back, msg, now)
+            elif isinstance(act, Serve):
+                other, back = act.peer.key
+                while (req := core.next_upload(act.peer)) is not None:
+                    core.block_sent(act.peer, req[2], now)
+                    other.block(back, req[0], req[1], req[2], None, now)
+            elif isinstance(act, Verify):
+                core.piece_verified(act.piece, True, now)
+            elif isinstance(act, Timer):
+                self.timers.append((act.at, core, act.token))
+            elif isinstance(act, (Close, Ban)):
+                other, back = act.peer.key
+                core.peer_closed(act.peer, now)
+                other.peer_closed(back, now)
+        raise AssertionError("no quiescence")
+
+
+def test_a_leecher_fetches_every_piece_from_a_seeder_with_virtual_payloads() -> None:
+    seed, leech = make_core(8, True, "s"), make_core(8, False, "l")
+    pa, pb = connect(leech, seed)
+    pump = Pump(seed, leech)
+    pump.run()
+    assert leech.complete and leech.picker.have_count == 8
+    assert leech.downloaded == seed.uploaded == 8 * PIECE
+    assert leech.bytes_from == {"s": 8 * PIECE} and seed.bytes_to == {"l": 8 * PIECE}
+    assert any(isinstance(a, Completed) for a in pump.seen)
+    # whole-piece requests between meshbed peers: one Request per piece
+    reqs = [m for a in pump.seen if isinstance(a, Send) for m in a.msgs
+            if isinstance(m, wire.Request)]
+    assert len(reqs) == 8 and all(r.length == PIECE for r in reqs)
+    # a complete leecher that uploads keeps the seed? no: two seeds close
+    assert pa.closed and pb.closed
+
+
+def test_the_first_messages_announce_what_we_hold() -> None:
+    seed, leech = make_core(4, True, "s"), make_core(4, False, "l")
+    p = PeerState(4, 0.0, peer_id=b"x" * 20, ip="1.2.3.4", port=1, outgoing=True)
+    assert seed.peer_connected(p, 0.0)
+    (send,) = seed.take_actions()
+    assert isinstance(send, Send) and isinstance(send.msgs[0], wire.HaveAll)
+    assert isinstance(send.msgs[1], wire.Extended) and send.msgs[1].ext_id == 0
+    q = PeerState(4, 0.0, peer_id=b"x" * 20, ip="1.2.3.4", port=1, outgoing=True)
+    assert leech.peer_connected(q, 0.0)
+    (send,) = leech.take_actions()
+    assert isinstance(send.msgs[0], wire.HaveNone)
+
+
+def test_have_makes_us_interested_and_unchoke_starts_requests() -> None:
+    core = make_core(4, False, "l")
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True, block=PIECE)
+    core.peer_connected(p, 0.0)
+    core.take_actions()
+    core.message(p, wire.Have(2), 1.0)
+    (send,) = core.take_actions()
+    assert send.msgs == [wire.Interested()]
+    assert core.picker.availability(2) == 1
+    core.message(p, wire.Unchoke(), 2.0)
+    (send,) = core.take_actions()
+    assert send.msgs == [wire.Request(2, 0, PIECE)]
+    assert p.outstanding == {(2, 0, PIECE): 2.0} and p.out_bytes == PIECE
+    # the block comes: verification is the driver's job
+    core.block(p, 2, 0, PIECE, None, 3.0)
+    acts = core.take_actions()
+    assert Verify(2, None) in acts
+    assert not p.outstanding and p.out_bytes == 0
+    core.piece_verified(2, True, 3.5)
+    acts = core.take_actions()
+    # the sender had it: no HAVE back, and it has nothing else for us
+    assert [a for a in acts if isinstance(a, Send)] == [Send(p, [wire.NotInterested()])]
+    assert core.picker.has(2)
+
+
+def test_a_choke_without_fast_gives_requests_back_and_a_reject_frees_the_block() -> None:
+    core = make_core(4, False, "l")
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True,
+                  fast=False, block=PIECE)
+    core.peer_connected(p, 0.0)
+    core.message(p, wire.Bitfield.full(4), 0.0)
+    core.message(p, wire.Unchoke(), 0.0)
+    assert p.outstanding
+    core.message(p, wire.Choke(), 1.0)
+    assert not p.outstanding and not core.picker.partial
+    with pytest.raises(ProtocolError):
+        core.message(p, wire.Reject(0, 0, PIECE), 1.0)  # fast was not negotiated
+
+
+def test_requests_are_served_only_when_unchoked_and_rejected_otherwise() -> None:
+    seed = make_core(4, True, "s")
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    seed.peer_connected(p, 0.0)
+    seed.take_actions()
+    seed.message(p, wire.Request(1, 0, 16384), 0.0)
+    assert seed.take_actions() == [Send(p, [wire.Reject(1, 0, 16384)])]
+    seed.message(p, wire.Interested(), 0.0)  # a free slot: unchoked at once
+    assert seed.take_actions() == [Send(p, [wire.Unchoke()])]
+    seed.message(p, wire.Request(1, 0, 16384), 0.0)
+    seed.message(p, wire.Request(1, 16384, 16384), 0.0)
+    assert seed.take_actions() == [Serve(p)]  # one Serve until the queue is drained
+    assert seed.next_upload(p) == (1, 0, 16384)
+    seed.message(p, wire.Cancel(1, 16384, 16384), 0.0)
+    assert seed.next_upload(p) is None
+    with pytest.raises(ProtocolError, match="request_too_large"):
+        seed.message(p, wire.Request(1, 0, 1 << 20), 0.0)
+    with pytest.raises(ProtocolError, match="bad_index"):
+        seed.message(p, wire.Have(9), 0.0)
+
+
+def test_a_bad_piece_from_one_source_bans_it() -> None:
+    bans = BanList()
+    core = make_core(2, False, "l", bans=bans)
+    p = PeerState(2, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True,
+                  listen_port=7000, block=PIECE)
+    core.peer_connected(p, 0.0)
+    core.message(p, wire.HaveAll(), 0.0)
+    core.message(p, wire.Unchoke(), 0.0)
+    req = p.outstanding.copy()
+    core.take_actions()
+    (key,) = list(req)[:1] if len(req) == 1 else [sorted(req)[0]]
+    core.block(p, key[0], 0, PIECE, None, 1.0)
+    core.take_actions()
+    core.piece_verified(key[0], False, 1.0)
+    acts = core.take_actions()
+    assert Ban(p, "hash_mismatch") in acts
+    assert core.rejected == {"hash_mismatch": 1}
+    assert bans.is_banned("1.2.3.4", 7000, None) and not core.picker.has(key[0])
+    refused = PeerState(2, 2.0, peer_id=b"q" * 20, ip="1.2.3.4", port=7000, outgoing=True)
+    assert not core.peer_connected(refused, 2.0)
+
+
+def test_addresses_are_dialed_with_backoff_and_pex_spreads_them() -> None:
+    core = make_core(4, False, "l")
+    assert core.add_peers([("10.0.0.5", 1), ("10.0.0.6", 2)], "given", 0.0) == 2
+    assert core.take_actions() == [Dial(("10.0.0.5", 1)), Dial(("10.0.0.6", 2))]
+    core.dial_done(("10.0.0.5", 1), False, 0.0)
+    core.tick(1.0)  # 2 s backoff: not yet
+    assert not [a for a in core.take_actions() if isinstance(a, Dial)]
+    core.tick(2.5)
+    assert Dial(("10.0.0.5", 1)) in core.take_actions()
+
+
+def test_a_snubbing_peer_loses_its_requests_then_its_connection() -> None:
+    core = make_core(4, False, "l")
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True, block=PIECE)
+    core.peer_connected(p, 0.0)
+    core.message(p, wire.HaveAll(), 0.0)
+    core.message(p, wire.Unchoke(), 0.5)  # after the connection's initial "choked" state
+    core.take_actions()
+    asked = len(p.outstanding)
+    assert asked > 1
+    core.tick(31.0)  # no block for 30 s: cancelled, one probe block
+    acts = core.take_actions()
+    cancels = [m for a in acts if isinstance(a, Send) for m in a.msgs if isinstance(m, wire.Cancel)]
+    assert len(cancels) == asked and p.snubbed and len(p.outstanding) == 1
+    core.tick(62.0)  # the probe failed too: reconnect
+    assert Close(p, "snubbed") in core.take_actions()
+
+
+def test_the_same_seed_gives_the_same_actions() -> None:
+    def run(seed: int) -> list[str]:
+        cores = [make_core(16, i == 0, f"n{i}", seed=seed + i) for i in range(4)]
+        for i in range(1, 4):
+            for j in range(i):
+                connect(cores[i], cores[j])
+        pump = Pump(*cores)
+        pump.run()
+        assert all(c.complete for c in cores)
+        return [repr(a) for a in pump.seen]
+
+    assert run(7) == run(7)
+
+
+def _peer_of(core: SwarmCore, node: str) -> Optional[PeerState]:
+    return next((p for p in core.peers.values() if p.node == node), None)
