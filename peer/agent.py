@@ -282,7 +282,6 @@ class Agent:
         """A peer the BanList now holds: count it and cut its connection."""
         self.metrics.banned_peers.inc()
         log.warning("banned %s (%s)", peer.label, reason)
-        peer.closed = True
         conn = peer.key
         if isinstance(conn, PeerConnection):
             conn.close(abort=True)

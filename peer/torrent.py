@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from peer.core import (
     Ban,
+    Broadcast,
     Close,
     Completed,
     CoreConfig,
@@ -111,6 +112,10 @@ class Torrent:
             if kind is Send:
                 conn: PeerConnection = act.peer.key  # type: ignore[union-attr]
                 conn.send(act.msgs)  # type: ignore[union-attr]
+            elif kind is Broadcast:
+                msgs = act.msgs  # type: ignore[union-attr]
+                for peer in act.peers:  # type: ignore[union-attr]
+                    peer.key.send(msgs)
             elif kind is Serve:
                 act.peer.key.wake_uploader()  # type: ignore[union-attr]
             elif kind is Verify:

@@ -420,6 +420,27 @@ def encode(msg: Message) -> bytes:
         raise ValueError(f"cannot encode {msg!r}: {e}") from None
 
 
+_FIXED_FRAME_LEN: Dict[type, int] = {
+    KeepAlive: 4, Choke: 5, Unchoke: 5, Interested: 5, NotInterested: 5, HaveAll: 5,
+    HaveNone: 5, Have: 9, Suggest: 9, AllowedFast: 9, Request: 17, Cancel: 17, Reject: 17,
+    Port: 7,
+}
+
+
+def frame_len(msg: Message) -> int:
+    """Bytes ``encode(msg)`` would produce, without encoding (the simulator charges links)."""
+    n = _FIXED_FRAME_LEN.get(type(msg))
+    if n is not None:
+        return n
+    if isinstance(msg, Piece):
+        return 13 + len(msg.block)
+    if isinstance(msg, Bitfield):
+        return 5 + len(msg._buf)
+    if isinstance(msg, Extended):
+        return 6 + len(msg.payload)
+    raise TypeError(f"not a wire message: {type(msg).__name__}")
+
+
 # ---------------------------------------------------------------- decoding
 
 _KEEPALIVE = KeepAlive()

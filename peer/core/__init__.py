@@ -3,6 +3,7 @@
 from peer.core.actions import (
     Action,
     Ban,
+    Broadcast,
     Close,
     Completed,
     Dial,
@@ -20,7 +21,7 @@ from peer.core.peerstate import PeerState
 from peer.core.swarm import CoreConfig, SwarmCore
 
 __all__ = [
-    "Action", "Ban", "BanList", "Close", "Completed", "CoreConfig", "Dial", "KnownPeer",
+    "Action", "Ban", "BanList", "Broadcast", "Close", "Completed", "CoreConfig", "Dial", "KnownPeer",
     "MAX_VIOLATIONS", "PeerState", "PieceTime", "ProtocolError", "Rejected", "Send", "Serve",
     "SwarmCore", "Timer", "Verify",
 ]

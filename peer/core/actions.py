@@ -19,6 +19,12 @@ class Send(NamedTuple):
     msgs: List[wire.Message]
 
 
+class Broadcast(NamedTuple):
+    """Write the same messages to each of these peers (a HAVE after a verified piece)."""
+    peers: List[PeerState]
+    msgs: List[wire.Message]
+
+
 class Serve(NamedTuple):
     """The peer has requests queued with us: drain ``core.next_upload(peer)``."""
     peer: PeerState
@@ -70,4 +76,4 @@ class PieceTime(NamedTuple):
     seconds: float
 
 
-Action = Union[Send, Serve, Close, Ban, Dial, Verify, Timer, Completed, Rejected, PieceTime]
+Action = Union[Send, Broadcast, Serve, Close, Ban, Dial, Verify, Timer, Completed, Rejected, PieceTime]

@@ -29,9 +29,9 @@ class Choking:
         c.choke_since = now
         if choke:
             msgs: list[wire.Message] = [wire.Choke()]
+            queued = c.drain_queue()
             if c.fast:
-                msgs.extend(wire.Reject(*r) for r in c.queue)
-            c.queue.clear()
+                msgs.extend(wire.Reject(*r) for r in queued)
             self.core.send(c, msgs)
         else:
             self.core.send(c, [wire.Unchoke()])

@@ -20,7 +20,7 @@ Key = tuple[int, int, int]  # (index, begin, length) of a request
 class PeerState:
     __slots__ = (
         "key", "peer_id", "ip", "port", "outgoing", "listen_port", "fast", "extended",
-        "ext_ids", "meshbed", "node", "block", "max_request", "bits", "is_seed", "useful",
+        "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
         "rejected_pieces", "am_choking", "am_interested", "peer_choking", "peer_interested",
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
@@ -47,6 +47,7 @@ class PeerState:
         self.block = block  # block size we request with
         self.max_request = BLOCK  # largest request we serve to it
         self.bits = wire.Bitfield(num_pieces)
+        self.pmask = 0  # the pieces it has as the picker's bit mask (PiecePicker.mask_of)
         self.is_seed = False
         self.useful = 0  # pieces it has that we lack
         self.rejected_pieces: set[int] = set()
@@ -121,5 +122,23 @@ class PeerState:
         return keys
 
     # ------------------------------------------------------------ its requests
+    def enqueue(self, key: Key) -> bool:
+        """Queue a request it sent us; True when the queue was empty (wake the uploader)."""
+        self.queue.append(key)
+        return len(self.queue) == 1
+
+    def unqueue(self, key: Key) -> None:
+        """It cancelled ``key`` (not sent yet: forget it; already sent: nothing to do)."""
+        try:
+            self.queue.remove(key)
+        except ValueError:
+            pass
+
+    def drain_queue(self) -> list[Key]:
+        """Forget every queued request (we choke it); returns them (to reject)."""
+        keys = list(self.queue)
+        self.queue.clear()
+        return keys
+
     def next_upload(self) -> Optional[Key]:
         return self.queue.popleft() if self.queue else None

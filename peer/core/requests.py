@@ -57,11 +57,12 @@ class RequestScheduler:
             room = pipeline_bytes(rate, block) - c.out_bytes
         if room < block // 2:
             return
-        bits, rejected = c.bits, c.rejected_pieces
+        bits, rejected, mask = c.bits, c.rejected_pieces, c.pmask
         peer_has: Callable[[int], bool] = bits.__contains__
         if rejected:
             def peer_has(i: int) -> bool:  # noqa: F811
                 return i in bits and i not in rejected
+            mask &= ~picker.mask_of(rejected)
         busy = c.busy_pieces
         # End game: only a peer with nothing else in flight duplicates others' requests, and
         # only for pieces whose copy in flight is overdue: every duplicate costs some
@@ -78,7 +79,7 @@ class RequestScheduler:
                 return due is None or due < late
 
         reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
-                           duplicates=duplicates)
+                           duplicates=duplicates, peer_mask=mask)
         if not reqs:
             return
         if not c.outstanding:

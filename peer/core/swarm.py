@@ -19,6 +19,7 @@ from peer.choker import RateMeter
 from peer.core.actions import (
     Action,
     Ban,
+    Broadcast,
     Close,
     Completed,
     PieceTime,
@@ -278,6 +279,7 @@ class SwarmCore:
             c.is_seed = True
         else:
             picker.peer_have(i)
+        c.pmask |= picker.bit(i)
         if not picker.has(i):
             c.useful += 1
             self._interest(c, True)
@@ -310,10 +312,7 @@ class SwarmCore:
         self.choking.on_interest(c, now)
 
     def _on_cancel(self, c: PeerState, msg: wire.Cancel, now: float) -> None:
-        try:
-            c.queue.remove((msg.index, msg.begin, msg.length))
-        except ValueError:
-            pass
+        c.unqueue((msg.index, msg.begin, msg.length))
 
     def _on_bitfield_msg(self, c: PeerState, msg: wire.Bitfield, now: float) -> None:
         # BEP 3 wants it first, but real clients (aria2) send HAVE_NONE, allowed-fast sets,
@@ -340,6 +339,7 @@ class SwarmCore:
         else:
             picker.peer_lost(c.bits.iter_set())
         c.bits = bits
+        c.pmask = picker.mask_of(bits.iter_set())
         if bits.all():
             c.is_seed = True
             picker.seed_joined()
@@ -403,8 +403,7 @@ class SwarmCore:
             if c.fast:
                 self.send(c, [wire.Reject(*key)])
             return
-        c.queue.append(key)
-        if len(c.queue) == 1:
+        if c.enqueue(key):
             self.emit(Serve(c))
 
     def check_request(self, c: PeerState, msg: wire.Request) -> tuple[int, int, int]:
@@ -507,14 +506,17 @@ class SwarmCore:
         self.sched.forget_piece(index)
         if t0 is not None:
             self.emit(PieceTime(index, now - t0))
-        have: list[wire.Message] = [wire.Have(index)]  # one list shared by every Send
+        lacking: list[PeerState] = []
         for c in list(self.peers.values()):
             if c.is_seed or index in c.bits:
                 c.useful -= 1
                 if c.useful <= 0:
                     self._interest(c, False)
-            else:
-                self.send(c, have)
+            elif not c.closed:
+                c.sent = True
+                lacking.append(c)
+        if lacking:
+            self.emit(Broadcast(lacking, [wire.Have(index)]))
         if picker.complete:
             self._on_complete()
 

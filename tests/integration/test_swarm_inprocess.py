@@ -198,7 +198,7 @@ def test_client_server_survives_a_seeder_that_chokes_without_rejecting(
             return
         c.am_choking = choke
         c.choke_since = now
-        c.queue.clear()  # no Reject: a "clean" fast peer that just forgets them
+        c.drain_queue()  # no Reject: a "clean" fast peer that just forgets them
         self.core.send(c, [wire.Choke() if choke else wire.Unchoke()])
 
     monkeypatch.setattr(choking.Choking, "set_choking", choke_silently)

@@ -13,6 +13,7 @@ from peer import wire
 from peer.core import (
     Ban,
     BanList,
+    Broadcast,
     Close,
     Completed,
     Dial,
@@ -66,11 +67,12 @@ class Pump:
                 return
             core, act = work.popleft()
             self.seen.append(act)
-            if isinstance(act, Send):
-                other, back = act.peer.key
-                for msg in act.msgs:
-                    if not back.closed:
-                        other.message(back, msg, now)
+            if isinstance(act, (Send, Broadcast)):
+                for peer in act.peers if isinstance(act, Broadcast) else [act.peer]:
+                    other, back = peer.key
+                    for msg in act.msgs:
+                        if not back.closed:
+                            other.message(back, msg, now)
             elif isinstance(act, Serve):
                 other, back = act.peer.key
                 while (req := core.next_upload(act.peer)) is not None:
@@ -243,3 +245,15 @@ def test_the_same_seed_gives_the_same_actions() -> None:
 
 def _peer_of(core: SwarmCore, node: str) -> Optional[PeerState]:
     return next((p for p in core.peers.values() if p.node == node), None)
+
+
+def test_frame_len_matches_the_encoding_of_every_message() -> None:
+    msgs: list[wire.Message] = [
+        wire.KeepAlive(), wire.Choke(), wire.Unchoke(), wire.Interested(), wire.NotInterested(),
+        wire.HaveAll(), wire.HaveNone(), wire.Have(3), wire.Suggest(1), wire.AllowedFast(2),
+        wire.Request(1, 0, 16384), wire.Cancel(1, 0, 16384), wire.Reject(1, 0, 16384),
+        wire.Port(6881), wire.Piece(1, 0, b"x" * 100), wire.Bitfield.full(13),
+        wire.Extended(1, b"abc"),
+    ]
+    for m in msgs:
+        assert wire.frame_len(m) == len(wire.encode(m)), m
