@@ -41,7 +41,7 @@ class Partial:
         self.missing = n  # units not yet received
         self.buf: Optional[bytearray] = None
         self.whole: Optional[Buffer] = None  # the piece came as one block: no copy
-        self.contributors: set[object] = set()
+        self.contributors: dict[object, None] = {}  # ordered: reproducible runs
 
     def idle(self) -> bool:
         return self.missing == len(self.state) and not any(self.reqs)
@@ -347,7 +347,7 @@ class PiecePicker:
             if state[u] != RECEIVED:
                 state[u] = RECEIVED
                 p.missing -= 1
-        p.contributors.add(peer)
+        p.contributors[peer] = None
         if p.missing == 0:
             self.status[index] = P_VERIFYING
             self._open.pop(index, None)
