@@ -78,10 +78,10 @@ class PiecePicker:
         self._open: dict[int, Partial] = {}  # partial pieces with units nobody was asked for
         order = list(range(num_pieces))
         self.rng.shuffle(order)
-        self._bit = [0] * num_pieces  # piece -> its bit; bit position = rank in random order
+        self.bits = [0] * num_pieces  # piece -> its bit in masks; position = rank in random order
         self._at: dict[int, int] = {}  # bit -> piece
         for rank, i in enumerate(order):
-            self._bit[i] = 1 << rank
+            self.bits[i] = 1 << rank
             self._at[1 << rank] = i
         self.full_mask = (1 << num_pieces) - 1
         self._free_mask = 0  # free pieces, all levels
@@ -108,10 +108,10 @@ class PiecePicker:
 
     def bit(self, i: int) -> int:
         """Piece ``i``'s bit in peer masks."""
-        return self._bit[i]
+        return self.bits[i]
 
     def mask_of(self, pieces: Iterable[int]) -> int:
-        bit = self._bit
+        bit = self.bits
         m = 0
         for i in pieces:
             m |= bit[i]
@@ -119,7 +119,7 @@ class PiecePicker:
 
     # ------------------------------------------------------------ free-piece levels
     def _set_free(self, i: int) -> None:
-        b, a, levels = self._bit[i], self.avail[i], self._levels
+        b, a, levels = self.bits[i], self.avail[i], self._levels
         while len(levels) <= a:
             levels.append(0)
         levels[a] |= b
@@ -127,7 +127,7 @@ class PiecePicker:
         self._nfree += 1
 
     def _unset_free(self, i: int) -> None:
-        b = self._bit[i]
+        b = self.bits[i]
         self._levels[self.avail[i]] &= ~b
         self._free_mask &= ~b
         self._nfree -= 1
@@ -135,7 +135,7 @@ class PiecePicker:
     def _move(self, i: int, delta: int) -> None:
         """Availability of piece ``i`` changes by ``delta`` (its level, if it is free)."""
         if self.status[i] == P_FREE:
-            b, levels = self._bit[i], self._levels
+            b, levels = self.bits[i], self._levels
             levels[self.avail[i]] &= ~b
             a = self.avail[i] = self.avail[i] + delta
             while len(levels) <= a:

@@ -269,21 +269,29 @@ class SwarmCore:
         self.block(c, msg.index, msg.begin, len(msg.block), msg.block, now)
 
     def _on_have(self, c: PeerState, msg: wire.Have, now: float) -> None:
-        i = self._index(msg.index)
-        if c.is_seed or not c.bits.set(i):
-            return
+        # the hottest event of a big swarm (every verified piece, to every neighbour): tests
+        # on the peer's bit mask, no call that can be avoided
+        i = msg.index
+        if not 0 <= i < self.num_pieces:
+            raise ProtocolError("bad_index", str(i))
         picker = self.picker
-        if c.bits.all():
+        b = picker.bits[i]
+        if c.is_seed or c.pmask & b:
+            return
+        c.pmask |= b
+        c.bits.set(i)
+        if c.pmask == picker.full_mask:
             picker.peer_lost(j for j in c.bits.iter_set() if j != i)
             picker.seed_joined()
             c.is_seed = True
         else:
             picker.peer_have(i)
-        c.pmask |= picker.bit(i)
-        if not picker.has(i):
+        if picker.status[i] != P_HAVE:
             c.useful += 1
-            self._interest(c, True)
-            self.sched.fill(c, now)
+            if not c.am_interested:
+                self._interest(c, True)
+            if not c.peer_choking:
+                self.sched.fill(c, now)
 
     def _interest(self, c: PeerState, interested: bool) -> None:
         if interested != c.am_interested:
@@ -507,8 +515,9 @@ class SwarmCore:
         if t0 is not None:
             self.emit(PieceTime(index, now - t0))
         lacking: list[PeerState] = []
+        bit = picker.bits[index]
         for c in list(self.peers.values()):
-            if c.is_seed or index in c.bits:
+            if c.is_seed or c.pmask & bit:
                 c.useful -= 1
                 if c.useful <= 0:
                     self._interest(c, False)
