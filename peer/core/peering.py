@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from peer import extensions as ext
 from peer import wire
-from peer.core.actions import Dial
+from peer.core.actions import Dial, Timer
+from peer.wire import BLOCK, MAX_BLOCK
 
 if TYPE_CHECKING:
     from peer.core.peerstate import PeerState
@@ -95,6 +96,42 @@ class Peering:
             if kp is not None:
                 kp.fails += 1
                 kp.next_try = now + min(MAX_BACKOFF, 2.0 ** kp.fails)
+
+    # ------------------------------------------------------------------ BEP 10/11 messages
+    def on_extended(self, c: PeerState, msg: wire.Extended, now: float) -> None:
+        core = self.core
+        if msg.ext_id == 0:
+            h = ext.decode_ext_handshake(msg.payload)
+            c.ext_ids = {k: v for k, v in h.m.items() if v}
+            if h.port and not c.listen_port:
+                c.listen_port = h.port
+            if h.meshbed is not None:
+                c.meshbed = True
+                node = h.meshbed.get("node")
+                c.node = str(node) if node else None
+                their = h.meshbed.get("block")
+                block = their if isinstance(their, int) else BLOCK
+                c.block = max(BLOCK, min(MAX_BLOCK, block))
+                c.max_request = MAX_BLOCK
+            self._on_ext_handshake(c, now)
+        elif msg.ext_id == ext.UT_PEX_ID:
+            added, _dropped = ext.decode_pex(msg.payload)
+            if core.pex and self.add(added[:100], "pex"):
+                self.dial(now)
+        # other extended ids (meshbed_v1 messages, unknown): ignored
+
+    def _on_ext_handshake(self, c: PeerState, now: float) -> None:
+        core = self.core
+        if core.bans.is_banned(c.ip, c.listen_port, c.node) or core.blocked(
+            c.node, c.ip, c.listen_port
+        ):
+            core.close_peer(c, "blocked")
+            return
+        if c.listen_addr is not None:
+            self.mark_connected(c.listen_addr)
+        if core.pex and ext.UT_PEX in c.ext_ids and not c.pex_greeted:
+            c.pex_greeted = True
+            core.emit(Timer(now + PEX_GREETING, ("pex", c)))
 
     # ------------------------------------------------------------------ PEX
     def send_pex(self, c: PeerState) -> None:

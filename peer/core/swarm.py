@@ -26,17 +26,15 @@ from peer.core.actions import (
     Rejected,
     Send,
     Serve,
-    Timer,
     Verify,
 )
 from peer.core.bans import BanList
 from peer.core.choking import Choking
 from peer.core.errors import ProtocolError
-from peer.core.peering import PEX_GREETING, Addr, KnownPeer, Peering
+from peer.core.peering import Addr, KnownPeer, Peering
 from peer.core.peerstate import PeerState
 from peer.core.requests import MAX_VERIFY_BACKLOG, REFILL, RequestScheduler
 from peer.picker import P_HAVE, PiecePicker
-from peer.wire import BLOCK, MAX_BLOCK
 
 KEEPALIVE_SECONDS = 60.0
 IDLE_SECONDS = 120.0
@@ -116,7 +114,7 @@ class SwarmCore:
             wire.HaveAll: self._on_have_all,
             wire.HaveNone: self._on_have_none,
             wire.Reject: self._on_reject,
-            wire.Extended: self._on_extended,
+            wire.Extended: self.peering.on_extended,
             wire.Suggest: self._on_index_only,
             wire.AllowedFast: self._on_index_only,
             wire.Piece: self._on_piece_msg,
@@ -370,39 +368,6 @@ class SwarmCore:
                 c.rejected_pieces.add(key[0])
             self.picker.release(*key)
             self.sched.refill_soon(now)
-
-    def _on_extended(self, c: PeerState, msg: wire.Extended, now: float) -> None:
-        if msg.ext_id == 0:
-            h = ext.decode_ext_handshake(msg.payload)
-            c.ext_ids = {k: v for k, v in h.m.items() if v}
-            if h.port and not c.listen_port:
-                c.listen_port = h.port
-            if h.meshbed is not None:
-                c.meshbed = True
-                node = h.meshbed.get("node")
-                c.node = str(node) if node else None
-                their = h.meshbed.get("block")
-                block = their if isinstance(their, int) else BLOCK
-                c.block = max(BLOCK, min(MAX_BLOCK, block))
-                c.max_request = MAX_BLOCK
-            self._on_ext_handshake(c, now)
-        elif msg.ext_id == ext.UT_PEX_ID:
-            added, _dropped = ext.decode_pex(msg.payload)
-            if self.pex and self.peering.add(added[:100], "pex"):
-                self.peering.dial(now)
-        # other extended ids (meshbed_v1 messages, unknown): ignored
-
-    def _on_ext_handshake(self, c: PeerState, now: float) -> None:
-        if self.bans.is_banned(c.ip, c.listen_port, c.node) or self.blocked(
-            c.node, c.ip, c.listen_port
-        ):
-            self.close_peer(c, "blocked")
-            return
-        if c.listen_addr is not None:
-            self.peering.mark_connected(c.listen_addr)
-        if self.pex and ext.UT_PEX in c.ext_ids and not c.pex_greeted:
-            c.pex_greeted = True
-            self.emit(Timer(now + PEX_GREETING, ("pex", c)))
 
     # ------------------------------------------------------------------ uploading
     def _on_request(self, c: PeerState, msg: wire.Request, now: float) -> None:
