@@ -28,6 +28,7 @@ from peer import wire
 from peer.core import (
     Ban,
     BanList,
+    Broadcast,
     Close,
     Completed,
     Dial,
@@ -176,6 +177,13 @@ class SimAgent:
                         out = ep.out
                         for m in a.msgs:
                             out.send(m, frame_size(m))
+                elif kind is Broadcast:  # one HAVE to every peer lacking the piece
+                    msgs = a.msgs
+                    for peer in a.peers:
+                        ep = peer.key
+                        if ep is not None and ep.open:
+                            for m in msgs:
+                                ep.out.post(m)
                 elif kind is Serve:
                     ep = a.peer.key
                     if ep is not None and ep.open and not ep.serving:

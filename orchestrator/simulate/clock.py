@@ -69,5 +69,5 @@ class VirtualClock:
             t.fn = None
             self.events += 1
             fn(*t.args)
-        if not self._stopped and self.now < until and not heap:
-            self.now = until
+        if not self._stopped and self.now < until:
+            self.now = until  # nothing else happens before it

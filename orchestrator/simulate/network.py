@@ -21,6 +21,7 @@ the capacities for kernel-shaped backends (tc counts headers: ~96 % of a rate is
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import deque
@@ -35,13 +36,14 @@ SEGMENT = 1460  # TCP payload per segment, for the loss model (as peer/shaping.p
 MIN_RETRANSMIT = 0.010
 KERNEL_PAYLOAD_SHARE = 0.96  # tc tbf on netns/docker: payload share of the shaped rate
 EPS_BYTES = 1e-6
+HAVE_QUANTUM = 0.010  # s: HAVEs arriving at a node within this are handed over together
 
 
 class Port:
     """A node's access link and its active flows."""
 
     __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
-                 "up_flows", "down_flows", "rng", "_to_loss", "sent")
+                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches")
 
     def __init__(self, name: str, index: int, rng: random.Random) -> None:
         self.name = name
@@ -51,9 +53,11 @@ class Port:
         self.alive = True
         self.up_flows: list[Flow] = []
         self.down_flows: list[Flow] = []
+        self.up_used = self.down_used = 0.0  # sum of the rates of those flows
         self.rng = rng
         self._to_loss = math.inf
         self.sent = 0.0  # bytes uploaded (settled at flow ends)
+        self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
 
     def lost_segments(self, nbytes: int) -> int:
         """Segments lost among the next ``nbytes`` received (geometric gaps)."""
@@ -78,7 +82,7 @@ class Port:
 
 
 class Flow:
-    __slots__ = ("channel", "src", "dst", "remaining", "rate", "since", "timer", "msg", "size")
+    __slots__ = ("channel", "src", "dst", "remaining", "rate", "since", "timer", "msg", "size", "new")
 
     def __init__(self, channel: Channel, msg: Any, size: int) -> None:
         self.channel = channel
@@ -90,6 +94,7 @@ class Flow:
         self.rate = 0.0
         self.since = 0.0
         self.timer: Optional[Timer] = None
+        self.new = 0.0  # rate being computed by Network._reshare
 
 
 Deliver = Callable[[Any], None]
@@ -170,6 +175,20 @@ class Channel:
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
 
+    def post(self, msg: Any) -> None:
+        """A HAVE: handed over at the next ``HAVE_QUANTUM`` boundary after its latency, with
+        the other HAVEs arriving at this node then (one event for all of them). It may pass
+        messages sent after it on this channel; nothing in the protocol depends on that."""
+        if self.closed:
+            return
+        dst, clock = self.dst, self.net.clock
+        slot = math.ceil((clock.now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
+        batch = dst.batches.get(slot)
+        if batch is None:
+            batch = dst.batches[slot] = []
+            clock.at(slot, _hand_over_batch, dst, slot)
+        batch.append((self, msg))
+
     def close(self) -> None:
         if self.closed:
             return
@@ -186,6 +205,12 @@ class Channel:
 
 def _drop(_: Any) -> None:
     pass
+
+
+def _hand_over_batch(port: Port, slot: float) -> None:
+    for ch, msg in port.batches.pop(slot, ()):
+        if not ch.closed:
+            ch.on_message(msg)
 
 
 class Network:
@@ -235,6 +260,8 @@ class Network:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
         self._settle(flow)
         self._set_total(-flow.rate)
+        flow.src.up_used -= flow.rate
+        flow.dst.down_used -= flow.rate
         flow.rate = 0.0
         if flow.timer is not None:
             flow.timer.cancel()
@@ -262,41 +289,57 @@ class Network:
         self.total_rate = max(0.0, self.total_rate + delta)
 
     def _reshare(self, flows: list[Flow]) -> None:
-        """Max-min fair rates for ``flows`` (progressive filling) with every other flow of
-        their links held at its rate."""
+        """Max-min fair rates for ``flows`` (progressive filling, a heap of link shares that
+        only grow as flows are fixed) with every other flow of their links held at its rate."""
         if not flows:
             return
         self.reshares += 1
         flows = list(dict.fromkeys(flows))  # a flow can be in both lists: once, in order
-        mine = {id(f) for f in flows}
         rem: dict[int, float] = {}
         users: dict[int, list[Flow]] = {}
         for f in flows:
-            for key, lst, cap in ((2 * f.src.index, f.src.up_flows, f.src.up),
-                                  (2 * f.dst.index + 1, f.dst.down_flows, f.dst.down)):
-                if key not in rem:
-                    rem[key] = cap - sum(g.rate for g in lst if id(g) not in mine)
-                    users[key] = []
-                users[key].append(f)
-        new: dict[int, float] = {}
-        while users:
-            key = min(users, key=lambda k: (max(rem[k], 0.0) / len(users[k]), k))
-            share = max(rem[key], 0.0) / len(users[key])
-            for f in users.pop(key):
-                new[id(f)] = share
-                for other in (2 * f.src.index, 2 * f.dst.index + 1):
-                    if other != key and other in users:
-                        users[other].remove(f)
-                        rem[other] -= share
-                        if not users[other]:
-                            del users[other]
+            src, dst = f.src, f.dst
+            ku, kd = 2 * src.index, 2 * dst.index + 1
+            if ku not in rem:
+                rem[ku] = src.up - src.up_used
+                users[ku] = []
+            if kd not in rem:
+                rem[kd] = dst.down - dst.down_used
+                users[kd] = []
+            rem[ku] += f.rate  # its own share is up for grabs
+            rem[kd] += f.rate
+            users[ku].append(f)
+            users[kd].append(f)
+        heap = [(max(rem[k], 0.0) / len(us), k) for k, us in users.items()]
+        heapq.heapify(heap)
+        while heap:
+            share, k = heapq.heappop(heap)
+            us = users[k]
+            if not us:
+                continue
+            cur = max(rem[k], 0.0) / len(us)
+            if cur > share * (1 + 1e-9) + 1e-12:  # grew since pushed: look again later
+                heapq.heappush(heap, (cur, k))
+                continue
+            for f in us:
+                f.new = cur
+                ku, kd = 2 * f.src.index, 2 * f.dst.index + 1
+                other = kd if ku == k else ku
+                lst = users[other]
+                if lst:
+                    lst.remove(f)
+                    rem[other] -= cur
+            users[k] = []
         clock = self.clock
         for f in flows:
-            rate = new[id(f)]
+            rate = f.new
             if rate == f.rate and f.timer is not None:
                 continue
             self._settle(f)
-            self._set_total(rate - f.rate)
+            delta = rate - f.rate
+            self._set_total(delta)
+            f.src.up_used += delta
+            f.dst.down_used += delta
             f.rate = rate
             if f.timer is not None:
                 f.timer.cancel()

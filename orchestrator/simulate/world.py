@@ -395,7 +395,7 @@ class World:
         if not self.timeline_done:
             return False
         quiet = now - self._have_changed
-        if quiet >= STUCK_SECONDS and self.net.total_rate == 0:
+        if quiet >= STUCK_SECONDS:
             stuck = [c for c in self.contents if self._unfinished(c) and not self._source_alive(c)]
             if stuck:
                 self.stuck = stuck
