@@ -115,6 +115,7 @@ class SimAgent:
         self.conns: dict[int, Endpoint] = {}
         self.alive = True
         self.ticking = False
+        self.incarnation = 0  # a restart starts a new tick chain; the old one stops
         self.phase = self.rng.random() * TICK  # ticks of all agents spread over the second
 
     # --- cores --------------------------------------------------------------------------
@@ -138,8 +139,9 @@ class SimAgent:
         self.cores[content] = core
         if not self.ticking:
             self.ticking = True
+            self.incarnation += 1
             clock = self.world.clock
-            clock.at(clock.now + self.phase, self._tick)
+            clock.at(clock.now + self.phase, self._tick, self.incarnation)
         return core
 
     def have(self, content: str) -> list[int]:
@@ -149,15 +151,14 @@ class SimAgent:
         status = core.picker.status
         return [i for i in range(core.num_pieces) if status[i] == 3]  # P_HAVE
 
-    def _tick(self) -> None:
-        if not self.alive:
-            self.ticking = False
+    def _tick(self, incarnation: int) -> None:
+        if not self.alive or incarnation != self.incarnation:  # killed (and maybe restarted)
             return
         now = self.world.clock.now
         for name, core in list(self.cores.items()):
             core.tick(now)
             self.run(name, core)
-        self.world.clock.at(now + TICK, self._tick)
+        self.world.clock.at(now + TICK, self._tick, incarnation)
 
     # --- actions ------------------------------------------------------------------------
     def run(self, content: str, core: SwarmCore) -> None:
