@@ -15,8 +15,8 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import dataclasses
 import gzip
-import hashlib
 import hmac
 import json
 import logging
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from peer import metainfo, synthetic
+from peer.payload import ContentMismatch, check_content, content_sha256
 from peer.shaping import LINK_FIELDS, LinkEmulator
 
 log = logging.getLogger("peer.control")
@@ -89,7 +90,8 @@ def parse_hostport(text: Any, what: str = "peer") -> tuple[str, int]:
 
 def resolve_inside(data_dir: Path, rel: Any) -> Path:
     """A path given relative to the data dir; absolute paths, '..' and symlinks that lead
-    outside the data dir are refused with 400, a missing file with 404."""
+    outside the data dir are refused with 400, a missing file with 404. A directory (a
+    multi-file torrent's content) must hold no symbolic links at all."""
     if not isinstance(rel, str) or not rel or "\x00" in rel:
         raise HttpError(400, "file must be a non-empty relative path")
     pure = PurePosixPath(rel)
@@ -103,17 +105,15 @@ def resolve_inside(data_dir: Path, rel: Any) -> Path:
         raise HttpError(400, f"file is outside the data dir: {rel!r}")
     if not full.exists():
         raise HttpError(404, f"no such file in the data dir: {rel!r}")
+    if full.is_dir():
+        for dirpath, dirnames, filenames in os.walk(full):
+            for name in dirnames + filenames:
+                if os.path.islink(os.path.join(dirpath, name)):
+                    raise HttpError(400, f"symbolic link inside {rel!r}: {name!r}")
+        return full
     if not full.is_file():
-        raise HttpError(400, f"not a regular file: {rel!r}")
+        raise HttpError(400, f"not a regular file or directory: {rel!r}")
     return full
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _opt_bool(body: dict[str, Any], key: str, default: bool) -> bool:
@@ -147,6 +147,20 @@ def _parse_meta(body: dict[str, Any]) -> Any:
         return metainfo.parse(_b64(body, "metainfo"))
     except metainfo.MetainfoError as exc:
         raise HttpError(400, f"bad metainfo: {exc}") from exc
+
+
+def _trackers(body: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """``"trackers": [["http://t/announce", ...], ...]``: BEP 12 tiers for the metainfo."""
+    value = body.get("trackers", [])
+    ok = isinstance(value, list) and len(value) <= metainfo.MAX_TIERS and all(
+        isinstance(tier, list) and 0 < len(tier) <= metainfo.MAX_TRACKERS_PER_TIER
+        and all(isinstance(u, str) and 0 < len(u) <= metainfo.MAX_URL
+                and u.split("://", 1)[0].lower() in ("http", "https", "udp") for u in tier)
+        for tier in value)
+    if not ok:
+        raise HttpError(400, "trackers must be a list of tiers, each a list of http(s):// "
+                             "or udp:// URLs")
+    return tuple(tuple(tier) for tier in value)
 
 
 def _str_list(body: dict[str, Any], key: str) -> list[str]:
@@ -295,16 +309,18 @@ class ControlServer:
             meta = _parse_meta(body) if "metainfo" in body else self._create(
                 path, piece_length, hybrid
             )
-            if meta.length != path.stat().st_size:
-                raise HttpError(400, "file size does not match the metainfo")
-            if "metainfo" in body:
-                # The store adopts the file as verified: check every piece hash first.
-                ours = self._create(path, meta.piece_length, False)
-                if ours.piece_hashes != meta.piece_hashes:
-                    raise HttpError(400, "file does not match the metainfo's piece hashes")
-            sha256 = _file_sha256(path)
+            try:
+                if "metainfo" in body:
+                    # The store adopts the content as verified: check every piece first.
+                    check_content(meta, path)
+                sha256 = content_sha256(meta, path)
+            except ContentMismatch as exc:
+                raise HttpError(400, str(exc)) from None
         else:
             raise HttpError(400, "share needs 'synthetic' or 'file'")
+        trackers = _trackers(body)
+        if trackers:  # outside the info dict: same infohash, the .torrent carries them
+            meta = dataclasses.replace(meta, trackers=trackers)
         self._agent_call(self.agent.share(meta, path))
         return {
             "infohash": meta.hexhash,
@@ -312,7 +328,7 @@ class ControlServer:
             "sha256": sha256,
             "pieces": meta.num_pieces,
             "piece_length": meta.piece_length,
-            "size": meta.length,
+            "size": meta.total_size,
         }
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""BEP 10 extended handshake and BEP 11 peer exchange payloads (pure codecs).
+"""BEP 10 extended handshake and BEP 11 peer exchange payloads (pure codecs); the handshake
+also carries BEP 9's ``ut_metadata`` id and ``metadata_size`` (messages: peer/metadata.py).
 
 Payloads here exclude the EXTENDED message id and the extended id byte: the wire layer
 wraps them in ``wire.Extended(ext_id, payload)``.
@@ -17,6 +18,7 @@ from peer.wire import DecodeError
 
 __all__ = [
     "UT_PEX", "MESHBED", "UT_PEX_ID", "MESHBED_ID", "HANDSHAKE_ID", "PEX_MAX_PEERS",
+    "UT_METADATA", "UT_METADATA_ID", "MAX_METADATA_SIZE",
     "ExtHandshake", "encode_ext_handshake", "decode_ext_handshake",
     "encode_pex", "decode_pex", "local_handshake",
 ]
@@ -24,8 +26,11 @@ __all__ = [
 HANDSHAKE_ID = 0  # extended id 0 is always the extended handshake
 UT_PEX = "ut_pex"
 MESHBED = "meshbed_v1"
+UT_METADATA = "ut_metadata"
 UT_PEX_ID = 1
 MESHBED_ID = 2
+UT_METADATA_ID = 3
+MAX_METADATA_SIZE = 16 * 1024 * 1024  # = peer.metadata.MAX_METADATA_SIZE
 PEX_MAX_PEERS = 200  # per list in one message; more is truncated (BEP 11 suggests <= 50)
 
 Addr = Tuple[str, int]
@@ -42,18 +47,25 @@ class ExtHandshake:
     client: Optional[str] = None
     reqq: Optional[int] = None
     meshbed: Optional[Dict[str, Any]] = None
+    metadata_size: Optional[int] = None  # BEP 9: bytes of the info dict, if the sender has it
 
 
 def local_handshake(
-    *, port: Optional[int], client: str, reqq: int, node: str, mesh: str, block: int
+    *, port: Optional[int], client: str, reqq: int, node: str, mesh: str, block: int,
+    metadata_size: Optional[int] = None,
 ) -> ExtHandshake:
-    """The handshake a meshbed peer sends: both extensions on our fixed local ids."""
+    """The handshake a meshbed peer sends: both extensions on our fixed local ids, plus
+    ut_metadata when ``metadata_size`` is given (i.e. the agent serves BEP 9)."""
+    m = {UT_PEX: UT_PEX_ID, MESHBED: MESHBED_ID}
+    if metadata_size is not None:
+        m[UT_METADATA] = UT_METADATA_ID
     return ExtHandshake(
-        m={UT_PEX: UT_PEX_ID, MESHBED: MESHBED_ID},
+        m=m,
         port=port,
         client=client,
         reqq=reqq,
         meshbed={"node": node, "mesh": mesh, "block": block},
+        metadata_size=metadata_size,
     )
 
 
@@ -65,6 +77,8 @@ def encode_ext_handshake(h: ExtHandshake) -> bytes:
         d["v"] = h.client
     if h.reqq is not None:
         d["reqq"] = h.reqq
+    if h.metadata_size is not None:
+        d["metadata_size"] = h.metadata_size
     if h.meshbed is not None:
         d["meshbed"] = {
             "node": h.meshbed["node"],
@@ -110,6 +124,9 @@ def decode_ext_handshake(payload: bytes) -> ExtHandshake:
         m[k.decode("utf-8", errors="replace")] = v
     port = _opt_int(d, b"p", 0, 65535) or None  # p=0 means "not listening"
     reqq = _opt_int(d, b"reqq", 0, 1 << 31)
+    metadata_size = _opt_int(d, b"metadata_size", 0, 1 << 31)
+    if metadata_size is not None and not 0 < metadata_size <= MAX_METADATA_SIZE:
+        metadata_size = None  # too big to fetch (or 0): as if the peer had none
     client = _text(d[b"v"], "v") if b"v" in d else None
     meshbed: Optional[Dict[str, Any]] = None
     if b"meshbed" in d:
@@ -127,7 +144,8 @@ def decode_ext_handshake(payload: bytes) -> ExtHandshake:
             "mesh": _text(mb[b"mesh"], "meshbed.mesh"),
             "block": block,
         }
-    return ExtHandshake(m=m, port=port, client=client, reqq=reqq, meshbed=meshbed)
+    return ExtHandshake(m=m, port=port, client=client, reqq=reqq, meshbed=meshbed,
+                        metadata_size=metadata_size)
 
 
 # ---------------------------------------------------------------- ut_pex

@@ -2,7 +2,9 @@
 
 Layout of ``root`` (= DATA_DIR/torrents/<infohash>/):
   metainfo.torrent   the .torrent, written atomically
-  <name>             the payload, sparse, written with pwrite at piece offsets
+  <name>             the payload, sparse, written with pwrite at piece offsets: one file,
+                     or for a multi-file torrent a directory of files (peer/payload.py
+                     maps piece offsets to file spans)
   have.journal       append-only 4-byte big-endian indexes of pieces written *after* their
                      data (so a crash can at worst leave a journaled piece whose data is
                      incomplete; every journaled piece is re-hashed on open, so such a piece
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from peer.metainfo import Metainfo
+from peer.payload import Payload, payload_files
 from peer.wire import Bitfield
 
 __all__ = ["HashMismatch", "PieceStore", "METAINFO_FILE", "JOURNAL_FILE", "payload_path", "open_store"]
@@ -50,30 +53,9 @@ def _write_atomic(path: Path, data: bytes, fsync: bool) -> None:
     os.replace(tmp, path)
 
 
-def _pread_full(fd: int, length: int, offset: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) == length:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < length:
-        more = os.pread(fd, length - got, offset + got)
-        if not more:
-            raise OSError(f"short read at offset {offset + got}")
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _pwrite_full(fd: int, data: Buffer, offset: int) -> None:
-    view = memoryview(data)
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
-
-
 def payload_path(root: Path, meta: Metainfo) -> Path:
-    """Where the payload lives; a name that clashes with our own files gets a prefix."""
+    """Where the payload lives (a directory for multi-file torrents); a name that clashes
+    with our own files gets a prefix."""
     name = meta.name if meta.name not in _RESERVED else "payload-" + meta.name
     return Path(root) / name
 
@@ -81,14 +63,14 @@ def payload_path(root: Path, meta: Metainfo) -> Path:
 class PieceStore:
     """One torrent's pieces on disk. Create with :meth:`open` or :meth:`adopt`."""
 
-    def __init__(self, root: Path, meta: Metainfo, fd: int, journal_fd: int,
+    def __init__(self, root: Path, meta: Metainfo, payload: Payload, journal_fd: int,
                  have: Bitfield, fsync: bool, resumed: int) -> None:
         self.root = root
         self.meta = meta
         self.path = payload_path(root, meta)
         self.fsync = fsync
         self.resumed = resumed  # verified pieces found on disk when opened
-        self._fd = fd
+        self._payload = payload
         self._journal_fd = journal_fd
         self._have = have
         self._lock = threading.Lock()
@@ -101,47 +83,54 @@ class PieceStore:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         cls._write_metainfo(root, meta, fsync)
-        fd = os.open(payload_path(root, meta), os.O_RDWR | os.O_CREAT, 0o644)
+        payload = Payload(payload_path(root, meta), meta)
         try:
-            size = os.fstat(fd).st_size
-            if size != meta.length:
-                os.ftruncate(fd, meta.length)  # sparse extension (or cut a foreign tail)
-            have, rewrite = cls._load_journal(root, meta, fd)
+            have, rewrite = cls._load_journal(root, meta, payload)
             jpath = root / JOURNAL_FILE
             if rewrite:
                 # Drop bad/duplicate/torn records so the journal stays small and aligned.
                 _write_atomic(jpath, b"".join(_REC.pack(i) for i in have.iter_set()), fsync)
             jfd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except BaseException:
-            os.close(fd)
+            payload.close()
             raise
-        return cls(root, meta, fd, jfd, have, fsync, have.count())
+        return cls(root, meta, payload, jfd, have, fsync, have.count())
 
     @classmethod
     def adopt(cls, root: Path, meta: Metainfo, src: Path, *, fsync: bool = False) -> PieceStore:
-        """Seed from ``src``, a complete file just hashed into ``meta``: hard-link it (or copy
-        when linking fails) as the payload and journal every piece as verified."""
+        """Seed from ``src``, complete content just hashed into ``meta`` (a file, or a
+        directory for multi-file torrents): hard-link each file (or copy when linking fails)
+        into place and journal every piece as verified."""
         root = Path(root)
         src = Path(src)
-        if src.stat().st_size != meta.length:
-            raise ValueError(f"{src}: size {src.stat().st_size} != torrent length {meta.length}")
+        if src.is_dir() != meta.multi_file:
+            raise ValueError(f"{src}: {'a directory' if meta.multi_file else 'a file'} expected")
+        files = payload_files(meta)
+        srcs = [src.joinpath(*f.path) if meta.multi_file else src for f in files]
+        for f, s in zip(files, srcs):
+            if s.stat().st_size != f.length:
+                raise ValueError(f"{s}: size {s.stat().st_size} != torrent length {f.length}")
         root.mkdir(parents=True, exist_ok=True)
         cls._write_metainfo(root, meta, fsync)
-        dst = payload_path(root, meta)
-        if not (dst.exists() and os.path.samefile(src, dst)):
+        base = payload_path(root, meta)
+        dsts = [base.joinpath(*f.path) if meta.multi_file else base for f in files]
+        for s, dst in zip(srcs, dsts):
+            if dst.exists() and os.path.samefile(s, dst):
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(dst.name + ".adopt.tmp")
             if tmp.exists():
                 tmp.unlink()
             try:
-                os.link(src, tmp)
+                os.link(s, tmp)
             except OSError:  # other filesystem, no link support...
-                shutil.copyfile(src, tmp)
+                shutil.copyfile(s, tmp)
             os.replace(tmp, dst)
         n = meta.num_pieces
         _write_atomic(root / JOURNAL_FILE, b"".join(_REC.pack(i) for i in range(n)), fsync)
-        fd = os.open(dst, os.O_RDWR)
+        payload = Payload(base, meta, create=False)
         jfd = os.open(root / JOURNAL_FILE, os.O_WRONLY | os.O_APPEND)
-        return cls(root, meta, fd, jfd, Bitfield.full(n), fsync, n)
+        return cls(root, meta, payload, jfd, Bitfield.full(n), fsync, n)
 
     @staticmethod
     def _write_metainfo(root: Path, meta: Metainfo, fsync: bool) -> None:
@@ -155,7 +144,7 @@ class PieceStore:
         _write_atomic(path, data, fsync)
 
     @staticmethod
-    def _load_journal(root: Path, meta: Metainfo, fd: int) -> tuple[Bitfield, bool]:
+    def _load_journal(root: Path, meta: Metainfo, payload: Payload) -> tuple[Bitfield, bool]:
         """Re-hash every journaled piece; return the verified set and whether to rewrite."""
         have = Bitfield(meta.num_pieces)
         try:
@@ -164,14 +153,12 @@ class PieceStore:
             return have, False
         whole = len(raw) - len(raw) % 4  # a torn last record is ignored
         rewrite = whole != len(raw)
-        hashes = meta.piece_hashes
         for (i,) in _REC.iter_unpack(raw[:whole]):
-            if i >= len(hashes) or i in have:
+            if i >= meta.num_pieces or i in have:
                 rewrite = True
                 continue
-            off = i * meta.piece_length
-            data = _pread_full(fd, min(meta.piece_length, meta.length - off), off)
-            if hashlib.sha1(data).digest() == hashes[i]:
+            data = payload.pread(i * meta.piece_length, meta.piece_size(i))
+            if meta.verify_piece(i, data):
                 have.set(i)
             else:
                 rewrite = True
@@ -197,16 +184,18 @@ class PieceStore:
 
     @property
     def fileno(self) -> int:
-        """The payload's file descriptor (e.g. for os.sendfile of held pieces)."""
-        return self._fd
+        """The payload's file descriptor (e.g. for os.sendfile of held pieces); single-file
+        torrents only: multi-file pieces may span files (use ``read``)."""
+        if len(self._payload.fds) != 1:
+            raise ValueError("a multi-file payload has no single file descriptor")
+        return self._payload.fds[0]
 
     # ------------------------------------------------------------ pieces
 
     def verify(self, i: int, data: Buffer) -> bool:
-        """Pure SHA-1 check of a whole piece (hashlib releases the GIL on big buffers)."""
-        if len(data) != self.meta.piece_size(i):
-            return False
-        return hashlib.sha1(data).digest() == self.meta.piece_hashes[i]
+        """Pure hash check of a whole piece: SHA-1, or SHA-256 merkle for v2-only torrents
+        (hashlib releases the GIL on big buffers)."""
+        return self.meta.verify_piece(i, data)
 
     def write_piece(self, i: int, data: Buffer, *, verified: bool = False) -> bool:
         """Store piece ``i``; False (and nothing done) when it is already held.
@@ -219,10 +208,11 @@ class PieceStore:
         if len(data) != self.meta.piece_size(i):
             raise ValueError(f"piece {i}: {len(data)} bytes, expected {self.meta.piece_size(i)}")
         if not verified and not self.verify(i, data):
-            raise HashMismatch(f"piece {i} failed its SHA-1 check")
-        _pwrite_full(self._fd, data, i * self.meta.piece_length)
+            raise HashMismatch(f"piece {i} failed its hash check")
+        off = i * self.meta.piece_length
+        self._payload.pwrite(off, data)
         if self.fsync:
-            os.fdatasync(self._fd)
+            self._payload.datasync(off, len(data))
         with self._lock:
             if i in self._have:  # another thread stored it meanwhile
                 return False
@@ -237,28 +227,30 @@ class PieceStore:
         size = self.meta.piece_size(i)
         if begin < 0 or length <= 0 or begin + length > size:
             raise ValueError(f"read {begin}+{length} outside piece {i} of {size} bytes")
-        return _pread_full(self._fd, length, i * self.meta.piece_length + begin)
+        return self._payload.pread(i * self.meta.piece_length + begin, length)
 
     def sha256(self) -> str:
-        """SHA-256 (hex) of the whole payload, streamed in bounded reads."""
+        """SHA-256 (hex) of the whole content (multi-file: the files concatenated in torrent
+        order, pads and gaps left out), streamed in bounded reads."""
         h = hashlib.sha256()
         chunk = max(_SHA256_CHUNK, self.meta.piece_length)
-        off = 0
-        while off < self.meta.length:
-            n = min(chunk, self.meta.length - off)
-            h.update(_pread_full(self._fd, n, off))
-            off += n
+        for f in self._payload.files:
+            off = f.offset
+            while off < f.end:
+                n = min(chunk, f.end - off)
+                h.update(self._payload.pread(off, n))
+                off += n
         return h.hexdigest()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for fd in (self._fd, self._journal_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._payload.close()
+        try:
+            os.close(self._journal_fd)
+        except OSError:
+            pass
 
     def __enter__(self) -> PieceStore:
         return self

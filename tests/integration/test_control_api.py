@@ -173,6 +173,23 @@ def test_share_metainfo_plus_file(h: Harness) -> None:
     assert status == 400 and "piece hashes" in obj["error"], obj
 
 
+def test_share_directory_with_trackers(h: Harness) -> None:
+    album = h.data_dir / "album"
+    (album / "cd2").mkdir(parents=True)
+    (album / "01.wav").write_bytes(bytes(range(256)) * 500)
+    (album / "cd2" / "02.wav").write_bytes(b"x" * 70000)
+    tiers = [["http://127.0.0.1:6969/announce", "udp://127.0.0.1:6969"]]
+    status, shared = h.post("/share", {"file": "album", "trackers": tiers})
+    assert status == 200, shared
+    meta = metainfo.parse(base64.b64decode(shared["metainfo"]))
+    assert meta.multi_file and meta.trackers == tuple(map(tuple, tiers))
+    assert shared["size"] == 128000 + 70000
+    assert {f.path for f in meta.files} == {("01.wav",), ("cd2", "02.wav")}
+    for bad in ([["ftp://x"]], [[]], "http://x", [[5]]):
+        status, obj = h.post("/share", {"file": "album", "trackers": bad})
+        assert status == 400 and "trackers" in obj["error"], obj
+
+
 def test_bad_requests(h: Harness) -> None:
     assert h.post("/share", {})[0] == 400
     assert h.post("/share", {"synthetic": {"name": "../x", "size": 10}})[0] == 400
@@ -231,7 +248,10 @@ def test_helpers(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "f").write_bytes(b"x")
     assert resolve_inside(tmp_path, "in/f") == (tmp_path / "in" / "f").resolve()
-    for bad in ("/in/f", "../f", "in/../../f", "in"):
+    assert resolve_inside(tmp_path, "in") == (tmp_path / "in").resolve()  # multi-file
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "l").symlink_to(tmp_path / "in" / "f")
+    for bad in ("/in/f", "../f", "in/../../f", "linked"):
         with pytest.raises(HttpError) as err:
             resolve_inside(tmp_path, bad)
         assert err.value.status == 400

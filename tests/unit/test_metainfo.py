@@ -129,8 +129,9 @@ def test_create_rejects(tmp_path: Path) -> None:
             create(path, piece_length=pl)
     with pytest.raises(MetainfoError, match="empty"):
         create(_file(tmp_path, 0, "empty.bin"))
-    with pytest.raises(MetainfoError):
-        create(tmp_path)
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(MetainfoError, match="empty directory"):
+        create(tmp_path / "emptydir")
     with pytest.raises(MetainfoError, match="name"):
         create(path, name="a/b")
 
@@ -170,7 +171,22 @@ def _torrent(**over: Any) -> bytes:
         (_torrent(pieces=b"\x01" * 59), "multiple of 20"),
         (_torrent(pieces=b"\x01" * 80), "do not match"),
         (_torrent(length=0, pieces=b""), "positive"),
-        (_torrent(length=None, files=[{"length": 1, "path": ["a"]}]), "multi-file"),
+        (_torrent(files=[{"length": 1, "path": ["a"]}]), "both length and files"),
+        (_torrent(length=None, files=[{"length": 1, "path": [".."]}]), "unsafe"),
+        (_torrent(length=None, files=[{"length": 1, "path": []}]), "non-empty list"),
+        (_torrent(length=None, files=[{"length": 1, "path": [""]}]), "1..255 bytes"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["a/b"]}]), "unsafe"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["a\\b"]}]), "unsafe"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["a\0b"]}]), "unsafe"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["x" * 256]}]), "1..255 bytes"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["d"] * 40}]), "deeper"),
+        (_torrent(length=None, files=[{"length": 1, "path": [b"\xff"]}]), "UTF-8"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["a"]},
+                                      {"length": 1, "path": ["a"]}]), "used twice"),
+        (_torrent(length=None, files=[{"length": 1, "path": ["a"]},
+                                      {"length": 1, "path": ["a", "b"]}]), "file and a dir"),
+        (_torrent(length=None, files=[{"length": -1, "path": ["a"]}]), "non-negative"),
+        (_torrent(length=None, files=[]), "non-empty list"),
         (_torrent(name=""), "name"),
         (_torrent(name="."), "name"),
         (_torrent(name=".."), "name"),
@@ -180,9 +196,18 @@ def _torrent(**over: Any) -> bytes:
         (_torrent(name="a\0b"), "name"),
         (_torrent(name=b"\xff\xfe"), "UTF-8"),
         (_torrent(pieces=None, meta_version=2), "v2-only"),
+        (_torrent(pieces=None, meta_version=2, file_tree={"f.bin": {"": {
+            "length": 40000, "pieces root": b"r" * 32}}}), "lacks the piece layer"),
+        (_torrent(pieces=None, meta_version=2, file_tree={"..": {"": {
+            "length": 4, "pieces root": b"r" * 32}}}), "unsafe"),
+        (_torrent(pieces=None, meta_version=2, file_tree={"f": {"": {"length": 4}}}),
+         "32 bytes"),
+        (_torrent(pieces=None, meta_version=2, file_tree={"f": {}}), "non-empty dict"),
         (_torrent(meta_version=2, file_tree={"f.bin": {"": {"length": 40000,
                                                             "pieces root": b"x" * 32}},
-                                             "g.bin": {"": {"length": 1}}}), "multi-file"),
+                                             "g.bin": {"": {"length": 1,
+                                                            "pieces root": b"y" * 32}}}),
+         "does not match the v1 files"),
         (_torrent(meta_version=2, file_tree={"f.bin": {"": {"length": 4,
                                                             "pieces root": b"x" * 32}}}),
          "length differs"),
