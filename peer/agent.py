@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, TypeVar
 from prometheus_client import CollectorRegistry
 
 from peer import extensions as ext
-from peer import metainfo, wire
+from peer import handshake, metainfo, mse, wire
 from peer.choker import RateMeter
 from peer.connection import CLIENT, PeerConnection
 from peer.core import MAX_VIOLATIONS, BanList, PeerState, SwarmCore
@@ -91,6 +91,9 @@ class Agent:
         self.metrics = AgentMetrics(registry, node=node, group=group)
         self.metrics.set_source(self._snapshots)
         self.torrents: dict[bytes, Torrent] = {}
+        self.aliases: dict[bytes, bytes] = {}  # a hybrid's v2 infohash[:20] -> info_hash
+        self.needs_mse: set[tuple[str, int]] = set()  # dialed peers that refuse plaintext
+        self.sysrng = mse.system_rng()  # MSE keys: never the (seedable) swarm rng
         self.bans = BanList()  # shared by every torrent's core
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
@@ -187,7 +190,13 @@ class Agent:
     def _add_torrent(self, meta: Metainfo, store: PieceStore, **kw: Any) -> Torrent:
         t = Torrent(self, meta, store, **kw)
         self.torrents[meta.info_hash] = t
+        if meta.info_hash_v2 is not None and meta.info_hash_v2[:20] != meta.info_hash:
+            self.aliases[meta.info_hash_v2[:20]] = meta.info_hash  # hybrid: v2 peers too
         return t
+
+    def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
+        """The torrent a handshake's infohash names (a hybrid's v2 hash included)."""
+        return self.torrents.get(self.aliases.get(info_hash, info_hash))
 
     async def share(self, meta: Metainfo, payload: Path) -> None:
         old = self.torrents.get(meta.info_hash)
@@ -308,7 +317,20 @@ class Agent:
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     async def connect(self, t: Torrent, addr: tuple[str, int]) -> bool:
-        """Dial ``addr`` for torrent ``t``; True once the handshake passed."""
+        """Dial ``addr`` for torrent ``t``; True once the handshake passed. A plain
+        handshake first; a peer that closes on it is dialed again with MSE (and from then
+        on with MSE only)."""
+        if addr not in self.needs_mse:
+            try:
+                return await self._connect(t, addr, use_mse=False)
+            except handshake.PlainRefused:
+                self.needs_mse.add(addr)
+        try:
+            return await self._connect(t, addr, use_mse=True)
+        except handshake.PlainRefused:
+            return False
+
+    async def _connect(self, t: Torrent, addr: tuple[str, int], use_mse: bool) -> bool:
         host, port = addr
         try:
             reader, writer = await asyncio.wait_for(
@@ -318,10 +340,11 @@ class Agent:
             return False
         try:
             self._tune(writer)
-            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
-            hs = wire.decode_handshake(
-                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
-            )
+            got = await handshake.outgoing(
+                reader, writer, t.meta.info_hash,
+                wire.encode_handshake(t.meta.info_hash, self.peer_id), self.sysrng,
+                use_mse=use_mse, timeout=HANDSHAKE_TIMEOUT)
+            hs = got.hs
             await self.link.recv_gate(wire.HANDSHAKE_LEN)
             if hs.info_hash != t.meta.info_hash:
                 raise wire.DecodeError("wrong_infohash", f"{host}:{port}")
@@ -329,8 +352,15 @@ class Agent:
                 self.self_addrs.add(addr)
                 writer.close()
                 return False
+        except handshake.PlainRefused:
+            writer.transport.abort()
+            raise
         except wire.DecodeError as e:
             self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return False
+        except mse.MseError as e:
+            self.protocol_error(mse_reason(e.reason), f"{host}:{port}", str(e))
             writer.transport.abort()
             return False
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
@@ -339,7 +369,9 @@ class Agent:
         if self.closing or t.closing:
             writer.close()
             return False
-        conn = self.conn_class(self, t, reader, writer, hs, outgoing=True, dial_addr=addr)
+        self.metrics.handshakes.labels(got.method).inc()
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=True, dial_addr=addr,
+                               initial=got.rest, crypto=got.crypto)
         self.spawn(conn.run())
         return True
 
@@ -351,25 +383,33 @@ class Agent:
             return
         try:
             self._tune(writer)
-            hs = wire.decode_handshake(
-                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
-            )
+            skeys = list(self.torrents) + list(self.aliases)
+            got = await handshake.incoming(reader, writer, skeys, self.sysrng, HANDSHAKE_TIMEOUT)
+            hs = got.hs
             await self.link.recv_gate(wire.HANDSHAKE_LEN)
-            t = self.torrents.get(hs.info_hash)
+            t = self.torrent_for(hs.info_hash)
             if t is None or t.closing:
                 raise wire.DecodeError("unknown_infohash", hs.info_hash.hex())
             if hs.peer_id == self.peer_id:
                 writer.transport.abort()
                 return
-            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
+            # the hash it asked for (a hybrid's v2 one included), through MSE if it used it
+            ours = wire.encode_handshake(hs.info_hash, self.peer_id)
+            writer.write(got.crypto[0](ours) if got.crypto else ours)
         except wire.DecodeError as e:
             self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return
+        except mse.MseError as e:
+            self.protocol_error(mse_reason(e.reason), f"{host}:{port}", str(e))
             writer.transport.abort()
             return
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             writer.transport.abort()
             return
-        conn = self.conn_class(self, t, reader, writer, hs, outgoing=False)
+        self.metrics.handshakes.labels(got.method).inc()
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=False, initial=got.rest,
+                               crypto=got.crypto)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -416,6 +456,12 @@ class Agent:
 
     def _snapshots(self) -> list[ContentSnapshot]:
         return [t.snapshot() for t in list(self.torrents.values())]
+
+
+def mse_reason(reason: str) -> str:
+    """The protocol-error label of an MSE failure (listed in PROTOCOL_ERROR_REASONS)."""
+    label = "mse_" + reason
+    return label if label in PROTOCOL_ERROR_REASONS else "mse_other"
 
 
 def _read_state(root: Path) -> dict[str, Any]:

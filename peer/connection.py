@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from peer import wire
 from peer.core import PeerState, ProtocolError
@@ -31,16 +31,39 @@ READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of 
 CLIENT = "meshbed/0.1"
 
 
+class EncryptingWriter:
+    """A StreamWriter whose every written byte goes through ``encrypt`` first (MSE RC4);
+    everything else is the wrapped writer's."""
+
+    def __init__(self, writer: asyncio.StreamWriter, encrypt: Callable[[bytes], bytes]) -> None:
+        self._writer = writer
+        self._encrypt = encrypt
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(self._encrypt(bytes(data)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 class PeerConnection:
     def __init__(
         self, agent: Agent, torrent: Torrent, reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter, hs: wire.Handshake, *, outgoing: bool,
-        dial_addr: Optional[tuple[str, int]] = None,
+        dial_addr: Optional[tuple[str, int]] = None, initial: bytes = b"",
+        crypto: Optional[tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = None,
     ) -> None:
+        """``initial``: bytes read after the peer's handshake (already decrypted);
+        ``crypto``: (encrypt, decrypt) of an MSE RC4 connection, None for plaintext."""
         self.agent = agent
         self.torrent = torrent
         self.reader = reader
         self.writer = writer
+        self._initial = initial
+        self._decrypt: Optional[Callable[[bytes], bytes]] = None
+        if crypto is not None:
+            self.writer = EncryptingWriter(writer, crypto[0])  # type: ignore[assignment]
+            self._decrypt = crypto[1]
         peername = writer.get_extra_info("peername") or ("?", 0)
         self.state = PeerState(
             torrent.meta.num_pieces, time.monotonic(), peer_id=hs.peer_id,
@@ -138,10 +161,17 @@ class PeerConnection:
         message, block, flush = core.message, core.block, t.flush
         piece = wire.Piece
         decoder = wire.FrameDecoder()
+        decrypt, pending = self._decrypt, self._initial
+        self._initial = b""
         while not self.closed:
-            data = await read(READ_CHUNK)
-            if not data:
-                return
+            if pending:  # bytes that came with the handshake
+                data, pending = pending, b""
+            else:
+                data = await read(READ_CHUNK)
+                if not data:
+                    return
+                if decrypt is not None:
+                    data = decrypt(data)
             await link.recv_gate(len(data))
             now = time.monotonic()
             rate_down.add(len(data))

@@ -32,7 +32,7 @@ class LyingCore(SwarmCore):
 
 class StallingCore(SwarmCore):
     def _on_request(self, c: PeerState, msg: wire.Request, now: float) -> None:
-        self.check_request(c, msg)  # accepted (a flood still ends it), never answered
+        self.check_request(c, msg)  # accepted, never answered
 
 
 class CorruptConnection(PeerConnection):

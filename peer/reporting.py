@@ -15,7 +15,7 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
     complete = core.complete
     return {
         "name": meta.name,
-        "size": meta.length,
+        "size": meta.total_size,
         "piece_length": meta.piece_length,
         "pieces": meta.num_pieces,
         "have": core.picker.have_count,
@@ -35,6 +35,7 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
         "bytes_from": dict(core.bytes_from),
         "bytes_to": dict(core.bytes_to),
         "rejected": dict(core.rejected),
+        "requests_rejected": core.requests_rejected,
         "peers": len(core.peers),
         "rarest_copies": core.rarest_copies(),
         "rate_up": round(core.rate_up.rate, 1),
@@ -53,4 +54,5 @@ def torrent_snapshot(t: Torrent) -> ContentSnapshot:
         pieces_held=core.picker.have_count, pieces_total=t.meta.num_pieces,
         connected_peers=len(core.peers), rarest_copies=core.rarest_copies(),
         completed_at=t.completed_at, replication=replication, wasted=core.wasted,
+        requests_rejected=core.requests_rejected,
     )

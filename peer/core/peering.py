@@ -37,11 +37,19 @@ class Peering:
         self.dialing: set[Addr] = set()
 
     def add(self, addrs: list[Addr], source: str) -> int:
+        """Remember addresses; a known one given again ("given") that is neither connected
+        nor being dialed loses its backoff. Returns how many are new or revived."""
         added = 0
         core = self.core
         known, cap = self.known, core.config.max_known
         for addr in addrs:
-            if addr in known or len(known) >= cap or core.is_self(addr):
+            kp = known.get(addr)
+            if kp is not None:
+                if source == "given" and not kp.connected and addr not in self.dialing:
+                    kp.fails, kp.next_try = 0, 0.0  # given again: dial it now, no backoff
+                    added += 1
+                continue
+            if len(known) >= cap or core.is_self(addr):
                 continue
             known[addr] = KnownPeer(addr, source)
             added += 1

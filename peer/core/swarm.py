@@ -38,7 +38,11 @@ from peer.picker import P_HAVE, PiecePicker
 
 KEEPALIVE_SECONDS = 60.0
 IDLE_SECONDS = 120.0
-MAX_QUEUED_REQUESTS = 256  # requests a peer may have waiting with us; more = flood
+# Requests a peer may have waiting with us (the reqq we advertise: libtorrent's
+# max_allowed_in_request_queue). Beyond it a request is rejected (BEP 6) or dropped, as
+# libtorrent does; only a peer that keeps sending far more (MAX_EXCESS_REQUESTS) is cut off.
+MAX_QUEUED_REQUESTS = 2000
+MAX_EXCESS_REQUESTS = 10 * MAX_QUEUED_REQUESTS
 Buffer = Union[bytes, bytearray, memoryview]
 
 
@@ -94,6 +98,7 @@ class SwarmCore:
         self.redownloaded = 0  # bytes of pieces asked for although already verified
         self.wasted = 0  # bytes that added nothing: late end-game copies, unasked blocks
         self.rejected: dict[str, int] = {}
+        self.requests_rejected = 0  # requests over the queue limit, rejected or dropped
         self.strikes: dict[str, int] = {}
         self.rate_up = RateMeter()
         self.rate_down = RateMeter()
@@ -376,6 +381,9 @@ class SwarmCore:
             if c.fast:
                 self.send(c, [wire.Reject(*key)])
             return
+        if len(c.queue) >= MAX_QUEUED_REQUESTS:
+            self._excess_request(c, key)
+            return
         if c.enqueue(key):
             self.emit(Serve(c))
 
@@ -386,9 +394,17 @@ class SwarmCore:
             raise ProtocolError("request_too_large", str(msg.length))
         if msg.length <= 0 or msg.begin < 0 or msg.begin + msg.length > self.piece_size(index):
             raise ProtocolError("bad_request", f"{index}:{msg.begin}+{msg.length}")
-        if len(c.queue) >= MAX_QUEUED_REQUESTS:
-            raise ProtocolError("request_flood", str(len(c.queue)))
         return (index, msg.begin, msg.length)
+
+    def _excess_request(self, c: PeerState, key: tuple[int, int, int]) -> None:
+        """A request beyond the queue limit: rejected with the fast extension, else dropped
+        (the peer asks again after its timeout), as libtorrent does."""
+        self.requests_rejected += 1
+        c.excess_requests += 1
+        if c.excess_requests > MAX_EXCESS_REQUESTS:
+            raise ProtocolError("request_flood", str(c.excess_requests))
+        if c.fast:
+            self.send(c, [wire.Reject(*key)])
 
     def serves(self, index: int) -> bool:
         """Do we answer requests for piece ``index``?"""
