@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Any, Callable, Optional, TypeVar
 from prometheus_client import CollectorRegistry
 
 from peer import extensions as ext
-from peer import handshake, metainfo, mse, wire
+from peer import handshake, magnet, metadata, metainfo, mse, wire
 from peer.choker import RateMeter
 from peer.connection import CLIENT, PeerConnection
 from peer.core import MAX_VIOLATIONS, BanList, PeerState, SwarmCore
@@ -37,6 +38,7 @@ log = logging.getLogger("peer")
 
 T = TypeVar("T")
 HANDSHAKE_TIMEOUT = 10.0
+MAGNET_TIMEOUT = 300.0  # a magnet's info dict must come within this
 CONNECT_TIMEOUT = 10.0
 READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
 WRITE_HIGH_WATER = 2 << 20
@@ -94,6 +96,7 @@ class Agent:
         self.aliases: dict[bytes, bytes] = {}  # a hybrid's v2 infohash[:20] -> info_hash
         self.needs_mse: set[tuple[str, int]] = set()  # dialed peers that refuse plaintext
         self.sysrng = mse.system_rng()  # MSE keys: never the (seedable) swarm rng
+        self.magnets: dict[str, dict[str, Any]] = {}  # hex infohash -> metadata fetch state
         self.bans = BanList()  # shared by every torrent's core
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
@@ -192,6 +195,7 @@ class Agent:
         self.torrents[meta.info_hash] = t
         if meta.info_hash_v2 is not None and meta.info_hash_v2[:20] != meta.info_hash:
             self.aliases[meta.info_hash_v2[:20]] = meta.info_hash  # hybrid: v2 peers too
+        t.start_announcing()
         return t
 
     def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
@@ -238,6 +242,40 @@ class Agent:
         if self._server is not None:
             t.dial_now()
 
+    async def fetch_magnet(
+        self, uri: str, peers: list[tuple[str, int]], *, pex: bool = True, upload: bool = True,
+        sha256: Optional[str] = None,
+    ) -> str:
+        """Fetch the info dict a magnet names (BEP 9), then its content; returns the
+        infohash at once (``status()["magnets"]`` shows the metadata step). Raises
+        metadata.MetadataError for a bad magnet."""
+        m = metadata.parse_magnet(uri)
+        ih = m.info_hash or (m.info_hash_v2 or b"")[:20]
+        hexhash = ih.hex()
+        if self.torrent_for(ih) is not None or hexhash in self.magnets:
+            return hexhash
+        self.magnets[hexhash] = {"state": "metadata", "error": None, "name": m.name}
+        self.spawn(self._magnet(m, hexhash, peers, pex=pex, upload=upload, sha256=sha256))
+        return hexhash
+
+    async def _magnet(self, m: metadata.Magnet, hexhash: str, peers: list[tuple[str, int]],
+                      **kw: Any) -> None:
+        try:
+            info = await magnet.fetch_info_dict(
+                m, list(peers) + self.bootstrap, peer_id=self.peer_id, port=self.wire_port,
+                client=CLIENT, rng=self.sysrng, needs_mse=self.needs_mse, is_self=self.is_self,
+                timeout=MAGNET_TIMEOUT)
+            meta = metainfo.from_info_bytes(info)
+        except (magnet.MetadataUnavailable, ValueError) as e:
+            log.warning("magnet %s: no metadata: %s", hexhash, e)
+            self.magnets[hexhash] = {"state": "failed", "error": str(e), "name": m.name}
+            return
+        if m.trackers:  # outside the info dict: the infohash stays
+            meta = dataclasses.replace(meta, trackers=tuple((u,) for u in m.trackers))
+        log.info("magnet %s: metadata of %s (%d bytes)", hexhash, meta.name, len(info))
+        await self.fetch(meta, list(peers) + list(m.peers), **kw)
+        self.magnets.pop(hexhash, None)
+
     def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int:
         """Known addresses for one torrent, or (infohash None) for every torrent, now and
         fetched later (bootstrap peers). Returns how many were new."""
@@ -273,11 +311,12 @@ class Agent:
     def is_self(self, addr: tuple[str, int]) -> bool:
         return addr in self.self_addrs or (addr[1] == self._port and addr[0] in LOCAL_HOSTS)
 
-    def ext_hello(self) -> ext.ExtHandshake:
-        """The BEP 10 handshake we send (the cores ask for it per connection)."""
+    def ext_hello(self, metadata_size: Optional[int] = None) -> ext.ExtHandshake:
+        """The BEP 10 handshake we send (the cores ask for it per connection);
+        ``metadata_size``: the torrent's info dict size (we serve ut_metadata)."""
         return ext.local_handshake(
             port=self.wire_port, client=CLIENT, reqq=MAX_QUEUED_REQUESTS, node=self.node,
-            mesh=self.mesh, block=wire.MAX_BLOCK,
+            mesh=self.mesh, block=wire.MAX_BLOCK, metadata_size=metadata_size,
         )
 
     def is_banned(self, host: str, port: Optional[int], node: Optional[str]) -> bool:
@@ -452,6 +491,7 @@ class Agent:
             "bytes_received": self.rate_down.total,
             "blocked": self.link.blocklist(),
             "torrents": {t.meta.hexhash: t.status() for t in self.torrents.values()},
+            "magnets": {k: dict(v) for k, v in self.magnets.items()},
         }
 
     def _snapshots(self) -> list[ContentSnapshot]:

@@ -125,7 +125,7 @@ PROTOCOL_ERROR_REASONS = (
     "bad_handshake", "wrong_infohash", "unknown_infohash", "frame_too_large", "unknown_id",
     "bad_length", "bad_bitfield",
     # extension payloads (peer/wire.py, peer/extensions.py)
-    "bad_bencode", "bad_ext_handshake", "bad_pex",
+    "bad_bencode", "bad_ext_handshake", "bad_pex", "bad_metadata",
     # message semantics (peer/connection.py, peer/torrent.py)
     "fast_not_negotiated", "bad_index", "bad_block", "bad_request", "request_too_large",
     "request_flood", "not_reading",

@@ -40,6 +40,20 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
         "rarest_copies": core.rarest_copies(),
         "rate_up": round(core.rate_up.rate, 1),
         "rate_down": round(core.rate_down.rate, 1),
+        "tracker": _tracker_status(t),
+    }
+
+
+def _tracker_status(t: Torrent) -> Any:
+    ann = t.announcer
+    if ann is None:
+        return None
+    last = ann.last
+    return {
+        "announces": ann.announces, "errors": dict(ann.errors),
+        "last": None if last is None else {
+            "interval": last.interval, "peers": len(last.peers), "seeders": last.seeders,
+            "leechers": last.leechers, "warning": last.warning},
     }
 
 

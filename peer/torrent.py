@@ -9,10 +9,12 @@ timers on the event loop, metrics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from peer import tracker
 from peer.core import (
     Ban,
     Broadcast,
@@ -31,6 +33,7 @@ from peer.core import (
     Verify,
 )
 from peer.core.actions import Buffer
+from peer.metadata import MetadataServer
 from peer.metainfo import Metainfo
 from peer.metrics import REJECT_REASONS, ContentSnapshot
 from peer.reporting import torrent_snapshot, torrent_status
@@ -59,14 +62,19 @@ class Torrent:
             rng=agent.rng, local_id=agent.peer_id,
             config=CoreConfig(upload_slots=agent.upload_slots, choke_policy=agent.choke_policy),
             bans=agent.bans, pex=pex, upload=upload, blocked=agent.link.blocked,
-            is_self=agent.is_self, hello=agent.ext_hello,
+            is_self=agent.is_self,
+            hello=functools.partial(agent.ext_hello, len(meta.info_bytes)),
         )
+        self.core.metadata = MetadataServer(meta.info_bytes)  # BEP 9: peers with magnets
         self.resumed_pieces = store.have_count if kind == "fetch" else 0
         self.started_at = started_at
         self.completed_at: Optional[float] = None
         self.seconds: Optional[float] = None
         self.verified: Optional[bool] = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.announcer: Optional[tracker.Announcer] = None
+        self._announce_task: Optional[asyncio.Task[None]] = None
+        self._dry_since = 0.0  # when we last asked the tracker early (no peer left)
 
     # ------------------------------------------------------------------ views of the core
     @property
@@ -188,6 +196,46 @@ class Torrent:
                 self.core.dial_done(addr, ok, time.monotonic())
                 self.flush()
 
+    # ------------------------------------------------------------------ trackers
+    def start_announcing(self) -> None:
+        """Announce to the torrent's trackers (BEP 3/15, tiers BEP 12) until closed."""
+        if not self.meta.trackers or self.announcer is not None or self.agent.wire_port == 0:
+            return
+        self.announcer = tracker.Announcer(
+            self.meta.trackers, self.meta.info_hash, self.agent.peer_id, self.agent.wire_port,
+            stats=self._transfer_stats, on_peers=self._tracker_peers,
+            rng=self.agent.sysrng)
+        self._announce_task = asyncio.ensure_future(self.announcer.run())
+        self._dry_since = time.monotonic()
+
+    def _transfer_stats(self) -> tracker.TransferStats:
+        core = self.core
+        held = sum(core.piece_size(i) for i in self.store.bitfield.iter_set())
+        return tracker.TransferStats(core.uploaded, core.downloaded, max(0, core.length - held))
+
+    def _tracker_peers(self, addrs: list[tuple[str, int]]) -> None:
+        if not self.core.closing and self.add_peers(addrs, "tracker"):
+            self.dial_now()
+
+    def _announce_if_dry(self, now: float) -> None:
+        """No peer left while downloading: ask the tracker early (at most every 30 s or
+        its min interval), as it may know newcomers."""
+        ann = self.announcer
+        if ann is None or self.core.complete or self.core.peers or self.core.peering.dialing:
+            return
+        wait = max(tracker.MIN_INTERVAL, (ann.last.min_interval or 0.0) if ann.last else 0.0)
+        if now - self._dry_since >= wait:
+            self._dry_since = now
+            ann.announce_now()
+
+    async def _stop_announcing(self) -> None:
+        ann, task = self.announcer, self._announce_task
+        if ann is None or task is None:
+            return
+        await ann.stop(timeout=2.0)  # "stopped", bounded: a dead tracker must not hold us
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     # ------------------------------------------------------------------ disk
     async def _verify(self, index: int, data: Optional[Buffer]) -> None:
         agent = self.agent
@@ -212,6 +260,8 @@ class Torrent:
         self.completed_at = time.time()
         self.seconds = max(0.0, self.completed_at - self.started_at)
         log.info("%s: complete in %.2f s", self.meta.name, self.seconds)
+        if self.announcer is not None:
+            self.announcer.completed()
         if self.sha256:
             digest = await self.agent.run_io(self.store.sha256)
             self.verified = digest == self.sha256
@@ -228,10 +278,12 @@ class Torrent:
     def tick(self, now: float) -> None:
         self.core.tick(now)
         self.flush()
+        self._announce_if_dry(now)
 
     async def close(self) -> None:
         self.core.close()
         self.flush()
+        await self._stop_announcing()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

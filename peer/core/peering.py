@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peer import extensions as ext
-from peer import wire
+from peer import metadata, wire
 from peer.core.actions import Dial, Timer
+from peer.core.errors import ProtocolError
 from peer.wire import BLOCK, MAX_BLOCK
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, t
 PEX_GREETING = 0.2  # a newcomer's upload is idle until it knows peers: tell it soon
 MAX_BACKOFF = 60.0
 REDIAL_AFTER_CLOSE = 2.0
+METADATA_ANSWERS = 64  # ut_metadata answers per connection (the info dict a few times over)
 
 
 @dataclass
@@ -126,7 +128,27 @@ class Peering:
             added, _dropped = ext.decode_pex(msg.payload)
             if core.pex and self.add(added[:100], "pex"):
                 self.dial(now)
+        elif msg.ext_id == ext.UT_METADATA_ID and core.metadata is not None:
+            self._on_metadata(c, msg.payload)
         # other extended ids (meshbed_v1 messages, unknown): ignored
+
+    def _on_metadata(self, c: PeerState, payload: bytes) -> None:
+        """BEP 9: serve our info dict (core.metadata) piece by piece, a bounded number of
+        times per connection; anything beyond is rejected."""
+        their_id = c.ext_ids.get(ext.UT_METADATA)
+        try:
+            req = metadata.decode_metadata_msg(payload)
+        except metadata.MetadataError as e:
+            raise ProtocolError("bad_metadata", str(e)) from None
+        if not their_id or not isinstance(req, metadata.MetaRequest):
+            return  # data/reject sent to a seed: nothing asked, ignored
+        c.meta_answers += 1
+        server = self.core.metadata
+        assert server is not None
+        answer = server.answer(req) if c.meta_answers <= METADATA_ANSWERS else None
+        if answer is None:
+            answer = metadata.MetaReject(req.piece)
+        self.core.send(c, [wire.Extended(their_id, metadata.encode_metadata_msg(answer))])
 
     def _on_ext_handshake(self, c: PeerState, now: float) -> None:
         core = self.core

@@ -25,7 +25,7 @@ class PeerState:
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
         "rate_from", "rate_to", "pex_sent", "next_pex", "pex_round", "pex_greeted", "closed", "sent",
-        "registered", "excess_requests",
+        "registered", "excess_requests", "meta_answers",
     )
 
     def __init__(
@@ -77,6 +77,7 @@ class PeerState:
         self.closed = False  # the core asked for (or learned of) the end of the connection
         self.registered = False
         self.excess_requests = 0  # its requests over our queue limit (rejected/dropped)
+        self.meta_answers = 0  # ut_metadata requests it made (bounded)
 
     @property
     def listen_addr(self) -> Optional[tuple[str, int]]:

@@ -34,6 +34,7 @@ from peer.core.errors import ProtocolError
 from peer.core.peering import Addr, KnownPeer, Peering
 from peer.core.peerstate import PeerState
 from peer.core.requests import MAX_VERIFY_BACKLOG, REFILL, RequestScheduler
+from peer.metadata import MetadataServer
 from peer.picker import P_HAVE, PiecePicker
 
 KEEPALIVE_SECONDS = 60.0
@@ -86,6 +87,7 @@ class SwarmCore:
         self.blocked = blocked
         self.is_self = is_self
         self.hello = hello
+        self.metadata: Optional[MetadataServer] = None  # set by the driver: serve BEP 9
         self.picker = PiecePicker(num_pieces, self.piece_size, have, rng=rng)
         self.peers: dict[bytes, PeerState] = {}  # by peer_id: registered connections
         self.sched = RequestScheduler(self)
@@ -210,8 +212,9 @@ class SwarmCore:
         if c.extended and self.hello is not None:
             hs = self.hello()
             if not self.pex:
-                hs = ext.ExtHandshake(m={ext.MESHBED: ext.MESHBED_ID}, port=hs.port,
-                                      client=hs.client, reqq=hs.reqq, meshbed=hs.meshbed)
+                hs = ext.ExtHandshake(m={k: v for k, v in hs.m.items() if k != ext.UT_PEX},
+                                      port=hs.port, client=hs.client, reqq=hs.reqq,
+                                      meshbed=hs.meshbed, metadata_size=hs.metadata_size)
             msgs.append(wire.Extended(0, ext.encode_ext_handshake(hs)))
         return msgs
 
