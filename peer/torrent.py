@@ -64,6 +64,7 @@ class Torrent:
             bans=agent.bans, pex=pex, upload=upload, blocked=agent.link.blocked,
             is_self=agent.is_self,
             hello=functools.partial(agent.ext_hello, len(meta.info_bytes)),
+            piece_size=meta.piece_size if meta.v2_only else None,
         )
         self.core.metadata = MetadataServer(meta.info_bytes)  # BEP 9: peers with magnets
         self.resumed_pieces = store.have_count if kind == "fetch" else 0
@@ -211,7 +212,8 @@ class Torrent:
     def _transfer_stats(self) -> tracker.TransferStats:
         core = self.core
         held = sum(core.piece_size(i) for i in self.store.bitfield.iter_set())
-        return tracker.TransferStats(core.uploaded, core.downloaded, max(0, core.length - held))
+        left = 0 if core.complete else max(0, self.meta.total_size - held)  # pads: about
+        return tracker.TransferStats(core.uploaded, core.downloaded, left)
 
     def _tracker_peers(self, addrs: list[tuple[str, int]]) -> None:
         if not self.core.closing and self.add_peers(addrs, "tracker"):

@@ -72,9 +72,11 @@ class SwarmCore:
         blocked: Callable[[Optional[str], str, Optional[int]], bool] = _never,
         is_self: Callable[[Addr], bool] = _not_self,
         hello: Optional[Callable[[], ext.ExtHandshake]] = None,
+        piece_size: Optional[Callable[[int], int]] = None,
     ) -> None:
         """``blocked(node, ip, port)``: the link's blocklist (partitions); ``is_self(addr)``:
-        one of our own addresses; ``hello()``: the extended handshake we send (None: none)."""
+        one of our own addresses; ``hello()``: the extended handshake we send (None: none);
+        ``piece_size(i)``: sizes when pieces are uneven (v2: each file starts a piece)."""
         self.num_pieces = num_pieces
         self.piece_length = piece_length
         self.length = length
@@ -88,6 +90,8 @@ class SwarmCore:
         self.is_self = is_self
         self.hello = hello
         self.metadata: Optional[MetadataServer] = None  # set by the driver: serve BEP 9
+        if piece_size is not None:
+            self.piece_size = piece_size  # type: ignore[assignment]
         self.picker = PiecePicker(num_pieces, self.piece_size, have, rng=rng)
         self.peers: dict[bytes, PeerState] = {}  # by peer_id: registered connections
         self.sched = RequestScheduler(self)
