@@ -359,15 +359,19 @@ class Agent:
         """Dial ``addr`` for torrent ``t``; True once the handshake passed. A plain
         handshake first; a peer that closes on it is dialed again with MSE (and from then
         on with MSE only)."""
-        if addr not in self.needs_mse:
+        remembered = addr in self.needs_mse
+        if not remembered:
             try:
                 return await self._connect(t, addr, use_mse=False)
             except handshake.PlainRefused:
-                self.needs_mse.add(addr)
+                pass
         try:
-            return await self._connect(t, addr, use_mse=True)
+            ok = await self._connect(t, addr, use_mse=True)
         except handshake.PlainRefused:
-            return False
+            ok = False
+        if ok != remembered:  # remember only peers that took MSE after refusing plaintext
+            (self.needs_mse.add if ok else self.needs_mse.discard)(addr)
+        return ok
 
     async def _connect(self, t: Torrent, addr: tuple[str, int], use_mse: bool) -> bool:
         host, port = addr

@@ -262,5 +262,7 @@ def test_mixed_swarm_meets_through_the_tracker(tmp_path: Path, cleanup: list[obj
     t = leecher.wait_complete(meta.hexhash, 120)
     # the tracker told it of the seeder and libtorrent (and the whitelist probe)
     assert t["tracker"]["announces"] >= 1 and t["tracker"]["last"]["peers"] >= 2, t
+    wait_for(lambda: leecher.known(meta.hexhash)["tracker"]["announces"] >= 2, 30,
+             "the leecher's 'completed' announce")
     peer.wait_state(seeding=True, timeout=120)
     assert (peer.save_path / "f.bin").read_bytes() == src.read_bytes()
