@@ -21,7 +21,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from peer import metainfo, synthetic
-from peer.engine import Agent
+from peer.agent import Agent
 from peer.shaping import LinkEmulator
 
 

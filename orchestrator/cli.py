@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "up + play the scenario + report + down"),
     "play": ("play", "play a scenario on a mesh that is up, detached (watch/status/Grafana show it)"),
     "report": ("report", "the report of the scenario played on a mesh that is up"),
+    "simulate": ("simulate", "play a topology in virtual time with the agent's own swarm logic"),
     "status": ("status", "table of the nodes of running meshes"),
     "watch": ("watch", "live view of a running mesh"),
     "down": ("down", "remove everything a mesh created (idempotent)"),

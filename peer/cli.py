@@ -172,8 +172,8 @@ async def _run_agent(args: argparse.Namespace, token: Optional[str]) -> int:
     )
 
     from peer import metainfo
+    from peer.agent import Agent
     from peer.control import ControlServer
-    from peer.engine import Agent
     from peer.shaping import LinkEmulator
 
     seeds = []

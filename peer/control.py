@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 
 class AgentLike(Protocol):
-    """What the control API needs of ``peer.engine.Agent``."""
+    """What the control API needs of ``peer.agent.Agent``."""
 
     async def share(self, meta: Any, payload: Path) -> None: ...
 
@@ -61,6 +61,11 @@ class AgentLike(Protocol):
         upload: bool = True,
         sha256: Optional[str] = None,
     ) -> None: ...
+
+    async def fetch_magnet(
+        self, uri: str, peers: list[tuple[str, int]], *, pex: bool = True, upload: bool = True,
+        sha256: Optional[str] = None,
+    ) -> str: ...
 
     def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int: ...
 
@@ -339,11 +344,23 @@ class ControlServer:
             raise HttpError(400, f"cannot make metainfo: {exc}") from exc
 
     def post_fetch(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = _parse_meta(body)
         peers = [parse_hostport(p) for p in _str_list(body, "peers")]
         sha256 = body.get("sha256")
         if sha256 is not None and (not isinstance(sha256, str) or not _HEX64.match(sha256)):
             raise HttpError(400, "sha256 must be 64 hex digits")
+        if "magnet" in body:  # BEP 9: the info dict comes from peers first
+            uri = body["magnet"]
+            if not isinstance(uri, str) or "metainfo" in body:
+                raise HttpError(400, "magnet must be a magnet: URI (and no metainfo with it)")
+            try:
+                infohash = self._agent_call(self.agent.fetch_magnet(
+                    uri, peers, pex=_opt_bool(body, "pex", True),
+                    upload=_opt_bool(body, "upload", True),
+                    sha256=sha256.lower() if sha256 else None))
+            except ValueError as exc:  # MetadataError: a bad magnet
+                raise HttpError(400, f"bad magnet: {exc}") from None
+            return {"infohash": infohash, "magnet": True}
+        meta = _parse_meta(body)
         self._agent_call(
             self.agent.fetch(
                 meta,

@@ -52,6 +52,7 @@ class ContentSnapshot:
     completed_at: Optional[float]
     replication: dict[str, int] = field(default_factory=dict)
     wasted: int = 0  # payload bytes that added nothing (late end-game copies, unasked blocks)
+    requests_rejected: int = 0  # requests over the queue limit (rejected or dropped)
 
 
 class _StateCollector:
@@ -71,6 +72,11 @@ class _StateCollector:
         wasted = CounterMetricFamily(
             "meshbed_wasted_bytes",
             "Piece payload bytes received that added nothing (late end-game copies)", labels=lab,
+        )
+        rejected = CounterMetricFamily(
+            "meshbed_requests_rejected",
+            "Requests over the advertised queue limit (reqq), rejected (BEP 6) or dropped",
+            labels=lab,
         )
         held = GaugeMetricFamily("meshbed_pieces_held", "Verified pieces held", labels=lab)
         total = GaugeMetricFamily("meshbed_content_pieces", "Pieces in the content", labels=lab)
@@ -95,6 +101,7 @@ class _StateCollector:
             sent.add_metric(c, float(s.bytes_sent))
             recv.add_metric(c, float(s.bytes_received))
             wasted.add_metric(c, float(s.wasted))
+            rejected.add_metric(c, float(s.requests_rejected))
             held.add_metric(c, float(s.pieces_held))
             total.add_metric(c, float(s.pieces_total))
             ratio.add_metric(c, s.pieces_held / s.pieces_total if s.pieces_total else 1.0)
@@ -107,22 +114,27 @@ class _StateCollector:
                 n = s.replication.get(bucket, 0)
                 if n:
                     repl.add_metric([s.content, bucket], float(n))
-        yield from (sent, recv, wasted, held, total, ratio, peers, rarest, done, repl)
+        yield from (sent, recv, wasted, rejected, held, total, ratio, peers, rarest, done, repl)
 
 
 # Every reason the peer package can emit (tests/unit/test_metric_reasons.py checks the
 # sources against these): all start at 0 so dashboards have series before the first one.
 REJECT_REASONS = ("hash_mismatch",)
 PROTOCOL_ERROR_REASONS = (
-    # handshake / framing (peer/wire.py, peer/engine.py)
+    # handshake / framing (peer/wire.py, peer/agent.py)
     "bad_handshake", "wrong_infohash", "unknown_infohash", "frame_too_large", "unknown_id",
     "bad_length", "bad_bitfield",
     # extension payloads (peer/wire.py, peer/extensions.py)
-    "bad_bencode", "bad_ext_handshake", "bad_pex",
+    "bad_bencode", "bad_ext_handshake", "bad_pex", "bad_metadata",
     # message semantics (peer/connection.py, peer/torrent.py)
     "fast_not_negotiated", "bad_index", "bad_block", "bad_request", "request_too_large",
     "request_flood", "not_reading",
+    # MSE/PE handshakes (peer/mse.py via peer/agent.py: "mse_" + MseError.reason)
+    "mse_bad_crypto_select", "mse_bad_dh_key", "mse_bad_ia", "mse_bad_pad", "mse_bad_vc",
+    "mse_late_data", "mse_no_common_crypto", "mse_no_sync", "mse_plain_handshake",
+    "mse_plaintext_refused", "mse_unknown_infohash", "mse_other",
 )
+HANDSHAKE_METHODS = ("none", "plaintext", "rc4")
 KNOWN_REJECT_REASONS = REJECT_REASONS  # old names, kept for importers
 KNOWN_PROTOCOL_ERRORS = PROTOCOL_ERROR_REASONS
 
@@ -142,6 +154,13 @@ class AgentMetrics:
             self.rejected_pieces.labels(reason)
         for reason in PROTOCOL_ERROR_REASONS:
             self.protocol_errors.labels(reason)
+        self.handshakes = Counter(
+            "meshbed_handshakes_total",
+            "Handshakes passed, by encryption: none (plain), plaintext or rc4 (MSE/PE)",
+            ["crypto"], registry=registry,
+        )
+        for method in HANDSHAKE_METHODS:
+            self.handshakes.labels(method)
         self.banned_peers = Counter(
             "meshbed_banned_peers_total", "Peers banned for bad data", registry=registry
         )

@@ -4,6 +4,12 @@ Pieces are laid out in 16 KiB units; a request covers a run of units up to the b
 the peer allows (16 KiB for ordinary clients, up to a whole piece between meshbed peers),
 so peers with different block sizes can share a piece. Availability counts the connected
 peers holding each piece; seeds are counted once in ``seeds`` instead of per piece.
+
+Picking is O(1)-ish in the number of pieces (the simulator runs thousands of pickers): each
+piece has a bit at a random position (``bit(i)``, drawn once per picker, the random
+tie-break), free pieces are kept as one int bit mask per availability level, and a peer is
+described by the mask of the pieces it has (``mask_of``), so "the rarest free piece this
+peer has" is a few big-int ANDs and a lowest-set-bit.
 """
 
 from __future__ import annotations
@@ -35,15 +41,15 @@ class Partial:
         self.missing = n  # units not yet received
         self.buf: Optional[bytearray] = None
         self.whole: Optional[Buffer] = None  # the piece came as one block: no copy
-        self.contributors: set[object] = set()
+        self.contributors: dict[object, None] = {}  # ordered: reproducible runs
 
     def idle(self) -> bool:
         return self.missing == len(self.state) and not any(self.reqs)
 
-    def data(self) -> Buffer:
+    def data(self) -> Optional[Buffer]:
+        """The piece's bytes; None when it came as virtual payload (simulation)."""
         if self.whole is not None:
             return self.whole
-        assert self.buf is not None
         return self.buf
 
 
@@ -69,9 +75,21 @@ class PiecePicker:
                 self.status[i] = P_HAVE
                 self.have_count += 1
         self.partial: dict[int, Partial] = {}
-        free = [i for i in range(num_pieces) if self.status[i] == P_FREE]
-        self.rng.shuffle(free)
-        self._free = free  # random order gives the random tie-break for free
+        self._open: dict[int, Partial] = {}  # partial pieces with units nobody was asked for
+        order = list(range(num_pieces))
+        self.rng.shuffle(order)
+        self.bits = [0] * num_pieces  # piece -> its bit in masks; position = rank in random order
+        self._at: dict[int, int] = {}  # bit -> piece
+        for rank, i in enumerate(order):
+            self.bits[i] = 1 << rank
+            self._at[1 << rank] = i
+        self.full_mask = (1 << num_pieces) - 1
+        self._free_mask = 0  # free pieces, all levels
+        self._nfree = 0
+        self._levels: list[int] = [0]  # availability (seeds aside) -> mask of free pieces
+        for i in range(num_pieces):
+            if self.status[i] == P_FREE:
+                self._set_free(i)
 
     # ------------------------------------------------------------------ state
     def has(self, i: int) -> bool:
@@ -83,25 +101,63 @@ class PiecePicker:
 
     @property
     def endgame(self) -> bool:
-        return not self._free and self.have_count < self.n
+        return not self._nfree and self.have_count < self.n
 
     def availability(self, i: int) -> int:
         return self.avail[i] + self.seeds
 
+    def bit(self, i: int) -> int:
+        """Piece ``i``'s bit in peer masks."""
+        return self.bits[i]
+
+    def mask_of(self, pieces: Iterable[int]) -> int:
+        bit = self.bits
+        m = 0
+        for i in pieces:
+            m |= bit[i]
+        return m
+
+    # ------------------------------------------------------------ free-piece levels
+    def _set_free(self, i: int) -> None:
+        b, a, levels = self.bits[i], self.avail[i], self._levels
+        while len(levels) <= a:
+            levels.append(0)
+        levels[a] |= b
+        self._free_mask |= b
+        self._nfree += 1
+
+    def _unset_free(self, i: int) -> None:
+        b = self.bits[i]
+        self._levels[self.avail[i]] &= ~b
+        self._free_mask &= ~b
+        self._nfree -= 1
+
+    def _move(self, i: int, delta: int) -> None:
+        """Availability of piece ``i`` changes by ``delta`` (its level, if it is free)."""
+        if self.status[i] == P_FREE:
+            b, levels = self.bits[i], self._levels
+            levels[self.avail[i]] &= ~b
+            a = self.avail[i] = self.avail[i] + delta
+            while len(levels) <= a:
+                levels.append(0)
+            levels[a] |= b
+        else:
+            self.avail[i] += delta
+
     # ------------------------------------------------------------ availability
     def peer_bitfield(self, pieces: Iterable[int]) -> None:
-        avail = self.avail
+        move = self._move
         for i in pieces:
-            avail[i] += 1
+            move(i, 1)
 
     def peer_have(self, i: int) -> None:
-        self.avail[i] += 1
+        self._move(i, 1)
 
     def peer_lost(self, pieces: Iterable[int]) -> None:
-        avail = self.avail
+        avail, move = self.avail, self._move
         for i in pieces:
             if avail[i] > 0:
-                avail[i] -= 1
+                move(i, -1)
 
     def seed_joined(self) -> None:
         self.seeds += 1
@@ -133,39 +189,50 @@ class PiecePicker:
         budget: int,
         busy: Optional[Callable[[int], bool]] = None,
         duplicates: Union[bool, Callable[[int], bool]] = True,
+        peer_mask: Optional[int] = None,
     ) -> list[tuple[int, int, int]]:
         """Requests (index, begin, length) for one peer, about ``budget`` bytes in total.
 
-        ``peer_has(i)``: the peer holds piece i. ``busy(i)``: the peer already has
-        requests in piece i (end game avoids asking it twice for the same blocks).
-        ``duplicates``: may end game ask this peer for blocks already requested elsewhere
-        (a callable decides per piece, e.g. only when the copy in flight is late).
+        ``peer_has(i)``: the peer holds piece i; ``peer_mask``: the same as a mask of
+        ``bit(i)`` (faster; computed from ``peer_has`` when not given). ``busy(i)``: the
+        peer already has requests in piece i (end game avoids asking it twice for the same
+        blocks). ``duplicates``: may end game ask this peer for blocks already requested
+        elsewhere (a callable decides per piece, e.g. only when the copy in flight is late).
         """
         out: list[tuple[int, int, int]] = []
         units_per_block = max(1, max_block // UNIT)
         left = budget
+        status = self.status
         # 1. finish pieces already started
-        for p in list(self.partial.values()):
-            if left <= 0:
-                return out
-            if self.status[p.index] != P_PARTIAL or not (peer_is_seed or peer_has(p.index)):
-                continue
-            left -= self._take_units(p, units_per_block, left, out, FREE)
+        if self._open:
+            for p in list(self._open.values()):
+                if left <= 0:
+                    return out
+                if status[p.index] != P_PARTIAL or not (peer_is_seed or peer_has(p.index)):
+                    continue
+                left -= self._take_units(p, units_per_block, left, out, FREE)
         # 2. new pieces: random first, then rarest first
-        while left > 0 and self._free:
-            i = self._choose_new(peer_has, peer_is_seed)
-            if i is None:
-                break
-            self._free.remove(i)
-            self.status[i] = P_PARTIAL
-            p = self.partial[i] = Partial(i, self.piece_size(i))
-            left -= self._take_units(p, units_per_block, left, out, FREE)
+        if left > 0 and self._nfree:
+            if peer_is_seed:
+                mask = self.full_mask
+            elif peer_mask is not None:
+                mask = peer_mask
+            else:
+                mask = self.mask_of(i for i in range(self.n) if peer_has(i))
+            while left > 0 and self._nfree:
+                i = self._choose_new(mask)
+                if i is None:
+                    break
+                self._unset_free(i)
+                status[i] = P_PARTIAL
+                p = self.partial[i] = self._open[i] = Partial(i, self.piece_size(i))
+                left -= self._take_units(p, units_per_block, left, out, FREE)
         # 3. end game: all missing pieces are requested; ask for unreceived units again
-        if left > 0 and duplicates and not self._free:
+        if left > 0 and duplicates and not self._nfree:
             for p in list(self.partial.values()):
                 if left <= 0:
                     break
-                if self.status[p.index] != P_PARTIAL or not (peer_is_seed or peer_has(p.index)):
+                if status[p.index] != P_PARTIAL or not (peer_is_seed or peer_has(p.index)):
                     continue
                 if (busy is not None and busy(p.index)) or any(r[0] == p.index for r in out):
                     continue
@@ -174,24 +241,20 @@ class PiecePicker:
                 left -= self._take_units(p, units_per_block, left, out, REQUESTED)
         return out
 
-    def _choose_new(self, peer_has: Callable[[int], bool], peer_is_seed: bool) -> Optional[int]:
-        free = self._free
+    def _choose_new(self, mask: int) -> Optional[int]:
+        """The free piece the peer has that is rarest (first in our random order on ties);
+        in the random start, the first free one in random order."""
         if self.have_count + len(self.partial) < self.random_first:
-            for i in free:
-                if peer_is_seed or peer_has(i):
-                    return i
-            return None
-        avail, seeds = self.avail, self.seeds
-        floor = seeds + (0 if peer_is_seed else 1)  # lowest availability possible here
-        best: Optional[int] = None
-        best_a = 1 << 30
-        for i in free:
-            a = avail[i]
-            if a + seeds < best_a and (peer_is_seed or peer_has(i)):
-                best, best_a = i, a + seeds
-                if best_a <= floor:
+            m = self._free_mask & mask
+        else:
+            m = 0
+            for level in self._levels:
+                m = level & mask
+                if m:
                     break
-        return best
+        if not m:
+            return None
+        return self._at[m & -m]
 
     def _take_units(
         self, p: Partial, per_block: int, budget: int, out: list[tuple[int, int, int]],
@@ -218,6 +281,8 @@ class PiecePicker:
             length = min(u * UNIT, p.size) - begin
             out.append((p.index, begin, length))
             taken += length
+        if want == FREE and FREE not in state:
+            self._open.pop(p.index, None)  # every unit asked for: step 1 skips it
         return taken
 
     # ------------------------------------------------------------------ events
@@ -232,11 +297,14 @@ class PiecePicker:
                 reqs[u] -= 1
                 if reqs[u] == 0 and state[u] == REQUESTED:
                     state[u] = FREE
+                    if self.status[index] == P_PARTIAL:
+                        self._open[index] = p
         if p.idle() and self.status[index] == P_PARTIAL:
             # nothing received or asked: give the piece back so rarest-first sees it again
             del self.partial[index]
+            self._open.pop(index, None)
             self.status[index] = P_FREE
-            self._free.insert(self.rng.randrange(len(self._free) + 1), index)
+            self._set_free(index)
 
     def wanted(self, index: int, begin: int, length: int) -> bool:
         """Would a block with this range add data we lack?"""
@@ -249,16 +317,21 @@ class PiecePicker:
             for u in range(begin // UNIT, min(len(state), (begin + length + UNIT - 1) // UNIT))
         )
 
-    def received(self, index: int, begin: int, block: Buffer, peer: object) -> bool:
-        """Store a block (the caller checked bounds and alignment with ``wanted``).
+    def received(self, index: int, begin: int, block: Optional[Buffer], peer: object,
+                 length: int = 0) -> bool:
+        """Store a block (the caller checked bounds and alignment with ``wanted``);
+        ``block`` None: a virtual payload of ``length`` bytes (simulation), nothing stored.
 
         Returns True when the piece is now complete: it goes to "verifying"; fetch its
         bytes with :meth:`take`.
         """
         p = self.partial[index]
-        length = len(block)
+        if block is not None:
+            length = len(block)
         u0, u1 = begin // UNIT, min(len(p.state), (begin + length + UNIT - 1) // UNIT)
-        if begin == 0 and length == p.size and p.missing == len(p.state):
+        if block is None:
+            pass
+        elif begin == 0 and length == p.size and p.missing == len(p.state):
             p.whole = block
         else:
             if p.buf is None:
@@ -274,9 +347,10 @@ class PiecePicker:
             if state[u] != RECEIVED:
                 state[u] = RECEIVED
                 p.missing -= 1
-        p.contributors.add(peer)
+        p.contributors[peer] = None
         if p.missing == 0:
             self.status[index] = P_VERIFYING
+            self._open.pop(index, None)
             return True
         return False
 
@@ -285,17 +359,22 @@ class PiecePicker:
         return self.partial.pop(index)
 
     def piece_passed(self, index: int) -> None:
-        if self.status[index] != P_HAVE:
+        status = self.status[index]
+        if status != P_HAVE:
+            if status == P_FREE:
+                self._unset_free(index)
             self.status[index] = P_HAVE
             self.have_count += 1
         self.partial.pop(index, None)
+        self._open.pop(index, None)
 
     def piece_failed(self, index: int) -> None:
         """Hash mismatch: the piece is free again, to be fetched from others."""
         self.partial.pop(index, None)
-        if self.status[index] != P_HAVE:
+        self._open.pop(index, None)
+        if self.status[index] not in (P_HAVE, P_FREE):
             self.status[index] = P_FREE
-            self._free.insert(self.rng.randrange(len(self._free) + 1), index)
+            self._set_free(index)
 
     def requested_elsewhere(self, index: int) -> bool:
         p = self.partial.get(index)

@@ -420,6 +420,27 @@ def encode(msg: Message) -> bytes:
         raise ValueError(f"cannot encode {msg!r}: {e}") from None
 
 
+_FIXED_FRAME_LEN: Dict[type, int] = {
+    KeepAlive: 4, Choke: 5, Unchoke: 5, Interested: 5, NotInterested: 5, HaveAll: 5,
+    HaveNone: 5, Have: 9, Suggest: 9, AllowedFast: 9, Request: 17, Cancel: 17, Reject: 17,
+    Port: 7,
+}
+
+
+def frame_len(msg: Message) -> int:
+    """Bytes ``encode(msg)`` would produce, without encoding (the simulator charges links)."""
+    n = _FIXED_FRAME_LEN.get(type(msg))
+    if n is not None:
+        return n
+    if isinstance(msg, Piece):
+        return 13 + len(msg.block)
+    if isinstance(msg, Bitfield):
+        return 5 + len(msg._buf)
+    if isinstance(msg, Extended):
+        return 6 + len(msg.payload)
+    raise TypeError(f"not a wire message: {type(msg).__name__}")
+
+
 # ---------------------------------------------------------------- decoding
 
 _KEEPALIVE = KeepAlive()
@@ -490,38 +511,47 @@ class FrameDecoder:
     """Incremental frame splitter + decoder.
 
     Holds at most one incomplete frame (length-checked against ``max_frame`` as soon as its
-    4-byte prefix arrives), so memory stays bounded whatever the peer sends.
+    4-byte prefix arrives), so memory stays bounded whatever the peer sends. The chunks of
+    an incomplete frame are kept as they came and joined once when it is whole: a 1 MiB
+    block read in pieces is copied once, not once per read.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.max_frame = max_frame
-        self._buf = bytearray()
+        self._parts: List[bytes] = []
+        self._have = 0  # bytes in _parts
+        self._need = 0  # bytes the incomplete frame needs in all (0: length unknown yet)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._have
 
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Message]:
         msgs: List[Message] = []
-        if not self._buf:
-            # Fast path: decode complete frames straight out of ``data`` (zero-copy bodies).
-            src = data if isinstance(data, bytes) else bytes(data)
-            pos = self._split(src, memoryview(src), msgs)
-            if pos < len(src):
-                self._buf += src[pos:]
-            return msgs
-        self._buf += data
-        buf = self._buf
-        with memoryview(buf) as view:
-            pos = self._split(buf, view, msgs, copy=True)
-        if pos:
-            del buf[:pos]
+        src = data if isinstance(data, bytes) else bytes(data)
+        if self._parts:
+            self._parts.append(src)
+            self._have += len(src)
+            if not self._need and self._have >= 4:
+                head = b"".join(self._parts)
+                self._parts = [head]
+                (length,) = _LEN.unpack_from(head, 0)
+                check_frame_length(length, self.max_frame)
+                self._need = 4 + length
+            if not self._need or self._have < self._need:
+                return msgs
+            src = b"".join(self._parts)
+            self._parts, self._have, self._need = [], 0, 0
+        # Decode complete frames straight out of ``src`` (zero-copy bodies: bytes never change).
+        pos = self._split(src, memoryview(src), msgs)
+        if pos < len(src):
+            rest = src[pos:]
+            self._parts, self._have = [rest], len(rest)
+            if len(rest) >= 4:
+                self._need = 4 + _LEN.unpack_from(rest, 0)[0]
         return msgs
 
-    def _split(
-        self, src: Union[bytes, bytearray], view: memoryview, out: List[Message],
-        copy: bool = False,
-    ) -> int:
+    def _split(self, src: bytes, view: memoryview, out: List[Message]) -> int:
         pos = 0
         end = len(src)
         unpack = _LEN.unpack_from
@@ -533,8 +563,6 @@ class FrameDecoder:
             stop = pos + 4 + length
             if stop > end:
                 break
-            # A bytearray buffer is compacted afterwards: bodies must not alias it.
-            body = bytes(view[pos + 4:stop]) if copy else view[pos + 4:stop]
-            out.append(decode(body))
+            out.append(decode(view[pos + 4:stop]))
             pos = stop
         return pos

@@ -116,6 +116,10 @@ class ClientAgent:
         if peers and self.client.accepts_peers:
             await asyncio.to_thread(self.client.add_peers, meta.hexhash, peers)
 
+    async def fetch_magnet(self, uri: str, peers: list[tuple[str, int]], *, pex: bool = True,
+                           upload: bool = True, sha256: Optional[str] = None) -> str:
+        raise ValueError("client nodes take a metainfo, not a magnet link")
+
     def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int:
         if not self.client.accepts_peers:
             return 0

@@ -12,7 +12,7 @@ from typing import Optional
 from prometheus_client import CollectorRegistry
 
 from peer import metainfo, synthetic
-from peer.engine import Agent
+from peer.agent import Agent
 from peer.metainfo import Metainfo
 from peer.shaping import LinkEmulator
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from peer import metainfo
+from peer.agent import Agent
 from peer.control import ControlServer, HttpError, parse_hostport, resolve_inside
-from peer.engine import Agent
 from peer.shaping import LinkEmulator
 from tests.peerproc import http, wait_for
 

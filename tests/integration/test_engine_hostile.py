@@ -45,7 +45,7 @@ def test_corrupt_lying_malformed_and_stalling_peers_do_not_harm_the_swarm(
                     content.path.read_bytes()
                 for bad in ("corrupt-0", "lie-0"):
                     if st["bytes_from"].get(bad):
-                        assert bad in a.banned_nodes, (a.node, bad, st["bytes_from"])
+                        assert bad in a.bans.nodes, (a.node, bad, st["bytes_from"])
                 # nothing left connected to a banned or malformed peer
                 assert not {c.node for c in a.torrents[content.meta.info_hash].conns.values()} \
                     & {"corrupt-0", "lie-0", "malformed-0"}

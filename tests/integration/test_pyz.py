@@ -41,7 +41,7 @@ def test_reproducible_and_executable(pyz: Path, tmp_path: Path) -> None:
     with zipfile.ZipFile(pyz) as zf:
         names = zf.namelist()
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-    assert "__main__.py" in names and "peer/cli.py" in names and "peer/engine.py" in names
+    assert "__main__.py" in names and "peer/cli.py" in names and "peer/agent.py" in names and "peer/core/swarm.py" in names
     assert "_vendor/prometheus_client/__init__.py" in names
     assert not any("__pycache__" in n or n.startswith(("tests/", "orchestrator/")) for n in names)
 

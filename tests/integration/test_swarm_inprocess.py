@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -139,7 +138,8 @@ def test_ordinary_16k_blocks_when_peers_are_not_meshbed(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the meshbed handshake key every request is 16 KiB, so pieces are put together
     from many blocks, often from several peers (the path real clients take)."""
-    from peer import connection, extensions
+    from peer import agent, extensions, wire
+    from peer.core import PeerState, SwarmCore
 
     meshbed_handshake = extensions.local_handshake
 
@@ -147,15 +147,15 @@ def test_ordinary_16k_blocks_when_peers_are_not_meshbed(tmp_path: Path,
         h = meshbed_handshake(**kw)  # type: ignore[arg-type]
         return extensions.ExtHandshake(m=h.m, port=h.port, client=h.client, reqq=h.reqq)
 
-    monkeypatch.setattr(connection.ext, "local_handshake", plain_handshake)
+    monkeypatch.setattr(agent.ext, "local_handshake", plain_handshake)
     sizes: list[int] = []
-    on_request = connection.PeerConnection._on_request
+    on_request = SwarmCore._on_request
 
-    def spy(self: connection.PeerConnection, msg: connection.wire.Request) -> None:
+    def spy(self: SwarmCore, c: PeerState, msg: wire.Request, now: float) -> None:
         sizes.append(msg.length)
-        on_request(self, msg)
+        on_request(self, c, msg, now)
 
-    monkeypatch.setattr(connection.PeerConnection, "_on_request", spy)
+    monkeypatch.setattr(SwarmCore, "_on_request", spy)
 
     async def scenario() -> None:
         content = make_content(tmp_path, 6 * MiB + 12345, 256 * 1024)
@@ -190,26 +190,21 @@ def test_client_server_survives_a_seeder_that_chokes_without_rejecting(
     re-requestable (choke grace / unchoke), and a snubbed sole source must still be asked:
     before the fix they waited for the 30 s snub, after which the fetcher never asked the
     seeder again and stalled for good."""
-    from peer import connection, scheduler, torrent
+    from peer import wire
+    from peer.core import PeerState, choking, requests
 
-    def choke_silently(self: connection.PeerConnection, choke: bool) -> None:
-        if choke == self.am_choking or self.closed:
+    def choke_silently(self: choking.Choking, c: PeerState, choke: bool, now: float) -> None:
+        if choke == c.am_choking or c.closed:
             return
-        self.am_choking = choke
-        self.choke_since = time.monotonic()
-        self.queue.clear()  # no Reject: a "clean" fast peer that just forgets them
-        self.send(connection.wire.Choke() if choke else connection.wire.Unchoke())
+        c.am_choking = choke
+        c.choke_since = now
+        c.drain_queue()  # no Reject: a "clean" fast peer that just forgets them
+        self.core.send(c, [wire.Choke() if choke else wire.Unchoke()])
 
-    monkeypatch.setattr(connection.PeerConnection, "set_choking", choke_silently)
-    monkeypatch.setattr(scheduler, "SNUB_SECONDS", 4.0)
-    real_tick = torrent.Torrent.tick
-
-    def fast_rechoke(self: torrent.Torrent, now: float) -> None:
-        real_tick(self, now)
-        self._next_choke = min(self._next_choke, now + 2.0)  # rotate every 2 s, not 10 s
-        self._next_optimistic = min(self._next_optimistic, now + 2.0)
-
-    monkeypatch.setattr(torrent.Torrent, "tick", fast_rechoke)
+    monkeypatch.setattr(choking.Choking, "set_choking", choke_silently)
+    monkeypatch.setattr(requests, "SNUB_SECONDS", 4.0)
+    monkeypatch.setattr(choking, "CHOKE_INTERVAL", 2.0)  # rotate every 2 s, not 10 s
+    monkeypatch.setattr(choking, "OPTIMISTIC_INTERVAL", 2.0)
 
     async def scenario() -> None:
         content = make_content(tmp_path, 3 * MiB, 64 * 1024)
@@ -246,12 +241,12 @@ def test_a_failed_uploader_closes_the_connection_and_the_fetcher_reconnects(
     real_read = torrent.Torrent.read_block
     failed: list[int] = []
 
-    async def read_once_broken(self: torrent.Torrent, index: int, begin: int, length: int,
-                               hostile: object) -> bytes:
+    async def read_once_broken(self: torrent.Torrent, index: int, begin: int,
+                               length: int) -> bytes:
         if not failed:
             failed.append(index)
             raise RuntimeError("injected read failure")
-        return await real_read(self, index, begin, length, hostile)  # type: ignore[arg-type]
+        return await real_read(self, index, begin, length)
 
     monkeypatch.setattr(torrent.Torrent, "read_block", read_once_broken)
 

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.errors import InputError
 from orchestrator.loader import load_topology_text
-from peer.engine import MAX_VIOLATIONS
+from peer.agent import MAX_VIOLATIONS
 from tests.peerproc import AgentProc, wait_for
 from tests.reliability.support import ROOT, MiB, file_sha256, metric_sum
 

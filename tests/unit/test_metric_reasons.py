@@ -16,7 +16,7 @@ REJECTED = re.compile(r'_reject\(\s*"([a-z_]+)"')
 
 
 def _found(pattern: re.Pattern[str]) -> set[str]:
-    return {m for f in PEER.glob("*.py") for m in pattern.findall(f.read_text())}
+    return {m for f in PEER.rglob("*.py") for m in pattern.findall(f.read_text())}
 
 
 @pytest.mark.timeout(10)

@@ -1,26 +1,21 @@
-"""Request scheduling for one torrent: pipelines, end game, snubs, choke bookkeeping.
+"""Request scheduling for one torrent: pipelines, end game, snubs, choke bookkeeping (pure).
 
 :class:`RequestScheduler` decides what to ask each peer for and when requests in flight
 must be given back to the picker (choke, reject, snub) so other peers, or the same peer
-later, can serve them. Swarm state (connections, picker, verification) stays in
-:class:`peer.torrent.Torrent`.
+later, can serve them. It sends through its :class:`peer.core.swarm.SwarmCore`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from typing import TYPE_CHECKING, Callable, Union
 
 from peer import wire
 from peer.choker import pipeline_bytes
+from peer.core.actions import Timer
 
 if TYPE_CHECKING:
-    from peer.connection import PeerConnection
-    from peer.torrent import Torrent
-
-log = logging.getLogger("peer")
+    from peer.core.peerstate import Key, PeerState
+    from peer.core.swarm import SwarmCore
 
 SNUB_SECONDS = 30.0
 # A fast-extension peer that choked us must reject what it will not send (BEP 6); requests
@@ -29,30 +24,32 @@ CHOKE_GRACE_SECONDS = 5.0
 INITIAL_RATE_GUESS = (1 << 20) / 3  # bytes/s before a rate is measured: ~1 MiB in flight
 ENDGAME_OVERDUE = 2.0  # end game duplicates only requests this many seconds overdue
 MAX_VERIFY_BACKLOG = 64 << 20  # bytes received but not yet hashed: stop requesting beyond
+REFILL = "refill"  # timer token: top up every pipeline after the current burst
 
 
 class RequestScheduler:
-    def __init__(self, torrent: Torrent) -> None:
-        self.t = torrent
-        n = torrent.meta.num_pieces
+    def __init__(self, core: SwarmCore) -> None:
+        self.core = core
+        n = core.num_pieces
         self.piece_started: dict[int, float] = {}
         self.requested = bytearray(n)  # 1 = asked while missing, 2 = asked while verified
         self.eta: dict[int, float] = {}  # piece -> when its requested blocks are due
         self._refill_pending = False
 
-    def fill(self, c: PeerConnection) -> None:
+    def fill(self, c: PeerState, now: float) -> None:
         """Top up the request pipeline toward ``c``."""
-        t = self.t
-        picker = t.picker
-        if c.closed or c.peer_choking or not c.am_interested or picker.complete:
+        core = self.core
+        picker = core.picker
+        if c.closed or c.peer_choking or not c.am_interested or picker.have_count == picker.n:
             return
-        if t.verify_backlog > MAX_VERIFY_BACKLOG:
+        if core.verify_backlog > MAX_VERIFY_BACKLOG:
             return
-        block = min(c.block, t.meta.piece_length)
+        block = min(c.block, core.piece_length)
         rate = c.rate_from.rate
         if not rate:  # not measured yet (first second): guess 1 MiB/s, like a TCP initial window
             rate = INITIAL_RATE_GUESS
-        if c.snubbed and not picker.endgame:
+        endgame = picker.endgame
+        if c.snubbed and not endgame:
             # one block at a time, never none: a snubbed peer may be the only source
             # (client-server), and only a delivered block clears the snub
             room = block - c.out_bytes
@@ -60,13 +57,13 @@ class RequestScheduler:
             room = pipeline_bytes(rate, block) - c.out_bytes
         if room < block // 2:
             return
-        bits, rejected = c.bits, c.rejected_pieces
+        bits, rejected, mask = c.bits, c.rejected_pieces, c.pmask
         peer_has: Callable[[int], bool] = bits.__contains__
         if rejected:
             def peer_has(i: int) -> bool:  # noqa: F811
                 return i in bits and i not in rejected
+            mask &= ~picker.mask_of(rejected)
         busy = c.busy_pieces
-        now = time.monotonic()
         # End game: only a peer with nothing else in flight duplicates others' requests, and
         # only for pieces whose copy in flight is overdue: every duplicate costs some
         # sender's upload, which the rest of the swarm needs (measured: eager duplicates
@@ -74,7 +71,7 @@ class RequestScheduler:
         # still arrives whole, the cancel comes too late).
         duplicates: Union[bool, Callable[[int], bool]] = False
         eta = self.eta
-        if not c.outstanding and picker.endgame:
+        if not c.outstanding and endgame:
             late = now - ENDGAME_OVERDUE
 
             def duplicates(i: int) -> bool:  # noqa: F811
@@ -82,23 +79,21 @@ class RequestScheduler:
                 return due is None or due < late
 
         reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
-                           duplicates=duplicates)
+                           duplicates=duplicates, peer_mask=mask)
         if not reqs:
             return
         if not c.outstanding:
             c.last_block = now
-        frames = []
-        encode, request = wire.encode, wire.Request
         started, requested = self.piece_started, self.requested
+        request = wire.Request
+        msgs: list[wire.Message] = []
         for r in reqs:
-            c.outstanding[r] = now
-            c.out_bytes += r[2]
-            busy[r[0]] = busy.get(r[0], 0) + 1
+            c.add_request(r, now)
             if r[0] not in started:
                 started[r[0]] = now
                 # 2 = asked for a piece already verified here (counted as redownloaded)
                 requested[r[0]] = 2 if picker.has(r[0]) else 1
-            frames.append(encode(request(*r)))
+            msgs.append(request(*r))
         # when the last of these should arrive: queued bytes at the measured rate
         due = now + c.out_bytes / rate
         for r in reqs:
@@ -106,42 +101,49 @@ class RequestScheduler:
                 eta[r[0]] = min(eta[r[0]], due)  # a second copy: due when the first lands
             elif eta.get(r[0], 0.0) < due:
                 eta[r[0]] = due
-        c.send_frames(frames)
+        core.send(c, msgs)
 
-    def fill_all(self, but: object = None) -> None:
-        for c in list(self.t.conns.values()):
+    def fill_all(self, now: float, but: object = None) -> None:
+        for c in list(self.core.peers.values()):
             if c is not but:
-                self.fill(c)
+                self.fill(c, now)
 
-    def refill_soon(self) -> None:
+    def refill_soon(self, now: float) -> None:
         """Top up every pipeline once, after the current burst of messages."""
         if not self._refill_pending:
             self._refill_pending = True
-            asyncio.get_running_loop().call_soon(self._refill)
+            self.core.emit(Timer(now, REFILL))
 
-    def _refill(self) -> None:
+    def on_refill(self, now: float) -> None:
         self._refill_pending = False
-        if not self.t.closing:
-            self.fill_all()
+        if not self.core.closing:
+            self.fill_all(now)
 
-    def release(self, keys: list[tuple[int, int, int]]) -> None:
-        release = self.t.picker.release
+    def release(self, keys: list[Key]) -> None:
+        release = self.core.picker.release
         for key in keys:
             release(*key)
 
-    def release_all(self, c: PeerConnection) -> None:
+    def release_all(self, c: PeerState, now: float) -> None:
         """``c`` will not serve what we asked (a choke without BEP 6): ask others."""
         self.release(c.drop_requests())
-        self.fill_all(but=c)
+        self.fill_all(now, but=c)
 
-    def on_unchoke(self, c: PeerConnection) -> None:
-        self.fill(c)
+    def cancel(self, c: PeerState, keys: list[Key]) -> None:
+        """Withdraw our requests ``keys`` from ``c`` and give them back to the picker."""
+        msgs: list[wire.Message] = []
+        release = self.core.picker.release
+        for key in keys:
+            if c.take_request(key):
+                msgs.append(wire.Cancel(*key))
+                release(*key)
+        self.core.send(c, msgs)
 
     def forget_piece(self, index: int) -> None:
         self.piece_started.pop(index, None)
         self.eta.pop(index, None)
 
-    def check(self, c: PeerConnection, now: float) -> None:
+    def check(self, c: PeerState, now: float) -> None:
         """Once a second per peer: requests a choke left unanswered, snubs."""
         if not c.outstanding:
             return
@@ -149,34 +151,30 @@ class RequestScheduler:
             # BEP 6: a choking peer rejects what it will not send. Requests from before its
             # last choke that it neither served nor rejected (an unclean peer) are dropped
             # there: ask again rather than hold the blocks until the snub timer.
-            choked_at = c.choked_at
-            if any(sent <= choked_at for sent in c.outstanding.values()):
-                self.release(c.cancel_older_than(choked_at))
-                self.fill_all()
+            old = c.requests_older_than(c.choked_at)
+            if old:
+                self.cancel(c, old)
+                self.fill_all(now)
         if not c.peer_choking and c.outstanding and now - c.last_block > SNUB_SECONDS:
             if c.snubbed:
                 # its one-block probe failed too: start over on a new connection (a stuck
                 # connection would otherwise stall a fetcher whose only source it is)
-                log.info("%s: %s snubbed twice, reconnecting", self.t.meta.name, c.label)
-                c.close()
+                self.core.close_peer(c, "snubbed")
                 return
             c.snubbed = True
-            keys = list(c.outstanding)
-            for key in keys:
-                c.cancel(key)
-            self.release(keys)
-            self.fill_all()
+            self.cancel(c, list(c.outstanding))
+            self.fill_all(now)
 
     @staticmethod
-    def _choke_grace(c: PeerConnection) -> float:
+    def _choke_grace(c: PeerState) -> float:
         """Time for what may still be on its way after a choke (a 1 MiB block on a slow link)."""
         rate = c.rate_from.rate or c.rate_at_choke  # it decays to 0 while choked
         if not rate:  # nothing was flowing: nothing is on its way
             return CHOKE_GRACE_SECONDS
         return min(SNUB_SECONDS, max(CHOKE_GRACE_SECONDS, 2.0 * c.out_bytes / rate))
 
-    def endgame_tick(self) -> None:
-        if self.t.picker.endgame:  # idle peers may now take over overdue end-game blocks
-            for c in list(self.t.conns.values()):
+    def endgame_tick(self, now: float) -> None:
+        if self.core.picker.endgame:  # idle peers may now take over overdue end-game blocks
+            for c in list(self.core.peers.values()):
                 if not c.outstanding:
-                    self.fill(c)
+                    self.fill(c, now)

@@ -1,13 +1,15 @@
 """The agent: one wire listener, several torrents, the shared access link and metrics.
 
-``Agent`` is what the control API (peer/control.py) drives. Per-torrent swarm logic lives in
-peer/torrent.py, per-connection protocol handling in peer/connection.py.
+``Agent`` is what the control API (peer/control.py) drives. Swarm logic lives in the pure
+core (peer/core/); peer/torrent.py drives one torrent's core, peer/connection.py one
+connection's socket. Hostile test modes are subclasses in peer/hostile.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import logging
@@ -20,9 +22,12 @@ from typing import Any, Callable, Optional, TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from peer import metainfo, wire
+from peer import extensions as ext
+from peer import handshake, magnet, metadata, metainfo, mse, wire
 from peer.choker import RateMeter
-from peer.connection import PeerConnection
+from peer.connection import CLIENT, PeerConnection
+from peer.core import MAX_VIOLATIONS, BanList, PeerState, SwarmCore
+from peer.core.swarm import MAX_QUEUED_REQUESTS
 from peer.metainfo import Metainfo
 from peer.metrics import PROTOCOL_ERROR_REASONS, AgentMetrics, ContentSnapshot
 from peer.shaping import LinkEmulator
@@ -33,12 +38,13 @@ log = logging.getLogger("peer")
 
 T = TypeVar("T")
 HANDSHAKE_TIMEOUT = 10.0
+MAGNET_TIMEOUT = 300.0  # a magnet's info dict must come within this
 CONNECT_TIMEOUT = 10.0
 READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
 WRITE_HIGH_WATER = 2 << 20
 STATE_FILE = ".meshbed-state.json"
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
-MAX_VIOLATIONS = 3  # protocol errors from one address before it is banned
+__all__ = ["Agent", "HOSTILE_MODES", "MAX_VIOLATIONS"]
 CHOKE_POLICIES = ("neediest", "reciprocate")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
@@ -76,14 +82,22 @@ class Agent:
         self.rng = rng or random.Random()
         self.peer_id = peer_id or make_peer_id(self.rng)
         self.hostile = hostile
+        self.core_class: type[SwarmCore] = SwarmCore
+        self.conn_class: type[PeerConnection] = PeerConnection
+        if hostile is not None:  # test-only behaviour stays out of the ordinary classes
+            from peer import hostile as hostile_mode
+
+            self.core_class, self.conn_class = hostile_mode.classes(hostile)
         self.upload_slots = upload_slots
         self.choke_policy = choke_policy
         self.metrics = AgentMetrics(registry, node=node, group=group)
         self.metrics.set_source(self._snapshots)
         self.torrents: dict[bytes, Torrent] = {}
-        self.banned_addrs: set[str] = set()
-        self.banned_nodes: set[str] = set()
-        self.violations: dict[str, int] = {}  # "ip:port" -> protocol errors on its connections
+        self.aliases: dict[bytes, bytes] = {}  # a hybrid's v2 infohash[:20] -> info_hash
+        self.needs_mse: set[tuple[str, int]] = set()  # dialed peers that refuse plaintext
+        self.sysrng = mse.system_rng()  # MSE keys: never the (seedable) swarm rng
+        self.magnets: dict[str, dict[str, Any]] = {}  # hex infohash -> metadata fetch state
+        self.bans = BanList()  # shared by every torrent's core
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
@@ -174,12 +188,19 @@ class Agent:
             t.add_peers([a for a in given if a is not None], "given")
             log.info("resumed %s: %d/%d pieces", meta.name, store.have_count, meta.num_pieces)
             if store.complete and t.completed_at is None:
-                self.spawn(t._on_complete())
+                t.resume_complete()
 
     def _add_torrent(self, meta: Metainfo, store: PieceStore, **kw: Any) -> Torrent:
         t = Torrent(self, meta, store, **kw)
         self.torrents[meta.info_hash] = t
+        if meta.info_hash_v2 is not None and meta.info_hash_v2[:20] != meta.info_hash:
+            self.aliases[meta.info_hash_v2[:20]] = meta.info_hash  # hybrid: v2 peers too
+        t.start_announcing()
         return t
+
+    def torrent_for(self, info_hash: bytes) -> Optional[Torrent]:
+        """The torrent a handshake's infohash names (a hybrid's v2 hash included)."""
+        return self.torrents.get(self.aliases.get(info_hash, info_hash))
 
     async def share(self, meta: Metainfo, payload: Path) -> None:
         old = self.torrents.get(meta.info_hash)
@@ -211,15 +232,49 @@ class Agent:
                                   sha256=sha256 or state.get("sha256"),
                                   started_at=float(state.get("started_at") or time.time()))
             if store.complete:
-                self.spawn(t._on_complete())
+                t.resume_complete()
         else:
-            t.pex, t.upload = pex, upload
+            t.set_mode(pex, upload)
             if sha256:
                 t.sha256 = sha256
         t.add_peers([(str(h), int(p)) for h, p in peers] + self.bootstrap, "given")
         self.save_state(t)
         if self._server is not None:
             t.dial_now()
+
+    async def fetch_magnet(
+        self, uri: str, peers: list[tuple[str, int]], *, pex: bool = True, upload: bool = True,
+        sha256: Optional[str] = None,
+    ) -> str:
+        """Fetch the info dict a magnet names (BEP 9), then its content; returns the
+        infohash at once (``status()["magnets"]`` shows the metadata step). Raises
+        metadata.MetadataError for a bad magnet."""
+        m = metadata.parse_magnet(uri)
+        ih = m.info_hash or (m.info_hash_v2 or b"")[:20]
+        hexhash = ih.hex()
+        if self.torrent_for(ih) is not None or hexhash in self.magnets:
+            return hexhash
+        self.magnets[hexhash] = {"state": "metadata", "error": None, "name": m.name}
+        self.spawn(self._magnet(m, hexhash, peers, pex=pex, upload=upload, sha256=sha256))
+        return hexhash
+
+    async def _magnet(self, m: metadata.Magnet, hexhash: str, peers: list[tuple[str, int]],
+                      **kw: Any) -> None:
+        try:
+            info = await magnet.fetch_info_dict(
+                m, list(peers) + self.bootstrap, peer_id=self.peer_id, port=self.wire_port,
+                client=CLIENT, rng=self.sysrng, needs_mse=self.needs_mse, is_self=self.is_self,
+                timeout=MAGNET_TIMEOUT)
+            meta = metainfo.from_info_bytes(info)
+        except (magnet.MetadataUnavailable, ValueError) as e:
+            log.warning("magnet %s: no metadata: %s", hexhash, e)
+            self.magnets[hexhash] = {"state": "failed", "error": str(e), "name": m.name}
+            return
+        if m.trackers:  # outside the info dict: the infohash stays
+            meta = dataclasses.replace(meta, trackers=tuple((u,) for u in m.trackers))
+        log.info("magnet %s: metadata of %s (%d bytes)", hexhash, meta.name, len(info))
+        await self.fetch(meta, list(peers) + list(m.peers), **kw)
+        self.magnets.pop(hexhash, None)
 
     def add_peers(self, peers: list[tuple[str, int]], infohash: Optional[str] = None) -> int:
         """Known addresses for one torrent, or (infohash None) for every torrent, now and
@@ -256,20 +311,28 @@ class Agent:
     def is_self(self, addr: tuple[str, int]) -> bool:
         return addr in self.self_addrs or (addr[1] == self._port and addr[0] in LOCAL_HOSTS)
 
+    def ext_hello(self, metadata_size: Optional[int] = None) -> ext.ExtHandshake:
+        """The BEP 10 handshake we send (the cores ask for it per connection);
+        ``metadata_size``: the torrent's info dict size (we serve ut_metadata)."""
+        return ext.local_handshake(
+            port=self.wire_port, client=CLIENT, reqq=MAX_QUEUED_REQUESTS, node=self.node,
+            mesh=self.mesh, block=wire.MAX_BLOCK, metadata_size=metadata_size,
+        )
+
     def is_banned(self, host: str, port: Optional[int], node: Optional[str]) -> bool:
-        if node and node in self.banned_nodes:
-            return True
-        return port is not None and f"{host}:{port}" in self.banned_addrs
+        return self.bans.is_banned(host, port, node)
 
     def ban(self, c: PeerConnection, reason: str) -> None:
-        self.banned_addrs.add(f"{c.ip}:{c.port}")
-        if c.listen_port:
-            self.banned_addrs.add(f"{c.ip}:{c.listen_port}")
-        if c.node:
-            self.banned_nodes.add(c.node)
+        self.bans.ban(c.state)
+        self.count_ban(c.state, reason)
+
+    def count_ban(self, peer: PeerState, reason: str) -> None:
+        """A peer the BanList now holds: count it and cut its connection."""
         self.metrics.banned_peers.inc()
-        log.warning("banned %s (%s)", c.label, reason)
-        c.close(abort=True)
+        log.warning("banned %s (%s)", peer.label, reason)
+        conn = peer.key
+        if isinstance(conn, PeerConnection):
+            conn.close(abort=True)
 
     def protocol_error(self, reason: str, c: Any, detail: str = "") -> None:
         if reason not in PROTOCOL_ERROR_REASONS:  # a new reason must be listed (metrics init)
@@ -280,26 +343,37 @@ class Agent:
         if isinstance(c, PeerConnection) and reason != "not_reading":
             # A peer that breaks the protocol again after reconnecting is banned, or it
             # would be dialed (and disconnected) every couple of seconds for ever.
-            key = f"{c.ip}:{c.listen_port or c.port}"
-            self.violations[key] = self.violations.get(key, 0) + 1
-            if self.violations[key] >= MAX_VIOLATIONS:
+            p = c.state
+            if self.bans.violation(p.ip, p.listen_port or p.port):
                 self.ban(c, f"{reason}, {MAX_VIOLATIONS} protocol errors")
 
     def _on_block_change(self) -> None:
-        for t in self.torrents.values():
-            for c in list(t.conns.values()):
-                if self.link.blocked(c.node, c.ip, c.listen_port):
-                    c.close()
-                    kp = t.known.get(c.listen_addr) if c.listen_addr else None
-                    if kp is not None:
-                        kp.next_try = 0.0
+        for t in list(self.torrents.values()):
+            t.link_changed()
 
     def _tune(self, writer: asyncio.StreamWriter) -> None:
         transport = writer.transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
 
     async def connect(self, t: Torrent, addr: tuple[str, int]) -> bool:
-        """Dial ``addr`` for torrent ``t``; True once the handshake passed."""
+        """Dial ``addr`` for torrent ``t``; True once the handshake passed. A plain
+        handshake first; a peer that closes on it is dialed again with MSE (and from then
+        on with MSE only)."""
+        remembered = addr in self.needs_mse
+        if not remembered:
+            try:
+                return await self._connect(t, addr, use_mse=False)
+            except handshake.PlainRefused:
+                pass
+        try:
+            ok = await self._connect(t, addr, use_mse=True)
+        except handshake.PlainRefused:
+            ok = False
+        if ok != remembered:  # remember only peers that took MSE after refusing plaintext
+            (self.needs_mse.add if ok else self.needs_mse.discard)(addr)
+        return ok
+
+    async def _connect(self, t: Torrent, addr: tuple[str, int], use_mse: bool) -> bool:
         host, port = addr
         try:
             reader, writer = await asyncio.wait_for(
@@ -309,10 +383,11 @@ class Agent:
             return False
         try:
             self._tune(writer)
-            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
-            hs = wire.decode_handshake(
-                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
-            )
+            got = await handshake.outgoing(
+                reader, writer, t.meta.info_hash,
+                wire.encode_handshake(t.meta.info_hash, self.peer_id), self.sysrng,
+                use_mse=use_mse, timeout=HANDSHAKE_TIMEOUT)
+            hs = got.hs
             await self.link.recv_gate(wire.HANDSHAKE_LEN)
             if hs.info_hash != t.meta.info_hash:
                 raise wire.DecodeError("wrong_infohash", f"{host}:{port}")
@@ -320,8 +395,15 @@ class Agent:
                 self.self_addrs.add(addr)
                 writer.close()
                 return False
+        except handshake.PlainRefused:
+            writer.transport.abort()
+            raise
         except wire.DecodeError as e:
             self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return False
+        except mse.MseError as e:
+            self.protocol_error(mse_reason(e.reason), f"{host}:{port}", str(e))
             writer.transport.abort()
             return False
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
@@ -330,7 +412,9 @@ class Agent:
         if self.closing or t.closing:
             writer.close()
             return False
-        conn = PeerConnection(self, t, reader, writer, hs, outgoing=True, dial_addr=addr)
+        self.metrics.handshakes.labels(got.method).inc()
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=True, dial_addr=addr,
+                               initial=got.rest, crypto=got.crypto)
         self.spawn(conn.run())
         return True
 
@@ -342,25 +426,33 @@ class Agent:
             return
         try:
             self._tune(writer)
-            hs = wire.decode_handshake(
-                await asyncio.wait_for(reader.readexactly(wire.HANDSHAKE_LEN), HANDSHAKE_TIMEOUT)
-            )
+            skeys = list(self.torrents) + list(self.aliases)
+            got = await handshake.incoming(reader, writer, skeys, self.sysrng, HANDSHAKE_TIMEOUT)
+            hs = got.hs
             await self.link.recv_gate(wire.HANDSHAKE_LEN)
-            t = self.torrents.get(hs.info_hash)
+            t = self.torrent_for(hs.info_hash)
             if t is None or t.closing:
                 raise wire.DecodeError("unknown_infohash", hs.info_hash.hex())
             if hs.peer_id == self.peer_id:
                 writer.transport.abort()
                 return
-            writer.write(wire.encode_handshake(t.meta.info_hash, self.peer_id))
+            # the hash it asked for (a hybrid's v2 one included), through MSE if it used it
+            ours = wire.encode_handshake(hs.info_hash, self.peer_id)
+            writer.write(got.crypto[0](ours) if got.crypto else ours)
         except wire.DecodeError as e:
             self.protocol_error(e.reason, f"{host}:{port}", str(e))
+            writer.transport.abort()
+            return
+        except mse.MseError as e:
+            self.protocol_error(mse_reason(e.reason), f"{host}:{port}", str(e))
             writer.transport.abort()
             return
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             writer.transport.abort()
             return
-        conn = PeerConnection(self, t, reader, writer, hs, outgoing=False)
+        self.metrics.handshakes.labels(got.method).inc()
+        conn = self.conn_class(self, t, reader, writer, hs, outgoing=False, initial=got.rest,
+                               crypto=got.crypto)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -403,10 +495,17 @@ class Agent:
             "bytes_received": self.rate_down.total,
             "blocked": self.link.blocklist(),
             "torrents": {t.meta.hexhash: t.status() for t in self.torrents.values()},
+            "magnets": {k: dict(v) for k, v in self.magnets.items()},
         }
 
     def _snapshots(self) -> list[ContentSnapshot]:
         return [t.snapshot() for t in list(self.torrents.values())]
+
+
+def mse_reason(reason: str) -> str:
+    """The protocol-error label of an MSE failure (listed in PROTOCOL_ERROR_REASONS)."""
+    label = "mse_" + reason
+    return label if label in PROTOCOL_ERROR_REASONS else "mse_other"
 
 
 def _read_state(root: Path) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The scalability picture: swarm vs client-server from 10 to 100,000 peers against both
+fluid bounds, simulated with `meshbed simulate`'s engine (the agent's own swarm core).
+
+    python3 bench/simulate_scalability.py                       # writes docs/results/simulate-scalability.{json,svg}
+    python3 bench/simulate_scalability.py --swarm 10,100,1000 --client-server 10,100 --out /tmp/s
+
+Every point is one simulated run of one seeder (50 mbit up) and N fetchers (10 mbit up,
+50 mbit down, 10 ms), one 16 MiB file in 256 pieces. The bounds are drawn for every N from
+10 to 100,000 (they need no simulation): client-server max(N·F/u_s, F/d_min), swarm
+max(F/u_s, F/d_min, N·F/(u_s + Σu_i)). Client-server runs grow linearly in virtual time,
+so by default they stop at 1,000 peers; the bound carries the line beyond.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.bounds import client_server_bound, lower_bound  # noqa: E402
+from orchestrator.simulate.scalechart import chart  # noqa: E402
+
+SEED_UP, UP, DOWN, SIZE = 50_000_000, 10_000_000, 50_000_000, 16 << 20
+TOPOLOGY = """\
+name: scalability{n}
+backend: local
+seed: 1
+strategy: {strategy}
+chunk_size: 64KiB
+defaults:
+  link: {{up: 10mbit, down: 50mbit, latency: 10ms}}
+groups:
+  seeders:
+    count: 1
+    link: {{up: 50mbit}}
+  leechers:
+    count: {n}
+content:
+  movie:
+    size: 16MiB
+    seeders: [seeders]
+scenario:
+  - {{at: 0s, fetch: {{content: movie, by: leechers}}}}
+timeout: 24h
+"""
+
+
+def simulate(n: int, strategy: str, tmp: Path) -> dict[str, Any]:
+    from orchestrator.simulate import setup
+    from orchestrator.simulate.report import build_report
+    from orchestrator.simulate.world import World
+
+    path = tmp / f"{strategy}{n}.yaml"
+    path.write_text(TOPOLOGY.format(n=n, strategy=strategy))
+    cpu = time.process_time()
+    world = World(setup.load(path))
+    report = build_report(world, world.play())
+    d = report["distribution"]["movie"]
+    return {"peers": n, "strategy": strategy, "seconds": d["seconds"], "verified": d["verified"],
+            "lower_bound": d["lower_bound_seconds"], "client_server_bound": d["client_server_bound_seconds"],
+            "cpu_seconds": round(time.process_time() - cpu, 1), "events": report["events_processed"]}
+
+
+def bounds(ns: list[int]) -> dict[str, list[tuple[float, float]]]:
+    cs, p2p = [], []
+    for n in ns:
+        cs.append((float(n), float(client_server_bound(SIZE, [SEED_UP], [DOWN] * n) or 0)))
+        p2p.append((float(n), float(lower_bound(SIZE, [SEED_UP], [UP] * n, [DOWN] * n) or 0)))
+    return {"client-server bound": cs, "swarm lower bound": p2p}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--swarm", default="10,30,100,300,1000", help="peers of the simulated swarm runs")
+    ap.add_argument("--client-server", default="10,30,100,300,1000", help="peers of the client-server runs")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "simulate-scalability",
+                    help="writes OUT.json and OUT.svg")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="simscal-") as tmpdir:
+        for strategy, sizes in (("swarm", args.swarm), ("client-server", args.client_server)):
+            for n in [int(x) for x in sizes.split(",") if x]:
+                row = simulate(n, strategy, Path(tmpdir))
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    grid = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000]
+    series = bounds(grid)
+    for strategy in ("client-server", "swarm"):
+        series[f"{strategy} (simulated)"] = [(float(r["peers"]), float(r["seconds"])) for r in rows
+                                             if r["strategy"] == strategy and r["seconds"]]
+    print(f"{'peers':>7} {'swarm s':>9} {'bound s':>8} {'client-server s':>16} {'bound s':>8} {'cs / swarm':>10}")
+    for n in sorted({r["peers"] for r in rows}):
+        sw = next((r for r in rows if r["peers"] == n and r["strategy"] == "swarm"), None)
+        cs = next((r for r in rows if r["peers"] == n and r["strategy"] == "client-server"), None)
+
+        def s(r: Any, key: str) -> str:
+            return f"{r[key]:.1f}" if r and r.get(key) else "-"
+
+        ratio = f"{cs['seconds'] / sw['seconds']:.1f}" if sw and cs and sw["seconds"] and cs["seconds"] else "-"
+        print(f"{n:>7} {s(sw, 'seconds'):>9} {s(sw, 'lower_bound'):>8} {s(cs, 'seconds'):>16} "
+              f"{s(cs, 'client_server_bound'):>8} {ratio:>10}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"runs": rows, "bounds": series}, indent=1) + "\n")
+    args.out.with_suffix(".svg").write_text(chart(
+        series, "16 MiB to N peers: client-server grows with N, the swarm stays near flat") + "\n")
+    print(f"wrote {args.out.with_suffix('.svg')} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

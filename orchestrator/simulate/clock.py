@@ -1,0 +1,73 @@
+"""Virtual time: a heap of timed callbacks. Ties run in scheduling order (a sequence number),
+so a run depends only on its inputs and seed, never on wall time or hash order."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Callable, Optional
+
+
+class Timer:
+    """A scheduled callback; ``cancel()`` makes the loop skip it (lazy deletion)."""
+
+    __slots__ = ("when", "fn", "args")
+
+    def __init__(self, when: float, fn: Optional[Callable[..., Any]], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.fn = fn
+        self.args = args
+
+    def cancel(self) -> None:
+        self.fn = None
+        self.args = ()
+
+    @property
+    def active(self) -> bool:
+        return self.fn is not None
+
+
+class VirtualClock:
+    """``now`` only moves when the loop pops the next timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.events = 0  # callbacks run
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        self._stopped = False
+
+    def at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        if when < self.now:
+            when = self.now
+        t = Timer(when, fn, args)
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, t))
+        return t
+
+    def after(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        return self.at(self.now + max(0.0, delay), fn, *args)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def run(self, until: float) -> None:
+        """Run callbacks in time order until ``until`` (virtual seconds) or :meth:`stop`."""
+        heap, pop = self._heap, heapq.heappop
+        self._stopped = False
+        while heap and not self._stopped:
+            when, _, t = heap[0]
+            if when > until:
+                break
+            pop(heap)
+            fn = t.fn
+            if fn is None:
+                continue
+            self.now = when
+            t.fn = None
+            self.events += 1
+            fn(*t.args)
+        if not self._stopped and self.now < until:
+            self.now = until  # nothing else happens before it

@@ -1,0 +1,350 @@
+"""The simulated network: access links shared max-min fair by flows, delay lines, loss.
+
+Each node has one access link (``Port``): an upload and a download capacity, a one-way
+latency (and jitter) for data arriving at the node, and a loss rate. A connection is two
+``Channel`` s, one per direction, each a FIFO like a TCP stream:
+
+- a data message (a block, at least ``FLOW_MIN`` bytes) is a *flow* from the sender's
+  upload to the receiver's download while it is at the head of its channel; its rate is the
+  max-min fair share of the two links among their active flows, recomputed whenever a flow
+  starts or ends (only the flows of the two nodes are recomputed; the others keep their
+  rate until their own next change: O(degree) per event instead of O(all flows));
+- control messages take no capacity; they queue behind the data ahead of them;
+- a message is handed over ``latency + U(-jitter, jitter)`` after its last byte left,
+  never before the previous one (in order), plus the agent's loss penalty: each lost
+  1460-byte segment (geometric gaps, the receiver's own RNG) stalls the channel for one
+  retransmission round trip ``max(2 * latency, 10 ms)`` — the model of peer/shaping.py.
+
+Rates are bytes/s. An uncapped rate stands for ``UNCAPPED_BPS``. ``payload_share`` scales
+the capacities for kernel-shaped backends (tc counts headers: ~96 % of a rate is payload).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from typing import Any, Callable, Optional
+
+from orchestrator.model import Link
+from orchestrator.simulate.clock import Timer, VirtualClock
+
+UNCAPPED_BPS = 10_000_000_000  # "no cap" (loopback-class links) in bits/s
+FLOW_MIN = 4096  # bytes: smaller messages are control (latency only)
+SEGMENT = 1460  # TCP payload per segment, for the loss model (as peer/shaping.py)
+MIN_RETRANSMIT = 0.010
+KERNEL_PAYLOAD_SHARE = 0.96  # tc tbf on netns/docker: payload share of the shaped rate
+EPS_BYTES = 1e-6
+HAVE_QUANTUM = 0.010  # s: HAVEs arriving at a node within this are handed over together
+
+
+class Port:
+    """A node's access link and its active flows."""
+
+    __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
+                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches")
+
+    def __init__(self, name: str, index: int, rng: random.Random) -> None:
+        self.name = name
+        self.index = index
+        self.up = self.down = float(UNCAPPED_BPS) / 8
+        self.latency = self.jitter = self.loss = 0.0
+        self.alive = True
+        self.up_flows: list[Flow] = []
+        self.down_flows: list[Flow] = []
+        self.up_used = self.down_used = 0.0  # sum of the rates of those flows
+        self.rng = rng
+        self._to_loss = math.inf
+        self.sent = 0.0  # bytes uploaded (settled at flow ends)
+        self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
+
+    def lost_segments(self, nbytes: int) -> int:
+        """Segments lost among the next ``nbytes`` received (geometric gaps)."""
+        if not self.loss:
+            return 0
+        segments = float(max(1, -(-nbytes // SEGMENT)))
+        lost = 0
+        while self._to_loss <= segments:
+            segments -= self._to_loss
+            lost += 1
+            self._to_loss = self._gap()
+        self._to_loss -= segments
+        return lost
+
+    def _gap(self) -> float:
+        if self.loss <= 0:
+            return math.inf
+        if self.loss >= 1:
+            return 1.0
+        u = 1.0 - self.rng.random()
+        return math.floor(math.log(u) / math.log1p(-self.loss)) + 1.0
+
+
+class Flow:
+    __slots__ = ("channel", "src", "dst", "remaining", "rate", "since", "timer", "msg", "size", "new")
+
+    def __init__(self, channel: Channel, msg: Any, size: int) -> None:
+        self.channel = channel
+        self.src = channel.src
+        self.dst = channel.dst
+        self.msg = msg
+        self.size = size
+        self.remaining = float(size)
+        self.rate = 0.0
+        self.since = 0.0
+        self.timer: Optional[Timer] = None
+        self.new = 0.0  # rate being computed by Network._reshare
+
+
+Deliver = Callable[[Any], None]
+
+
+class Channel:
+    """One direction of a connection: in-order messages from ``src`` to ``dst``."""
+
+    __slots__ = ("net", "src", "dst", "queue", "flow", "inbox", "inbox_timer", "last_delivery",
+                 "on_message", "on_sent", "closed")
+
+    def __init__(self, net: Network, src: Port, dst: Port) -> None:
+        self.net = net
+        self.src = src
+        self.dst = dst
+        self.queue: deque[tuple[Any, int]] = deque()  # waiting to be sent
+        self.flow: Optional[Flow] = None
+        self.inbox: deque[tuple[float, Any]] = deque()  # (hand-over time, message) in flight
+        self.inbox_timer: Optional[Timer] = None
+        self.last_delivery = 0.0
+        self.on_message: Deliver = _drop
+        self.on_sent: Deliver = _drop  # a data message's last byte left the sender
+        self.closed = False
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued (not yet on the wire) plus what is left of the flow in progress."""
+        left = sum(n for _, n in self.queue)
+        if self.flow is not None:
+            left += int(self.flow.remaining)
+        return left
+
+    def send(self, msg: Any, nbytes: int) -> None:
+        if self.closed:
+            return
+        self.queue.append((msg, nbytes))
+        if self.flow is None:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Send from the head of the queue: control messages at once, data as a flow."""
+        net = self.net
+        while self.queue and self.flow is None and not self.closed:
+            msg, nbytes = self.queue.popleft()
+            if nbytes < FLOW_MIN:
+                self._arrive(msg, nbytes)
+                continue
+            net.start_flow(Flow(self, msg, nbytes))
+            return
+
+    def flow_done(self, flow: Flow) -> None:
+        self.flow = None
+        self._arrive(flow.msg, flow.size)
+        self.on_sent(flow.msg)
+        self._pump()
+
+    def _arrive(self, msg: Any, nbytes: int) -> None:
+        dst, clock = self.dst, self.net.clock
+        delay = dst.latency
+        if dst.jitter:
+            delay = max(0.0, delay + dst.rng.uniform(-dst.jitter, dst.jitter))
+        lost = dst.lost_segments(nbytes + 4)
+        if lost:
+            delay += lost * max(2 * dst.latency, MIN_RETRANSMIT)
+        when = max(self.last_delivery, clock.now + delay)
+        self.last_delivery = when
+        self.inbox.append((when, msg))
+        if self.inbox_timer is None:
+            self.inbox_timer = clock.at(when, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Deliver every message due now (one heap event for a burst)."""
+        self.inbox_timer = None
+        now, inbox = self.net.clock.now, self.inbox
+        while inbox and inbox[0][0] <= now and not self.closed:
+            _, msg = inbox.popleft()
+            self.on_message(msg)
+        if inbox and not self.closed:
+            self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
+
+    def post(self, msg: Any) -> None:
+        """A HAVE: handed over at the next ``HAVE_QUANTUM`` boundary after its latency, with
+        the other HAVEs arriving at this node then (one event for all of them). It may pass
+        messages sent after it on this channel; nothing in the protocol depends on that."""
+        if self.closed:
+            return
+        dst, clock = self.dst, self.net.clock
+        slot = math.ceil((clock.now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
+        batch = dst.batches.get(slot)
+        if batch is None:
+            batch = dst.batches[slot] = []
+            clock.at(slot, _hand_over_batch, dst, slot)
+        batch.append((self, msg))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.queue.clear()
+        self.inbox.clear()
+        if self.inbox_timer is not None:
+            self.inbox_timer.cancel()
+            self.inbox_timer = None
+        if self.flow is not None:
+            self.net.stop_flow(self.flow)
+            self.flow = None
+
+
+def _drop(_: Any) -> None:
+    pass
+
+
+def _hand_over_batch(port: Port, slot: float) -> None:
+    for ch, msg in port.batches.pop(slot, ()):
+        if not ch.closed:
+            ch.on_message(msg)
+
+
+class Network:
+    def __init__(self, clock: VirtualClock, payload_share: float = 1.0) -> None:
+        self.clock = clock
+        self.payload_share = payload_share
+        self.ports: list[Port] = []
+        self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
+        self._moved_at = 0.0
+        self.total_rate = 0.0  # sum of the rates of the active flows
+        self.flows = 0
+        self.reshares = 0
+
+    def add_port(self, name: str, rng: random.Random) -> Port:
+        p = Port(name, len(self.ports), rng)
+        self.ports.append(p)
+        return p
+
+    def set_link(self, port: Port, link: Link) -> None:
+        share = self.payload_share
+        port.up = (link.up_bps if link.up_bps is not None else UNCAPPED_BPS) * share / 8.0
+        port.down = (link.down_bps if link.down_bps is not None else UNCAPPED_BPS) * share / 8.0
+        port.latency = link.latency_ms / 1000.0
+        port.jitter = link.jitter_ms / 1000.0
+        if link.loss != port.loss:
+            port.loss = link.loss
+            port._to_loss = port._gap()
+        self._reshare(port.up_flows + port.down_flows)
+
+    def channel(self, src: Port, dst: Port) -> Channel:
+        return Channel(self, src, dst)
+
+    def moved_now(self) -> float:
+        """Bytes moved by all flows up to now."""
+        return self.moved + self.total_rate * (self.clock.now - self._moved_at)
+
+    # --- flows --------------------------------------------------------------------------
+    def start_flow(self, flow: Flow) -> None:
+        flow.channel.flow = flow
+        flow.since = self.clock.now
+        flow.src.up_flows.append(flow)
+        flow.dst.down_flows.append(flow)
+        self.flows += 1
+        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+
+    def stop_flow(self, flow: Flow) -> None:
+        """Remove a flow (finished or its channel closed) and give its share to the others."""
+        self._settle(flow)
+        self._set_total(-flow.rate)
+        flow.src.up_used -= flow.rate
+        flow.dst.down_used -= flow.rate
+        flow.rate = 0.0
+        if flow.timer is not None:
+            flow.timer.cancel()
+            flow.timer = None
+        flow.src.up_flows.remove(flow)
+        flow.dst.down_flows.remove(flow)
+        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+
+    def _finish(self, flow: Flow) -> None:
+        flow.timer = None
+        self.stop_flow(flow)
+        flow.src.sent += flow.size
+        flow.channel.flow_done(flow)
+
+    def _settle(self, flow: Flow) -> None:
+        now = self.clock.now
+        if flow.rate:
+            flow.remaining = max(0.0, flow.remaining - flow.rate * (now - flow.since))
+        flow.since = now
+
+    def _set_total(self, delta: float) -> None:
+        now = self.clock.now
+        self.moved += self.total_rate * (now - self._moved_at)
+        self._moved_at = now
+        self.total_rate = max(0.0, self.total_rate + delta)
+
+    def _reshare(self, flows: list[Flow]) -> None:
+        """Max-min fair rates for ``flows`` (progressive filling, a heap of link shares that
+        only grow as flows are fixed) with every other flow of their links held at its rate."""
+        if not flows:
+            return
+        self.reshares += 1
+        flows = list(dict.fromkeys(flows))  # a flow can be in both lists: once, in order
+        rem: dict[int, float] = {}
+        users: dict[int, list[Flow]] = {}
+        for f in flows:
+            src, dst = f.src, f.dst
+            ku, kd = 2 * src.index, 2 * dst.index + 1
+            if ku not in rem:
+                rem[ku] = src.up - src.up_used
+                users[ku] = []
+            if kd not in rem:
+                rem[kd] = dst.down - dst.down_used
+                users[kd] = []
+            rem[ku] += f.rate  # its own share is up for grabs
+            rem[kd] += f.rate
+            users[ku].append(f)
+            users[kd].append(f)
+        heap = [(max(rem[k], 0.0) / len(us), k) for k, us in users.items()]
+        heapq.heapify(heap)
+        while heap:
+            share, k = heapq.heappop(heap)
+            us = users[k]
+            if not us:
+                continue
+            cur = max(rem[k], 0.0) / len(us)
+            if cur > share * (1 + 1e-9) + 1e-12:  # grew since pushed: look again later
+                heapq.heappush(heap, (cur, k))
+                continue
+            for f in us:
+                f.new = cur
+                ku, kd = 2 * f.src.index, 2 * f.dst.index + 1
+                other = kd if ku == k else ku
+                lst = users[other]
+                if lst:
+                    lst.remove(f)
+                    rem[other] -= cur
+            users[k] = []
+        clock = self.clock
+        for f in flows:
+            rate = f.new
+            if rate == f.rate and f.timer is not None:
+                continue
+            self._settle(f)
+            delta = rate - f.rate
+            self._set_total(delta)
+            f.src.up_used += delta
+            f.dst.down_used += delta
+            f.rate = rate
+            if f.timer is not None:
+                f.timer.cancel()
+                f.timer = None
+            if rate > 0:
+                f.timer = clock.at(clock.now + f.remaining / rate, self._finish, f)
+            elif f.remaining <= EPS_BYTES:
+                f.timer = clock.at(clock.now, self._finish, f)

@@ -1,0 +1,97 @@
+"""Reading a topology for `meshbed simulate`: the loader of `run` (same checks, same
+``FILE:LINE`` errors) with a higher node limit, a note on the fields only a real backend
+uses, and a refusal up front when the simulation would not fit in this machine's memory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+from orchestrator import loader
+from orchestrator.errors import InputError
+from orchestrator.model import Topology
+from orchestrator.units import format_size
+
+MAX_SIM_NODES = 1_000_000
+# Measured (bench/simulate_scale.py, peak RSS over N): per node, per connection side, per
+# piece held by a core; the base is the interpreter with meshbed loaded.
+BASE_BYTES = 80 << 20
+NODE_BYTES = 12 << 10
+CONN_SIDE_BYTES = 3 << 10
+PIECE_BYTES = 40
+MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
+
+
+@contextlib.contextmanager
+def _node_limit(limit: int) -> Iterator[None]:
+    """The loader's node limit protects real hosts; a simulation only needs memory, which
+    is checked separately. (Single-threaded CLI: a module global is safe to swap here.)"""
+    saved = loader.MAX_NODES
+    loader.MAX_NODES = limit
+    try:
+        yield
+    finally:
+        loader.MAX_NODES = saved
+
+
+def load(path: Path) -> Topology:
+    with _node_limit(MAX_SIM_NODES):
+        return loader.load_topology(path)
+
+
+def backend_only_note(topo: Topology) -> Optional[str]:
+    """One line naming the fields the simulation ignores, or None."""
+    found: list[str] = []
+    # every backend's own group options (devices, image, placement, client ...)
+    found.extend(sorted({key for g in topo.groups for key, v in g.options.items() if v}))
+    if topo.inventory is not None:
+        found.append("inventory")
+    if any(g.resources.cpus or g.resources.memory_bytes for g in topo.groups):
+        found.append("resources")
+    if topo.monitoring:
+        found.append("monitoring")
+    if not found:
+        return None
+    return f"note: simulate ignores {', '.join(found)} (only a real backend uses them)"
+
+
+def degree(nodes: int, max_peers: int) -> int:
+    return max(0, min(nodes - 1, max_peers))
+
+
+def memory_estimate(topo: Topology, max_peers: int = 50) -> int:
+    """Bytes the simulation of ``topo`` is expected to need at its peak."""
+    n = len(topo.nodes)
+    total = BASE_BYTES + n * NODE_BYTES
+    for c in topo.contents:
+        pieces = -(-(c.size or 0) // c.chunk_size)
+        holders = len(set(topo.fetchers(c.name)) | set(c.seeders)) if n <= 5000 else n
+        total += holders * (pieces * PIECE_BYTES + degree(holders, max_peers) * (CONN_SIDE_BYTES + pieces // 8))
+    return total
+
+
+def available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(topo: Topology, max_peers: int = 50) -> int:
+    """The estimate; InputError when it exceeds what this machine has free."""
+    need = memory_estimate(topo, max_peers)
+    have = available_memory()
+    if have is not None and need > MEMORY_SHARE * have:
+        raise InputError(
+            f"simulating {len(topo.nodes)} nodes needs about {format_size(need)}; this machine has "
+            f"{format_size(have)} available (a simulation may use {int(MEMORY_SHARE * 100)} % of it): "
+            "use fewer nodes, fewer pieces or a bigger machine",
+            topo.source,
+        )
+    return need

@@ -1,0 +1,449 @@
+"""A topology in virtual time: agents, the network, the scenario, samples, the verdict.
+
+``World(topology).play()`` runs the timeline (fetch, kill, stop, start, link, partition,
+heal) and stops like ``meshbed run`` does (orchestrator/scenario.py): every fetch
+complete, the deadline, the timeout, or no progress any more. One sample per virtual
+second: pieces held, fetches complete, and how much of the swarm's upload capacity was
+used (``utilisation``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Optional
+
+from orchestrator.model import (
+    FetchEvent,
+    HealEvent,
+    KillEvent,
+    LinkEvent,
+    PartitionEvent,
+    StartEvent,
+    StopEvent,
+    Topology,
+)
+from orchestrator.scenario import Sample
+from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent
+from orchestrator.simulate.clock import VirtualClock
+from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
+from peer.core import CoreConfig, PeerState
+from peer.wire import BLOCK
+
+RANDOM_BOOTSTRAP = 6  # as orchestrator/scenario.py: random other fetchers given besides seeders
+STUCK_SECONDS = 10.0
+STALL_SECONDS = 60.0
+CONNECT_TIMEOUT = 5.0  # a dial into a partition (dropped SYNs) fails after this
+KERNEL_SHAPED = ("netns", "docker", "swarm", "ssh")  # links shaped by tc: headers count
+
+
+@dataclass
+class ContentInfo:
+    name: str
+    size: int
+    piece_length: int
+    pieces: int
+    seeders: tuple[str, ...]
+    fetchers: list[str] = field(default_factory=list)  # in scenario order, no seeders
+
+
+@dataclass
+class FetchRecord:
+    node: str
+    content: str
+    started: float  # virtual seconds of the fetch event
+    completed: Optional[float] = None
+    resumed: int = 0
+    past: dict[str, Any] = field(default_factory=dict)  # counters of cores lost to kills
+
+
+class World:
+    def __init__(self, topology: Topology, say: Callable[[str], None] = lambda _: None,
+                 core_config: Optional[CoreConfig] = None) -> None:
+        self.topo = topology
+        self.say = say
+        self.seed = topology.seed
+        self.mesh = topology.name
+        self.core_config = core_config or CoreConfig()
+        self.clock = VirtualClock()
+        kernel = all(b in KERNEL_SHAPED for b in topology.backends_used())
+        self.net = Network(self.clock, payload_share=KERNEL_PAYLOAD_SHARE if kernel else 1.0)
+        self.agents: dict[str, SimAgent] = {}
+        self.by_ip: dict[str, SimAgent] = {}
+        for i, node in enumerate(topology.nodes):
+            port = self.net.add_port(node.name, random.Random(f"{self.seed}:link:{node.name}"))
+            self.net.set_link(port, node.link)
+            a = SimAgent(self, node.name, i + 1, port)
+            self.agents[node.name] = a
+            self.by_ip[a.ip] = a
+        self.group_of = {n.name: n.group for n in topology.nodes}
+        self.contents: dict[str, ContentInfo] = {}
+        for c in topology.contents:
+            assert c.size is not None
+            seeders = set(c.seeders)
+            fetchers: dict[str, None] = {}
+            for ev in topology.scenario:
+                if isinstance(ev, FetchEvent) and ev.content == c.name:
+                    for n in ev.nodes:
+                        if n not in seeders:
+                            fetchers[n] = None
+            self.contents[c.name] = ContentInfo(
+                c.name, c.size, c.chunk_size, -(-c.size // c.chunk_size), c.seeders, list(fetchers))
+        self.client_server = topology.strategy == "client-server"
+        self.sides: Optional[dict[str, int]] = None  # node -> partition side
+        self.fetches: dict[tuple[str, str], FetchRecord] = {}
+        self.pending: dict[str, list[str]] = {}  # node -> contents to fetch once started
+        self.fetch_started: dict[str, float] = {}
+        self.events: list[dict[str, Any]] = []
+        self.timeline_done = False
+        self.next_cid = 0
+        self.samples: list[dict[str, Any]] = []  # per node and second (small meshes only)
+        self.utilisation: list[float] = []
+        self.keep_node_samples = len(topology.nodes) <= 64
+        self.reason = "timeout"
+        self.stuck: list[str] = []
+        self._moved_last = 0.0
+        self._have_last = -1
+        self._have_changed = 0.0
+        self._fetcher_sets: dict[str, set[str]] = {}
+        self.links = {n.name: n.link for n in topology.nodes}
+
+    # --- network services for the agents ------------------------------------------------
+    def blocked(self, me: str, node: Optional[str], ip: str) -> bool:
+        sides = self.sides
+        if sides is None:
+            return False
+        if node is None:
+            other = self.by_ip.get(ip)
+            if other is None:
+                return False
+            node = other.name
+        a, b = sides.get(me), sides.get(node)
+        return a is not None and b is not None and a != b
+
+    def rtt(self, a: SimAgent, b: SimAgent) -> float:
+        return a.port.latency + b.port.latency
+
+    def dial(self, agent: SimAgent, content: str, addr: tuple[str, int]) -> None:
+        target = self.by_ip.get(addr[0]) if addr[1] == WIRE_PORT else None
+        clock = self.clock
+        if target is None or self.blocked(agent.name, target.name, target.ip):
+            clock.after(CONNECT_TIMEOUT, self._dial_failed, agent, content, addr)
+        elif not target.alive or content not in target.cores:
+            clock.after(self.rtt(agent, target), self._dial_failed, agent, content, addr)
+        else:
+            clock.after(1.5 * self.rtt(agent, target), self._connect, agent, content, target)
+
+    def _dial_failed(self, agent: SimAgent, content: str, addr: tuple[str, int]) -> None:
+        core = agent.cores.get(content)
+        if agent.alive and core is not None:
+            core.dial_done(addr, False, self.clock.now)
+            agent.run(content, core)
+
+    def _connect(self, agent: SimAgent, content: str, target: SimAgent) -> None:
+        now = self.clock.now
+        core = agent.cores.get(content)
+        if not agent.alive or core is None:
+            return
+        tcore = target.cores.get(content)
+        if (not target.alive or tcore is None or self.blocked(agent.name, target.name, target.ip)):
+            core.dial_done(target.addr, False, now)
+            agent.run(content, core)
+            return
+        info = self.contents[content]
+        self.next_cid += 1
+        cid = self.next_cid
+        mine = PeerState(info.pieces, now, peer_id=target.peer_id, ip=target.ip, port=WIRE_PORT,
+                         outgoing=True, listen_port=WIRE_PORT, block=BLOCK)
+        theirs = PeerState(info.pieces, now, peer_id=agent.peer_id, ip=agent.ip,
+                           port=40000 + cid % 20000, outgoing=False, block=BLOCK)
+        a_out = self.net.channel(agent.port, target.port)
+        b_out = self.net.channel(target.port, agent.port)
+        ea = Endpoint(cid, agent, content, core, mine, a_out)
+        eb = Endpoint(cid, target, content, tcore, theirs, b_out)
+        ea.remote, eb.remote = eb, ea
+        a_out.on_message = partial(target.received, eb)
+        b_out.on_message = partial(agent.received, ea)
+        a_out.on_sent = partial(agent.sent, ea)
+        b_out.on_sent = partial(target.sent, eb)
+        agent.conns[cid] = ea
+        target.conns[cid] = eb
+        if not tcore.peer_connected(theirs, now):
+            self._drop(eb, now)
+            self._drop(ea, now)
+            core.dial_done(target.addr, False, now)
+            target.run(content, tcore)
+            agent.run(content, core)
+            return
+        ok = core.peer_connected(mine, now)
+        core.dial_done(target.addr, ok, now)
+        if not ok:
+            self._drop(ea, now)
+            self.clock.after(target.port.latency, self._drop, eb)
+        target.run(content, tcore)
+        agent.run(content, core)
+
+    def _drop(self, ep: Endpoint, now: Optional[float] = None) -> None:
+        """End our side of a connection: no more traffic, the core forgets the peer."""
+        if not ep.open:
+            return
+        ep.open = False
+        ep.out.close()
+        ep.agent.conns.pop(ep.id, None)
+        agent, core = ep.agent, ep.core
+        if agent.alive and agent.cores.get(ep.content) is core:
+            core.peer_closed(ep.peer, self.clock.now)
+            agent.run(ep.content, core)
+
+    def disconnect(self, ep: Endpoint, now: float) -> None:
+        """Our side closes; the other side notices one latency later (FIN/RST)."""
+        self._drop(ep)
+        remote = ep.remote
+        if remote is not None and remote.open:
+            remote.out.close()  # what it was sending us is dropped
+            self.clock.after(remote.agent.port.latency, self._drop, remote)
+
+    def completed(self, agent: SimAgent, content: str) -> None:
+        rec = self.fetches.get((agent.name, content))
+        if rec is not None and rec.completed is None:
+            rec.completed = self.clock.now
+
+    # --- scenario -----------------------------------------------------------------------
+    def bootstrap(self, content: str, node: str) -> list[tuple[str, int]]:
+        """Seeders plus RANDOM_BOOTSTRAP random other fetchers, as `run` gives (same RNG)."""
+        info = self.contents[content]
+        chosen = [s for s in info.seeders if s != node]
+        if not self.client_server:
+            pool = info.fetchers
+            k = min(RANDOM_BOOTSTRAP, len(pool) - (1 if node in self._fetcher_set(content) else 0))
+            rng = random.Random(f"{self.seed}:{content}:{node}")
+            picked = rng.sample(pool, min(len(pool), k + 1))  # one more: it may be us
+            chosen += [p for p in picked if p != node][:k]
+        return [self.agents[n].addr for n in chosen]
+
+    def _fetcher_set(self, content: str) -> set[str]:
+        if content not in self._fetcher_sets:
+            self._fetcher_sets[content] = set(self.contents[content].fetchers)
+        return self._fetcher_sets[content]
+
+    def start_fetch(self, node: str, content: str) -> None:
+        agent = self.agents[node]
+        now = self.clock.now
+        core = agent.cores.get(content)
+        if core is None:
+            have = agent.kept.pop(content, [])
+            core = agent.add_core(content, have, upload=not self.client_server,
+                                  pex=not self.client_server)
+            rec = self.fetches.get((node, content))
+            if rec is not None:
+                rec.resumed = len(have)
+            if core.complete:
+                core.complete_on_resume()
+        if (node, content) not in self.fetches:
+            self.fetches[(node, content)] = FetchRecord(node, content, now)
+        core.add_peers(self.bootstrap(content, node), "given", now)
+        agent.run(content, core)
+
+    def seed_all(self) -> None:
+        for info in self.contents.values():
+            for s in info.seeders:
+                core = self.agents[s].add_core(info.name, range(info.pieces), upload=True,
+                                               pex=not self.client_server)
+                self.agents[s].run(info.name, core)
+
+    def kill(self, names: tuple[str, ...]) -> None:
+        now = self.clock.now
+        for n in names:
+            agent = self.agents[n]
+            if not agent.alive:
+                continue
+            for cname, core in agent.cores.items():
+                agent.kept[cname] = agent.have(cname)
+                rec = self.fetches.get((n, cname))
+                if rec is not None:
+                    for k in ("downloaded", "uploaded", "redownloaded", "wasted"):
+                        rec.past[k] = rec.past.get(k, 0) + getattr(core, k)
+                    src = rec.past.setdefault("bytes_from", {})
+                    for k, v in core.bytes_from.items():
+                        src[k] = src.get(k, 0) + v
+            agent.alive = False
+            for ep in list(agent.conns.values()):
+                self.disconnect(ep, now)
+            agent.cores = {}
+            agent.conns = {}
+
+    def start(self, names: tuple[str, ...]) -> None:
+        for n in names:
+            agent = self.agents[n]
+            if agent.alive:
+                continue
+            agent.alive = True
+            agent.ticking = False
+            kept, agent.kept = agent.kept, {}
+            for cname, have in kept.items():
+                info = self.contents[cname]
+                if n in info.seeders:
+                    core = agent.add_core(cname, have, upload=True, pex=not self.client_server)
+                    agent.run(cname, core)
+                else:
+                    agent.kept[cname] = have
+                    self.start_fetch(n, cname)
+            for cname in self.pending.pop(n, []):
+                self.start_fetch(n, cname)
+
+    def _event(self, ev: Any) -> None:
+        now = self.clock.now
+        record: dict[str, Any] = {"at": ev.at, "t": round(now, 3)}
+        if isinstance(ev, FetchEvent):
+            record.update(kind="fetch", content=ev.content, nodes=list(ev.nodes))
+            self.fetch_started.setdefault(ev.content, now)
+            seeders = set(self.contents[ev.content].seeders)
+            for n in ev.nodes:
+                if n in seeders:
+                    continue
+                if not self.agents[n].alive:
+                    self.pending.setdefault(n, []).append(ev.content)
+                    self.fetches.setdefault((n, ev.content), FetchRecord(n, ev.content, now))
+                else:
+                    self.start_fetch(n, ev.content)
+        elif isinstance(ev, (KillEvent, StopEvent)):
+            record.update(kind="stop" if isinstance(ev, StopEvent) else "kill", nodes=list(ev.nodes))
+            self.kill(ev.nodes)
+        elif isinstance(ev, StartEvent):
+            record.update(kind="start", nodes=list(ev.nodes))
+            self.start(ev.nodes)
+        elif isinstance(ev, LinkEvent):
+            record.update(kind="link", nodes=list(ev.nodes), fields=sorted(ev.change.fields))
+            for n in ev.nodes:
+                self.links[n] = self.links[n].merged(ev.change)
+                self.net.set_link(self.agents[n].port, self.links[n])
+        elif isinstance(ev, PartitionEvent):
+            record.update(kind="partition", sides=[list(s) for s in ev.sides])
+            self.sides = {n: i for i, side in enumerate(ev.sides) for n in side}
+            self._blocklist_changed()
+        elif isinstance(ev, HealEvent):
+            record.update(kind="heal")
+            self.sides = None
+            self._blocklist_changed()
+        self.events.append(record)
+
+    def _blocklist_changed(self) -> None:
+        now = self.clock.now
+        for agent in self.agents.values():
+            if not agent.alive:
+                continue
+            for cname, core in list(agent.cores.items()):
+                core.link_changed(now)
+                agent.run(cname, core)
+
+    # --- sampling and the end -----------------------------------------------------------
+    def _sample(self, on_sample: Optional[Callable[[Sample], None]]) -> bool:
+        """Once a virtual second: samples, progress, and True when the run is over."""
+        now = self.clock.now
+        progress: dict[str, tuple[int, int]] = {}
+        done: dict[str, tuple[int, int]] = {}
+        have_total = 0
+        for name, info in self.contents.items():
+            recs = [r for (n, c), r in self.fetches.items() if c == name]
+            if not recs:
+                continue
+            have = 0
+            for r in recs:
+                core = self.agents[r.node].cores.get(name)
+                have += core.picker.have_count if core is not None else len(self.agents[r.node].kept.get(name, ()))
+            have_total += have
+            progress[name] = (have, info.pieces * len(recs))
+            done[name] = (sum(1 for r in recs if r.completed is not None), len(recs))
+        moved = self.net.moved_now()
+        cap = sum(min(a.port.up, UNCAPPED_BPS / 8) for a in self.agents.values() if a.alive and a.cores)
+        used = moved - self._moved_last
+        self._moved_last = moved
+        if self.fetch_started:
+            self.utilisation.append(round(used / cap, 4) if cap else 0.0)
+        if self.keep_node_samples:
+            for name, a in self.agents.items():
+                row: dict[str, Any] = {"t": round(now, 3), "node": name, "up": a.alive}
+                if a.alive:
+                    row["contents"] = {c: {"have": core.picker.have_count, "pieces": core.num_pieces,
+                                           "bytes": core.downloaded, "uploaded": core.uploaded}
+                                       for c, core in a.cores.items()}
+                self.samples.append(row)
+        if on_sample is not None:
+            statuses: dict[str, Optional[dict[str, Any]]] = {"swarm": {"rate_down": used}}
+            for name, a in self.agents.items():
+                if not a.alive:
+                    statuses[name] = None
+            on_sample(Sample(now, statuses, progress, done))
+        if have_total != self._have_last:
+            self._have_last, self._have_changed = have_total, now
+        return self._over(now)
+
+    def _all_done(self) -> bool:
+        if not self.timeline_done:
+            return False
+        for (n, _c), rec in self.fetches.items():
+            if rec.completed is None and self.agents[n].alive:
+                return False
+        return True
+
+    def _over(self, now: float) -> bool:
+        if self._all_done():
+            self.reason = "complete"
+            return True
+        if not self.timeline_done:
+            return False
+        quiet = now - self._have_changed
+        if quiet >= STUCK_SECONDS:
+            stuck = [c for c in self.contents if self._unfinished(c) and not self._source_alive(c)]
+            if stuck:
+                self.stuck = stuck
+                self.reason = "stuck"
+                return True
+        if quiet >= STALL_SECONDS:
+            self.reason = "stalled"
+            return True
+        return False
+
+    def _unfinished(self, content: str) -> bool:
+        return any(r.completed is None for (n, c), r in self.fetches.items() if c == content)
+
+    def _source_alive(self, content: str) -> bool:
+        """Do the live nodes together hold every piece?"""
+        info = self.contents[content]
+        missing = set(range(info.pieces))
+        for a in self.agents.values():
+            core = a.cores.get(content)
+            if a.alive and core is not None:
+                status = core.picker.status
+                missing = {i for i in missing if status[i] != 3}
+                if not missing:
+                    return True
+        return False
+
+    def play(self, on_sample: Optional[Callable[[Sample], None]] = None) -> float:
+        """Run the whole scenario; returns the wall seconds it took."""
+        started = time.monotonic()
+        topo = self.topo
+        expect = topo.expect.all_complete_within
+        limit = topo.timeout if expect is None else min(topo.timeout, expect)
+        clock = self.clock
+        self.seed_all()
+        for ev in topo.scenario:
+            clock.at(ev.at, self._event, ev)
+        last_at = max((ev.at for ev in topo.scenario), default=0.0)
+        clock.at(last_at, self._timeline_over)
+        t = 1.0
+        while True:
+            clock.run(until=min(t, limit))
+            if self._sample(on_sample):
+                break
+            if t >= limit:
+                self.reason = "deadline" if expect is not None and expect <= topo.timeout else "timeout"
+                break
+            t += 1.0
+        return time.monotonic() - started
+
+    def _timeline_over(self) -> None:
+        self.timeline_done = True

@@ -1,0 +1,146 @@
+"""One connection as the core sees it: protocol state and request bookkeeping.
+
+The core writes every field (through the methods below or directly from
+:class:`peer.core.swarm.SwarmCore`); drivers only read them. ``key`` is the driver's own
+handle for the connection (the asyncio agent stores its ``PeerConnection`` there).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Optional
+
+from peer import wire
+from peer.choker import RateMeter
+from peer.wire import BLOCK
+
+Key = tuple[int, int, int]  # (index, begin, length) of a request
+
+
+class PeerState:
+    __slots__ = (
+        "key", "peer_id", "ip", "port", "outgoing", "listen_port", "fast", "extended",
+        "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
+        "rejected_pieces", "am_choking", "am_interested", "peer_choking", "peer_interested",
+        "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
+        "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
+        "rate_from", "rate_to", "pex_sent", "next_pex", "pex_round", "pex_greeted", "closed", "sent",
+        "registered", "excess_requests", "meta_answers",
+    )
+
+    def __init__(
+        self, num_pieces: int, now: float, *, peer_id: bytes, ip: str, port: int,
+        outgoing: bool, listen_port: Optional[int] = None, fast: bool = True,
+        extended: bool = True, block: int = BLOCK, key: Any = None,
+    ) -> None:
+        self.key = key
+        self.peer_id = peer_id
+        self.ip = ip
+        self.port = port
+        self.outgoing = outgoing
+        self.listen_port = listen_port
+        self.fast = fast
+        self.extended = extended
+        self.ext_ids: dict[str, int] = {}
+        self.meshbed = False
+        self.node: Optional[str] = None
+        self.block = block  # block size we request with
+        self.max_request = BLOCK  # largest request we serve to it
+        self.bits = wire.Bitfield(num_pieces)
+        self.pmask = 0  # the pieces it has as the picker's bit mask (PiecePicker.mask_of)
+        self.is_seed = False
+        self.useful = 0  # pieces it has that we lack
+        self.rejected_pieces: set[int] = set()
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.connected_at = now
+        self.choke_since = now
+        self.last_recv = now
+        self.last_sent = now
+        self.last_block = now
+        self.choked_at = now  # when the peer last choked us
+        self.rate_at_choke = 0.0  # our download rate from it then
+        self.snubbed = False
+        self.outstanding: dict[Key, float] = {}  # our requests -> when sent
+        self.out_bytes = 0
+        self.busy_pieces: dict[int, int] = {}  # piece -> our requests in it
+        self.queue: deque[Key] = deque()  # its requests waiting for our upload
+        self.rate_from = RateMeter()
+        self.rate_to = RateMeter()
+        self.pex_sent: dict[tuple[str, int], None] = {}  # ordered: reproducible runs
+        self.next_pex = now + 1.0
+        self.pex_round = 0
+        self.pex_greeted = False
+        self.sent = False  # something was sent since the last tick
+        self.closed = False  # the core asked for (or learned of) the end of the connection
+        self.registered = False
+        self.excess_requests = 0  # its requests over our queue limit (rejected/dropped)
+        self.meta_answers = 0  # ut_metadata requests it made (bounded)
+
+    @property
+    def listen_addr(self) -> Optional[tuple[str, int]]:
+        return (self.ip, self.listen_port) if self.listen_port else None
+
+    @property
+    def label(self) -> str:
+        """bytes_from/bytes_to key: meshbed node name, else ip:port."""
+        if self.node:
+            return self.node
+        return f"{self.ip}:{self.listen_port or self.port}"
+
+    def __repr__(self) -> str:
+        return f"<peer {self.label}>"
+
+    # ------------------------------------------------------------ our requests
+    def add_request(self, key: Key, now: float) -> None:
+        self.outstanding[key] = now
+        self.out_bytes += key[2]
+        busy = self.busy_pieces
+        busy[key[0]] = busy.get(key[0], 0) + 1
+
+    def take_request(self, key: Key) -> bool:
+        """Request ``key`` ended (answered, rejected, cancelled); False if it was not ours."""
+        if self.outstanding.pop(key, None) is None:
+            return False
+        self.out_bytes -= key[2]
+        busy = self.busy_pieces
+        left = busy.get(key[0], 0) - 1
+        if left > 0:
+            busy[key[0]] = left
+        else:
+            busy.pop(key[0], None)
+        return True
+
+    def requests_older_than(self, when: float) -> list[Key]:
+        return [key for key, sent in self.outstanding.items() if sent <= when]
+
+    def drop_requests(self) -> list[Key]:
+        keys = list(self.outstanding)
+        self.outstanding.clear()
+        self.busy_pieces.clear()
+        self.out_bytes = 0
+        return keys
+
+    # ------------------------------------------------------------ its requests
+    def enqueue(self, key: Key) -> bool:
+        """Queue a request it sent us; True when the queue was empty (wake the uploader)."""
+        self.queue.append(key)
+        return len(self.queue) == 1
+
+    def unqueue(self, key: Key) -> None:
+        """It cancelled ``key`` (not sent yet: forget it; already sent: nothing to do)."""
+        try:
+            self.queue.remove(key)
+        except ValueError:
+            pass
+
+    def drain_queue(self) -> list[Key]:
+        """Forget every queued request (we choke it); returns them (to reject)."""
+        keys = list(self.queue)
+        self.queue.clear()
+        return keys
+
+    def next_upload(self) -> Optional[Key]:
+        return self.queue.popleft() if self.queue else None
