@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,11 @@ _FALLBACK = {
 
 
 def _targets() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group="meshbed.backends")}
+    if sys.version_info >= (3, 10):
+        eps = entry_points(group="meshbed.backends")
+    else:  # 3.9: entry_points() takes no arguments and returns {group: [EntryPoint]}
+        eps = entry_points().get("meshbed.backends", [])
+    found = {ep.name: ep.value for ep in eps}
     return found or dict(_FALLBACK)
 
 
