@@ -36,7 +36,7 @@ BUSYBOX = "/bin/busybox"
 RECIPES = {
     "bullseye-amd64": "debootstrap amd64 minbase python3,python3-venv,ca-certificates,procps,iproute2 v1",
     "bullseye-arm64": "debootstrap arm64 minbase python3,procps,iproute2 v1",
-    "busybox-router": "busybox + python3.9 from bullseye-amd64 v1",
+    "busybox-router": "busybox + python3.9 from bullseye-amd64 v2",
 }
 
 
@@ -144,10 +144,17 @@ def _build_router(dest: Path) -> None:
         for lib in _shared_libs(base, f"/usr/lib/python3.9/lib-dynload/{mod.name}"):
             if not (dest / lib.lstrip("/")).exists():
                 _copy_into(base, lib, dest)
+    for lib in DLOPENED:  # glibc loads these at run time; ldd does not list them
+        for found in (base / "lib/x86_64-linux-gnu").glob(lib):
+            _copy_into(base, f"/lib/x86_64-linux-gnu/{found.name}", dest)
     (dest / "usr/bin/python3").symlink_to("python3.9")
     (dest / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/ash\n")
     (dest / "etc/group").write_text("root:x:0:\n")
     (dest / "etc/openwrt_release").write_text("DISTRIB_ID='OpenWrt'\nDISTRIB_DESCRIPTION='meshbed lab router'\n")
+
+
+# libgcc_s for pthread_cancel (thread exit), NSS for users and host names
+DLOPENED = ("libgcc_s.so.1", "libnss_files.so.2", "libnss_dns.so.2", "libresolv.so.2")
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {

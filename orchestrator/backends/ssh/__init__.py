@@ -77,6 +77,7 @@ class SshBackend(Backend):
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._pyz: Optional[tuple[Path, str]] = None
         self.launched_at: dict[str, float] = {}  # node -> monotonic time its start returned
+        self._need: dict[str, int] = {}  # device -> bytes its nodes' content may take
         self.ctx.state.setdefault("devices", {})
         self.ctx.state.setdefault("nodes", {})
 
@@ -130,13 +131,12 @@ class SshBackend(Backend):
             self.ctx.save()
             conn = await self.pool.get(target)
             found = await steps.probe(conn, profile, python)
-            if found.python_version is None:
-                raise DeviceError(name, f"no Python at {python!r} (profile {profile.name})")
-            if found.python_version[:2] < profile.min_python:
-                raise DeviceError(
-                    name, f"Python {found.python_text} is older than {profile.min_python_text} "
-                    f"(profile {profile.name})"
-                )
+            for problem in (
+                remote.python_problem(found.python_version, found.python_text, python, profile.min_python),
+                remote.space_problem(found.free_bytes, found.data_dir, self._need.get(name, 0)),
+            ):
+                if problem:
+                    raise DeviceError(name, f"{problem} (profile {profile.name})")
             method = found.detach_method(profile)
             if method is None:
                 raise DeviceError(name, f"none of {', '.join(profile.detach)} found to start agents")
@@ -155,9 +155,25 @@ class SshBackend(Backend):
             self.sessions[name] = session
             return session
 
+    def _content_bytes(self) -> int:
+        """All of the mesh's content, the most one node can come to hold."""
+        topo = self.ctx.topology
+        if topo is None:
+            return 0
+        total = 0
+        for c in topo.contents:
+            if c.size is not None:
+                total += c.size
+            elif c.path is not None and c.path.is_file():
+                total += c.path.stat().st_size
+        return total
+
     async def prepare(self, nodes: Sequence[Node]) -> None:
         """Every device of ``nodes`` in parallel: connect, probe, check, push peer.pyz."""
         names = list(dict.fromkeys(self._device_of(n) for n in nodes))
+        for node in nodes:  # every node of a device may end up holding all the content
+            device = self._device_of(node)
+            self._need[device] = self._need.get(device, 0) + self._content_bytes()
         await self._pyz_file()
         results = await asyncio.gather(*(self.session(n) for n in names), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]

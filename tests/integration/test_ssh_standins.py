@@ -1,0 +1,119 @@
+"""The ssh backend on stand-in devices (tests/sshlab.py kinds): a Debian 11 arm64 "pi" with
+Python 3.9 under qemu-user, a busybox "router" (ash, no bash, no systemd, 48 MiB tmpfs /tmp,
+Python 3.9) and a "laptop" (this host's Debian), each behind its own sshd in a namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.engine import Mesh
+from orchestrator.loader import load_topology
+from tests.sshlab import SshLab, lab_fixture
+
+pytestmark = [pytest.mark.sshd, pytest.mark.root, pytest.mark.timeout(300)]
+KINDS = ("pi", "router", "laptop")
+ssh_lab = lab_fixture(len(KINDS), kinds=KINDS)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def meshbed(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if home is not None:
+        env["MESHBED_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args],
+                          capture_output=True, text=True, timeout=240, env=env)
+
+
+def line_of(out: str, device: str) -> str:
+    lines = [ln for ln in out.splitlines() if ln.startswith(f"{device}: ")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_check_reports_each_stand_in(ssh_lab: SshLab) -> None:
+    r = meshbed("devices", "check", str(ssh_lab.inventory_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    pi, router, laptop = (line_of(r.stdout, d.name) for d in ssh_lab.devices)
+    host_py = subprocess.run(["/usr/bin/python3", "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert pi.startswith("pi-0: ok  aarch64, Python 3.9.2,"), pi
+    assert "profile raspberry-pi-4" in pi and "start setsid" in pi
+    assert router.startswith(f"router-1: ok  {os.uname().machine}, Python 3.9.2, "), router
+    assert "MiB free" in router and "below the data cap 64.0 MiB" in router  # the 48 MiB tmpfs
+    assert laptop.startswith(f"laptop-2: ok  {os.uname().machine}, Python {host_py},"), laptop
+    for line in (pi, router, laptop):
+        assert " clock " in line and " ms," in line
+    assert len(r.stdout.splitlines()) == 4 and all(len(ln) < 200 for ln in r.stdout.splitlines())
+
+
+def test_check_refuses_a_device_too_small_for_the_content(ssh_lab: SshLab) -> None:
+    r = meshbed("devices", "check", str(ssh_lab.inventory_path), "--need", "100MiB")
+    assert r.returncode == 1
+    router = line_of(r.stdout, "router-1")
+    assert router.startswith("router-1: REFUSED") and "free in /tmp < 100.0 MiB the content needs" in router
+    assert line_of(r.stdout, "pi-0").startswith("pi-0: ok")
+    assert r.stderr.strip().splitlines() == ["meshbed: 1 of 3 devices not usable: router-1"]
+
+
+def _mixed_topology(lab: SshLab, tmp: Path, name: str, size: str, extra: dict[str, Any] | None = None) -> Path:
+    groups: dict[str, Any] = {
+        "pis": {"devices": ["pi-0"]},
+        "routers": {"devices": ["router-1"]},
+        "laptops": {"devices": ["laptop-2"]},
+        **(extra or {}),
+    }
+    doc = {
+        "name": name,
+        "backend": "ssh",
+        "inventory": str(lab.inventory_path),
+        "seed": 7,
+        "groups": groups,
+        "content": {"blob": {"size": size, "seeders": ["laptops"]}},
+        "scenario": [{"at": "0s", "fetch": {"content": "blob", "by": [g for g in groups if g != "laptops"]}}],
+        "expect": {"all_complete_within": "120s"},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_mesh_on_all_stand_ins_and_local(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """One mesh: a local peer and the three stand-ins; each device starts its agent the way
+    its profile picks (no systemd in any of them: setsid, busybox's on the router)."""
+    topo = load_topology(_mixed_topology(ssh_lab, tmp_path, "standins", "3MiB", {"locals": {"count": 1, "backend": "local"}}))
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        mesh = Mesh(topo, home=tmp_path / "home")
+        await mesh.up()
+        try:
+            await mesh.play()
+            assert mesh.state is not None
+            return mesh.report(), dict(mesh.state.data["backends"]["ssh"]["devices"])
+        finally:
+            await mesh.down()
+
+    report, devices = asyncio.run(go())
+    assert report["ok"], report
+    for node in ("pis-0", "routers-0", "locals-0"):
+        fetch = report["nodes"][node]["fetches"]["blob"]
+        assert fetch["complete"] and fetch["verified"], (node, fetch)
+    assert {d: devices[d]["detach"] for d in devices} == {"pi-0": "setsid", "router-1": "setsid", "laptop-2": "setsid"}
+    assert devices["router-1"]["data_dir"] == "/tmp"
+    assert ssh_lab.agent_pids() == []
+    for dev in ssh_lab.devices:
+        assert not (ssh_lab.data_home(dev) / "meshbed" / "standins").exists()
+
+
+def test_up_is_refused_when_the_router_cannot_hold_the_content(ssh_lab: SshLab, tmp_path: Path) -> None:
+    r = meshbed("up", str(_mixed_topology(ssh_lab, tmp_path, "toobig", "60MiB")), home=tmp_path / "home")
+    assert r.returncode != 0
+    assert "router-1" in r.stderr and "the content needs" in r.stderr, r.stderr
+    assert ssh_lab.agent_pids() == []
