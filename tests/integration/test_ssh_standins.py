@@ -16,6 +16,7 @@ import yaml
 
 from orchestrator.engine import Mesh
 from orchestrator.loader import load_topology
+from tests.integration import docker_support as ds
 from tests.sshlab import SshLab, lab_fixture
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root, pytest.mark.timeout(300)]
@@ -85,10 +86,15 @@ def _mixed_topology(lab: SshLab, tmp: Path, name: str, size: str, extra: dict[st
     return path
 
 
-def test_mesh_on_all_stand_ins_and_local(ssh_lab: SshLab, tmp_path: Path) -> None:
-    """One mesh: a local peer and the three stand-ins; each device starts its agent the way
-    its profile picks (no systemd in any of them: setsid, busybox's on the router)."""
-    topo = load_topology(_mixed_topology(ssh_lab, tmp_path, "standins", "3MiB", {"locals": {"count": 1, "backend": "local"}}))
+def test_mixed_mesh_docker_local_and_stand_ins(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """One mesh: a container, a local peer and the three stand-ins; each device starts its
+    agent the way its profile picks (no systemd in any of them: setsid, busybox's on the
+    router). `down` leaves nothing on any of them."""
+    ds.require_docker()
+    ds.docker_harness.setup()  # the peer image (offline base) exists after this
+    name = ds.mesh_name("standins")
+    extra = {"locals": {"count": 1, "backend": "local"}, "dockers": {"count": 1, "backend": "docker"}}
+    topo = load_topology(_mixed_topology(ssh_lab, tmp_path, name, "3MiB", extra))
 
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
         mesh = Mesh(topo, home=tmp_path / "home")
@@ -102,14 +108,16 @@ def test_mesh_on_all_stand_ins_and_local(ssh_lab: SshLab, tmp_path: Path) -> Non
 
     report, devices = asyncio.run(go())
     assert report["ok"], report
-    for node in ("pis-0", "routers-0", "locals-0"):
+    assert set(report["backend"].split("+")) == {"docker", "local", "ssh"}, report["backend"]
+    for node in ("pis-0", "routers-0", "locals-0", "dockers-0"):
         fetch = report["nodes"][node]["fetches"]["blob"]
         assert fetch["complete"] and fetch["verified"], (node, fetch)
     assert {d: devices[d]["detach"] for d in devices} == {"pi-0": "setsid", "router-1": "setsid", "laptop-2": "setsid"}
     assert devices["router-1"]["data_dir"] == "/tmp"
     assert ssh_lab.agent_pids() == []
     for dev in ssh_lab.devices:
-        assert not (ssh_lab.data_home(dev) / "meshbed" / "standins").exists()
+        assert not (ssh_lab.data_home(dev) / "meshbed" / name).exists()
+    assert ds.leftovers(name) == []
 
 
 def test_up_is_refused_when_the_router_cannot_hold_the_content(ssh_lab: SshLab, tmp_path: Path) -> None:

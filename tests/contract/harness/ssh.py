@@ -1,6 +1,7 @@
 """Contract harness of `backend: ssh`: six namespace "devices", each running its own real
 sshd (tests/sshlab.py), listed in an inventory; each group is given devices instead of a
-count (``adapt_groups``), one node per device."""
+count (``adapt_groups``), one node per device. The first three are stand-ins (an arm64 Pi
+on Python 3.9 under qemu, a busybox router, a laptop), the rest share this host's system."""
 
 from __future__ import annotations
 
@@ -15,18 +16,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repo root, f
 from tests import sshlab  # noqa: E402
 
 N_DEVICES = 6
+KINDS = ("pi", "router", "laptop")  # then "host" devices
 _lab: Optional[sshlab.SshLab] = None
 
 
 def skip_reason() -> Optional[str]:
     from orchestrator.backends.ssh import SshBackend
 
-    return SshBackend.unavailable_reason() or sshlab.skip_reason()
+    return SshBackend.unavailable_reason() or sshlab.stand_in_skip_reason(KINDS)
 
 
 def setup() -> None:
     global _lab
-    _lab = sshlab.SshLab(N_DEVICES).start()
+    _lab = sshlab.SshLab(N_DEVICES, kinds=KINDS).start()
 
 
 def teardown() -> None:
