@@ -129,6 +129,7 @@ class LabDevice:
     host_key_pub: str
     kind: str = "host"
     index: int = 0
+    mac: str = ""
     sshd: Optional[subprocess.Popen[bytes]] = None
 
     @property
@@ -303,6 +304,12 @@ class SshLab:
         if dev.kind == "router":
             _sh("mount", "-t", "tmpfs", "-o", f"size={ROUTER_TMP_SIZE},mode=1777", "tmpfs", str(root / "tmp"))
         (root / "root").mkdir(exist_ok=True)
+        # No DNS server reachable from the lab: with none named, lookups fail at once instead
+        # of timing out (the agent's HTTP server reverse-resolves its bind address).
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        (root / "etc/resolv.conf").write_text("# lab device: no DNS\n")
+        if not (root / "etc/hosts").exists():
+            (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n{dev.host} {dev.name}\n")
 
     def _unmount_root(self, dev: LabDevice) -> None:
         root = dev.chroot
@@ -321,6 +328,11 @@ class SshLab:
         _sh("ip", "link", "set", host_if, "master", self.bridge, "up")
         _sh("ip", "link", "set", peer_if, "netns", ns)
         _sh("ip", "-n", ns, "link", "set", peer_if, "name", "eth0")
+        # A device keeps its MAC across reboots (and this host's neighbour entry stays right).
+        if dev.mac:
+            _sh("ip", "-n", ns, "link", "set", "eth0", "address", dev.mac)
+        else:
+            dev.mac = _sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/eth0/address").stdout.strip()
         _sh("ip", "-n", ns, "addr", "add", f"{dev.host}/{self._prefixlen}", "dev", "eth0")
         _sh("ip", "-n", ns, "link", "set", "eth0", "up")
         _sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -440,9 +452,15 @@ class SshLab:
 
     def agent_pids(self) -> list[int]:
         """Processes other than sshd running inside the lab's namespaces."""
+        return self._pids_besides_sshd(self._namespaces)
+
+    def agent_pids_of(self, dev: LabDevice) -> list[int]:
+        return self._pids_besides_sshd([dev.namespace])
+
+    def _pids_besides_sshd(self, namespaces: list[str]) -> list[int]:
         sshd = {d.sshd.pid for d in self.devices if d.sshd}
         pids: list[int] = []
-        for ns in self._namespaces:
+        for ns in namespaces:
             out = _sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for p in out:
                 pid = int(p)
@@ -494,6 +512,10 @@ class SshLab:
         if dev.sshd is not None:
             dev.sshd.wait(5)
         _sh("ip", "netns", "del", dev.namespace, check=False)
+        host_if = Path(f"/sys/class/net/msl{self._tag}h{dev.index}"[:15 + len("/sys/class/net/")])
+        deadline = time.monotonic() + 20
+        while host_if.exists() and time.monotonic() < deadline:  # the kernel frees the netns lazily
+            time.sleep(0.05)
         if dev.chroot is not None:
             self._unmount_root(dev)
             shutil.rmtree(dev.dir / "ovwork", ignore_errors=True)

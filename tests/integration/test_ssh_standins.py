@@ -125,3 +125,43 @@ def test_up_is_refused_when_the_router_cannot_hold_the_content(ssh_lab: SshLab, 
     assert r.returncode != 0
     assert "router-1" in r.stderr and "the content needs" in r.stderr, r.stderr
     assert ssh_lab.agent_pids() == []
+
+
+def test_reboot_then_start_resumes_and_down_cleans_up(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """A device power-cycled mid-mesh (namespace gone and back, every process killed): the
+    Pi's agent restarts from the verified pieces on its disk; `meshbed down` from the state
+    file alone then removes everything, on rebooted devices too."""
+    topo = load_topology(_mixed_topology(ssh_lab, tmp_path, "reboots", "2MiB"))
+    home = tmp_path / "home"
+    pi, router = ssh_lab.devices[0], ssh_lab.devices[1]
+
+    async def up_fetch_reboot_start() -> dict[str, Any]:
+        import time
+        T = time.monotonic()
+        mesh = Mesh(topo, home=home)
+        await mesh.up()
+        print("up", time.monotonic() - T)
+        await mesh.play()
+        print("play", time.monotonic() - T)
+        assert mesh.report()["ok"]
+        await asyncio.to_thread(ssh_lab.reboot, pi)
+        assert ssh_lab.agent_pids_of(pi) == []
+        print("reboot", time.monotonic() - T)
+        await mesh.backends["ssh"].start(topo.node("pis-0"))
+        print("start", time.monotonic() - T)
+        status = await mesh.wait_ready("pis-0")
+        print("ready", time.monotonic() - T)
+        await asyncio.to_thread(ssh_lab.reboot, router)  # its /tmp (pyz, data) is gone now
+        torrents: dict[str, Any] = status["torrents"]
+        return next(iter(torrents.values()))
+
+    torrent = asyncio.run(up_fetch_reboot_start())
+    assert torrent["complete"] and torrent["verified"], torrent
+    assert torrent["resumed_pieces"] == torrent["pieces"] and torrent["downloaded"] == 0, torrent
+    assert len(ssh_lab.agent_pids_of(pi)) == 1
+    r = meshbed("down", "reboots", home=home)
+    assert r.returncode == 0, r.stderr
+    assert ssh_lab.agent_pids() == []
+    for dev in ssh_lab.devices:
+        assert not (ssh_lab.data_home(dev) / "meshbed" / "reboots").exists()
+    assert not (home / "reboots").exists()
