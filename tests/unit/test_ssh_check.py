@@ -34,3 +34,13 @@ def test_one_line_per_device_verdict_first() -> None:
     assert line.endswith("-- Python 3.7.3 is older than 3.9; warning: clock off by +3.00s (run NTP)")
     gone = DeviceCheck(name="g", host="10.0.0.9:22", profile="generic-linux", problems=["unreachable: timeout"])
     assert summary_line(gone) == "g: REFUSED  10.0.0.9:22  unreachable: timeout"
+
+
+def test_tc_owner_file_is_per_interface_and_address() -> None:
+    from orchestrator.backends.ssh import shaping
+
+    path = shaping.owner_path("/root/.local/share", "eth0", "fe80::1")
+    assert path == "/root/.local/share/meshbed/tc-eth0-fe80__1.owner"
+    assert shaping.other_owner("owner=mesh-a\n") == "mesh-a"
+    assert shaping.other_owner("") is None
+    assert "'mesh-b'" in shaping.claim_command("eth0", path, "mesh-b")

@@ -318,7 +318,14 @@ class SshBackend(Backend):
                 dev = out.stdout.strip()
                 if not dev:
                     return frozenset()
-                entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name)}
+                owner = shaping.owner_path(session.probe.install_dir, dev, session.conn.target.host)
+                claim = await session.conn.run(shaping.claim_command(dev, owner, self.ctx.mesh))
+                other = shaping.other_owner(claim.stdout)
+                if other is not None:
+                    self.ctx.say(f"ssh: {dev} on {device} is shaped by mesh {other}: not touching its "
+                                 f"qdiscs; {node.name}'s link is emulated by the agent")
+                    return frozenset()
+                entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name), "owner": owner}
                 self.ctx.save()  # recorded before the qdiscs exist
             rec = entry["tc"]
             try:
@@ -328,6 +335,8 @@ class SshBackend(Backend):
             except DeviceError as exc:
                 self.ctx.say(f"ssh: tc on {device} failed, agent emulation instead: {exc.message}")
                 await session.conn.run(shaping.clear_command(rec["dev"], rec["ifb"]), check=False)
+                if rec.get("owner"):
+                    await session.conn.run(shaping.release_command(rec["owner"], self.ctx.mesh), check=False)
                 entry.pop("tc", None)
                 self.ctx.save()
                 return frozenset()
@@ -401,7 +410,11 @@ class SshBackend(Backend):
         if nodes:
             # in parallel on the device: one slow agent does not serialize the others
             stops = [remote.stop_command(e["run_dir"], e.get("unit")) for e in nodes.values()]
-            stops += [shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"]) for e in nodes.values() if e.get("tc")]
+            stops += [
+                shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"])
+                + ("; " + shaping.release_command(e["tc"]["owner"], self.ctx.mesh) if e["tc"].get("owner") else "")
+                for e in nodes.values() if e.get("tc")
+            ]
             await conn.run(" ".join(f"( {s} ) &" for s in stops) + " wait", timeout=60)
         dirs = list(entry.get("mesh_dirs") or [])
         if remove and dirs:

@@ -67,8 +67,10 @@ def probe_command(profile: Profile, python: str) -> str:
             " || echo python=",
             f'd="{profile.data_dir}"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
             "printf \"disk=%s\\n\" \"$(df -Pk \"$d\" 2>/dev/null | awk 'NR==2{print $4}')\"",
-            "for t in setsid nohup systemd-run tc sha256sum; do"
+            "for t in setsid nohup systemd-run sha256sum; do"
             ' command -v $t >/dev/null 2>&1 && printf "tool=%s\\n" $t; done',
+            # tc only when it can talk to the kernel (not under qemu-user, nor without sch_* support)
+            "tc qdisc show dev lo >/dev/null 2>&1 && echo tool=tc",
             '[ -d /run/systemd/system ] && echo systemd=1',
             "true",
         ]
