@@ -43,4 +43,4 @@ def test_tc_owner_file_is_per_interface_and_address() -> None:
     assert path == "/root/.local/share/meshbed/tc-eth0-fe80__1.owner"
     assert shaping.other_owner("owner=mesh-a\n") == "mesh-a"
     assert shaping.other_owner("") is None
-    assert "'mesh-b'" in shaping.claim_command("eth0", path, "mesh-b")
+    assert '[ "$o" != mesh-b ]' in shaping.claim_command("eth0", path, "mesh-b")
