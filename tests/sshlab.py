@@ -70,7 +70,7 @@ def skip_reason() -> Optional[str]:
 def stand_in_skip_reason(kinds: tuple[str, ...] = ("pi", "router")) -> Optional[str]:
     """Why the stand-in devices of ``kinds`` cannot be built here, or None."""
     reason = skip_reason()
-    if reason:
+    if reason or not any(KINDS[k][0] for k in kinds if k in KINDS):
         return reason
     if shutil.which("debootstrap") is None:
         return "debootstrap not found (apt-get install debootstrap)"

@@ -20,15 +20,23 @@ KINDS = ("pi", "router", "laptop")  # then "host" devices
 _lab: Optional[sshlab.SshLab] = None
 
 
+def _kinds() -> tuple[str, ...]:
+    """The stand-ins, or (outside CI, where a missing facility fails) host devices only when
+    they cannot be built here."""
+    if os.environ.get("CI", "").lower() != "true" and sshlab.stand_in_skip_reason(KINDS):
+        return ()
+    return KINDS
+
+
 def skip_reason() -> Optional[str]:
     from orchestrator.backends.ssh import SshBackend
 
-    return SshBackend.unavailable_reason() or sshlab.stand_in_skip_reason(KINDS)
+    return SshBackend.unavailable_reason() or sshlab.stand_in_skip_reason(_kinds())
 
 
 def setup() -> None:
     global _lab
-    _lab = sshlab.SshLab(N_DEVICES, kinds=KINDS).start()
+    _lab = sshlab.SshLab(N_DEVICES, kinds=_kinds()).start()
 
 
 def teardown() -> None:
