@@ -268,15 +268,18 @@ class SshLab:
         rc = Path.home() / ".bashrc"
         if rc.exists():
             empty = self.root / "empty-bashrc"
-            empty.write_text("")
+            empty.touch()
             mounts.append(f'mount --bind "{empty}" "{rc}"')
         if dev.chroot is not None:
             passwd = self.root / "passwd-sh"
-            lines = Path("/etc/passwd").read_text().splitlines()
-            passwd.write_text("".join(
-                (":".join(ln.split(":")[:6] + ["/bin/sh"]) if ln.startswith("root:") else ln) + "\n"
-                for ln in lines
-            ))
+            if not passwd.exists():  # written once, whole: running sshds read it
+                lines = Path("/etc/passwd").read_text().splitlines()
+                tmp = passwd.with_suffix(".tmp")
+                tmp.write_text("".join(
+                    (":".join(ln.split(":")[:6] + ["/bin/sh"]) if ln.startswith("root:") else ln) + "\n"
+                    for ln in lines
+                ))
+                tmp.rename(passwd)
             mounts.append(f'mount --bind "{passwd}" /etc/passwd')
         if not mounts:
             return []
