@@ -129,13 +129,14 @@ def test_up_is_refused_when_the_router_cannot_hold_the_content(ssh_lab: SshLab, 
 
 def test_reboot_then_start_resumes_and_down_cleans_up(ssh_lab: SshLab, tmp_path: Path) -> None:
     """A device power-cycled mid-mesh (namespace gone and back, every process killed): the
-    Pi's agent restarts from the verified pieces on its disk; `meshbed down` from the state
+    Pi's agent restarts from the verified pieces on its disk; the router, whose files were
+    in RAM, gets peer.pyz and its dirs again and starts empty; `meshbed down` from the state
     file alone then removes everything, on rebooted devices too."""
     topo = load_topology(_mixed_topology(ssh_lab, tmp_path, "reboots", "2MiB"))
     home = tmp_path / "home"
     pi, router = ssh_lab.devices[0], ssh_lab.devices[1]
 
-    async def up_fetch_reboot_start() -> dict[str, Any]:
+    async def up_fetch_reboot_start() -> tuple[dict[str, Any], dict[str, Any]]:
         import time
         T = time.monotonic()
         mesh = Mesh(topo, home=home)
@@ -151,11 +152,16 @@ def test_reboot_then_start_resumes_and_down_cleans_up(ssh_lab: SshLab, tmp_path:
         print("start", time.monotonic() - T)
         status = await mesh.wait_ready("pis-0")
         print("ready", time.monotonic() - T)
-        await asyncio.to_thread(ssh_lab.reboot, router)  # its /tmp (pyz, data) is gone now
+        await asyncio.to_thread(ssh_lab.reboot, router)  # its /tmp (pyz, dirs, data) is gone now
+        assert not list(ssh_lab.data_home(router).iterdir())
+        await mesh.backends["ssh"].start(topo.node("routers-0"))
+        router_status = await mesh.wait_ready("routers-0")
+        await asyncio.to_thread(ssh_lab.reboot, router)  # and down again, agent and all
         torrents: dict[str, Any] = status["torrents"]
-        return next(iter(torrents.values()))
+        return next(iter(torrents.values())), router_status
 
-    torrent = asyncio.run(up_fetch_reboot_start())
+    torrent, router_status = asyncio.run(up_fetch_reboot_start())
+    assert router_status["node"] == "routers-0" and router_status["torrents"] == {}, router_status
     assert torrent["complete"] and torrent["verified"], torrent
     assert torrent["resumed_pieces"] == torrent["pieces"] and torrent["downloaded"] == 0, torrent
     assert len(ssh_lab.agent_pids_of(pi)) == 1

@@ -285,11 +285,29 @@ class SshBackend(Backend):
         entry = self.ctx.state["nodes"][node.name]
         session = await self._session_or_raise(entry["device"])
         paths = steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
+        assert session.pyz is not None
         async with session.channels:
-            alive = await session.conn.run(remote.alive_command(paths.run_dir))
+            alive = await session.conn.run(
+                remote.alive_command(paths.run_dir) + "; " + remote.present_command(session.pyz, paths.token_file)
+            )
         host = session.conn.target.host
-        if "alive" in alive.stdout and entry.get("api_port"):
+        if "alive" in alive.stdout.split() and entry.get("api_port"):
             return Endpoint(api=f"{host}:{entry['api_port']}", wire=f"{host}:{entry['wire_port']}")
+        # A device that rebooted with its files in RAM (a router's /tmp) lost the agent and the
+        # node's dirs: push peer.pyz again and start the node afresh; else resume from its data.
+        present = set(alive.stdout.split())
+        if "pyz" not in present:
+            try:
+                local, sha = await self._pyz_file()
+                session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
+            except DeviceError as exc:
+                raise DeployError(str(exc)) from None
+        if "token" not in present:  # the run dir is gone; data that survived is kept
+            try:
+                async with session.channels:
+                    await session.conn.run(steps.restore_dirs_command(paths), stdin=self.ctx.token)
+            except DeviceError as exc:
+                raise DeployError(str(exc)) from None
         try:  # same ports again, so peers and reports keep one address
             return await self._launch(
                 node, session, paths, int(entry.get("api_port") or 0), int(entry.get("wire_port") or 0)

@@ -154,6 +154,16 @@ def fresh_dirs_command(paths: NodePaths) -> str:
     )
 
 
+def restore_dirs_command(paths: NodePaths) -> str:
+    """The node's dirs and token again after a reboot emptied them (files in RAM), keeping
+    whatever data survived; the token arrives on stdin as in fresh_dirs_command."""
+    rd, dd = remote.q(paths.run_dir), remote.q(paths.data_dir)
+    return (
+        f"mkdir -p {rd} {dd}/inbox && chmod 700 {rd} && "
+        f"(umask 077 && cat >{remote.q(paths.token_file)}) || exit 1"
+    )
+
+
 async def start_agent(
     conn: DeviceConnection,
     *,

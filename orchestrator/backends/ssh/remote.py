@@ -243,6 +243,11 @@ def alive_command(run_dir: str) -> str:
     return _owned_pid_snippet(run_dir) + '; [ -n "$p" ] && echo alive; true'
 
 
+def present_command(pyz: str, token_file: str) -> str:
+    """Prints ``pyz`` and ``token`` for those of the two files that exist."""
+    return f"[ -f {q(pyz)} ] && echo pyz; [ -f {q(token_file)} ] && echo token; true"
+
+
 def remove_command(dirs: Sequence[str], mesh: str) -> str:
     checked = [check_mesh_dir(d, mesh) for d in dirs]
     return "rm -rf " + " ".join(q(d) for d in dict.fromkeys(checked)) + "; true"
