@@ -171,3 +171,20 @@ def test_reboot_then_start_resumes_and_down_cleans_up(ssh_lab: SshLab, tmp_path:
     for dev in ssh_lab.devices:
         assert not (ssh_lab.data_home(dev) / "meshbed" / "reboots").exists()
     assert not (home / "reboots").exists()
+
+
+def test_the_lab_example_runs_on_the_stand_ins(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """examples/lab-devices.yaml (laptop seeds; the pis and the router fetch, by tag) with its
+    inventory pointed at the stand-ins, run as a user runs it."""
+    doc = yaml.safe_load((REPO / "examples" / "lab-devices.yaml").read_text())
+    doc["inventory"] = str(ssh_lab.inventory_path)
+    path = tmp_path / "lab-devices.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    report_path = tmp_path / "report.json"
+    r = meshbed("run", str(path), "--report", str(report_path), home=tmp_path / "home")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    report = yaml.safe_load(report_path.read_text())  # JSON is YAML
+    for node in ("pis-0", "routers-0"):
+        fetch = report["nodes"][node]["fetches"]["firmware"]
+        assert fetch["complete"] and fetch["verified"], (node, fetch)
+    assert ssh_lab.agent_pids() == []
