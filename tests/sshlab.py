@@ -45,6 +45,7 @@ import labroots  # noqa: E402
 SSHD = "/usr/sbin/sshd"
 CHROOT_BASE = Path("/run/meshbed-lab")  # sshd's ChrootDirectory: no group/world-writable parent
 ROUTER_TMP_SIZE = "48m"
+SSHD_START_TIMEOUT = 60.0  # generous: a loaded host starts two dozen sshds slowly
 # kind -> (cached root from labroots, or None for this host's own system; profile)
 KINDS: dict[str, tuple[Optional[str], str]] = {
     "host": (None, "generic-linux"),
@@ -244,7 +245,7 @@ class SshLab:
             "".join(f"{d.host} {d.host_key_pub}\n" for d in self.devices)
         )
         self.write_inventory()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SSHD_START_TIMEOUT
         for dev in self.devices:
             self._wait_port(dev, deadline)
 
@@ -516,7 +517,7 @@ class SshLab:
             dev.sshd.wait(5)
         _sh("ip", "netns", "del", dev.namespace, check=False)
         host_if = Path(f"/sys/class/net/msl{self._tag}h{dev.index}"[:15 + len("/sys/class/net/")])
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + SSHD_START_TIMEOUT
         while host_if.exists() and time.monotonic() < deadline:  # the kernel frees the netns lazily
             time.sleep(0.05)
         if dev.chroot is not None:
@@ -526,7 +527,7 @@ class SshLab:
         if dev.chroot is not None:
             self._mount_root(dev)
         self._start_sshd(dev)
-        self._wait_port(dev, time.monotonic() + 20)
+        self._wait_port(dev, time.monotonic() + SSHD_START_TIMEOUT)
 
     def __enter__(self) -> SshLab:
         return self.start()

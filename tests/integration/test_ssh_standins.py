@@ -39,6 +39,26 @@ def line_of(out: str, device: str) -> str:
     return lines[0]
 
 
+def ssh(lab: SshLab, dev_index: int, command: str) -> str:
+    dev = lab.devices[dev_index]
+    r = subprocess.run(["ssh", "-i", str(lab.user_key), "-o", f"UserKnownHostsFile={lab.known_hosts}",
+                        "-o", "BatchMode=yes", f"root@{dev.host}", command],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_stand_ins_are_what_they_stand_in_for(ssh_lab: SshLab) -> None:
+    probe = ("uname -m; python3 -c 'import sys; print(sys.version.split()[0])'; "
+             "[ -e /bin/bash ] && echo bash; [ -d /run/systemd/system ] && echo systemd; "
+             "readlink /bin/sh; df -k /tmp | tail -1")
+    pi = ssh(ssh_lab, 0, probe).split("\n")
+    assert pi[:2] == ["aarch64", "3.9.2"] and "systemd" not in pi, pi
+    router = ssh(ssh_lab, 1, probe).split("\n")
+    assert router[:3] == [os.uname().machine, "3.9.2", "/bin/busybox"], router  # no bash, no systemd
+    assert router[3].split()[0] == "tmpfs" and int(router[3].split()[1]) == 48 * 1024, router
+
+
 def test_check_reports_each_stand_in(ssh_lab: SshLab) -> None:
     r = meshbed("devices", "check", str(ssh_lab.inventory_path))
     assert r.returncode == 0, r.stdout + r.stderr
