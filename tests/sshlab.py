@@ -199,6 +199,7 @@ class SshLab:
     def start(self) -> SshLab:
         reason = skip_reason()
         if reason:
+            self.close()  # the temp dir made with the instance
             raise RuntimeError(reason)
         try:
             self._build()
