@@ -51,7 +51,7 @@ def _in_chroot(root: Path, work: Path, script: str) -> int:
         # This host's CA bundle: it may trust an HTTPS proxy between us and PyPI.
         f"mkdir -p {merged}/etc/ssl/certs && cp -L /etc/ssl/certs/ca-certificates.crt {merged}/etc/ssl/certs/",
         f'exec chroot {merged} /usr/bin/env -i PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin '
-        f'HOME=/root LANG=C.UTF-8 CI="${{CI:-}}" PIP_DISABLE_PIP_VERSION_CHECK=1 '
+        f'HOME=/root LANG=C.UTF-8 CI="${{CI:-}}" PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 '
         f'PIP_CERT=/etc/ssl/certs/ca-certificates.crt '
         f'/bin/sh -ec {shlex.quote(script)}',
     ])
