@@ -574,11 +574,18 @@ def lab_fixture(n: int, private_dirs: bool = False, kinds: tuple[str, ...] = ())
 
 
 def main(argv: list[str]) -> int:
-    """``up KIND...``: build a lab of those stand-ins, print its inventory, keep it until Ctrl-C."""
+    """``up KIND...``: build a lab of those stand-ins, print its inventory, keep it until Ctrl-C
+    or SIGTERM."""
     if not argv or argv[0] != "up" or any(k not in KINDS for k in argv[1:]):
         print(f"usage: sshlab.py up KIND... (kinds: {', '.join(KINDS)})", file=sys.stderr)
         return 2
     kinds = tuple(argv[1:]) or ("pi", "router", "laptop")
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
+        signal.signal(sig, _stop)
     with SshLab(len(kinds), kinds=kinds) as lab:
         for d in lab.devices:
             print(f"{d.name}: {d.host} ({d.kind}, profile {lab._profile(d)})")
