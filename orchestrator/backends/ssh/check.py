@@ -52,7 +52,9 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
         conn = await pool.get(target_for(device, inventory))
         result.reachable = True
         probe = await steps.probe(conn, profile, python)
-        result.skew_seconds = await steps.measure_skew(conn)
+        result.skew_seconds = await steps.measure_skew(
+            conn, python=python if probe.python_version is not None else None
+        )
     except DeviceError as exc:
         result.problems.append(exc.message)
         return result

@@ -141,6 +141,8 @@ def space_problem(free: Optional[int], data_dir: str, need: int) -> Optional[str
 
 
 CLOCK_COMMAND = "date +%s.%N"
+# One line of wall-clock time per line read (a Python 3.9+ on the device: the agent needs one)
+CLOCK_LOOP = "import sys, time\nfor _ in sys.stdin:\n    print('%.6f' % time.time(), flush=True)\n"
 
 
 def parse_clock(text: str) -> Optional[float]:
