@@ -41,12 +41,12 @@ def test_devices_check_all_usable(ssh_lab: SshLab) -> None:
     r = meshbed("devices", "check", str(ssh_lab.inventory_path))
     assert r.returncode == 0, r.stderr
     py = ".".join(map(str, sys.version_info[:2]))
-    for dev in ssh_lab.devices:
-        assert dev.name in r.stdout
-    assert r.stdout.count("yes") == len(ssh_lab.devices)
+    for dev in ssh_lab.devices:  # one line each, verdict first
+        assert f"\n{dev.name}: ok  " in f"\n{r.stdout}"
+    assert r.stdout.count(": ok  ") == len(ssh_lab.devices)
     assert py in r.stdout  # the devices run this host's python3
     assert os.uname().machine in r.stdout
-    assert "ms" in r.stdout  # clock skew column
+    assert " ms," in r.stdout  # clock skew
 
 
 def test_devices_check_in_process_figures(ssh_lab: SshLab) -> None:
@@ -65,9 +65,10 @@ def test_unreachable_device_fails_check_named(ssh_lab: SshLab, tmp_path: Path) -
     inv = write_inventory(ssh_lab, tmp_path / "inv.yaml", devices)
     r = meshbed("devices", "check", str(inv), "--timeout", "3")
     assert r.returncode == 1
-    assert "ghost-pi" in r.stderr and "unreachable" in r.stderr
+    assert "ghost-pi: REFUSED" in r.stdout and "unreachable" in r.stdout
+    assert r.stderr.strip() == f"meshbed: 1 of {len(ssh_lab.devices) + 1} devices not usable: ghost-pi"
     for dev in ssh_lab.devices:  # the others are still checked and usable
-        assert dev.name not in r.stderr
+        assert f"{dev.name}: ok  " in r.stdout
 
 
 def test_profile_misfit_is_unusable(ssh_lab: SshLab, tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_profile_misfit_is_unusable(ssh_lab: SshLab, tmp_path: Path) -> None:
     )
     r = meshbed("devices", "check", str(inv))
     assert r.returncode == 1
-    assert "old" in r.stderr and "no Python" in r.stderr
+    assert "old" in r.stderr and "old: REFUSED" in r.stdout and "no Python" in r.stdout
 
 
 def test_wrong_host_key_is_refused(ssh_lab: SshLab, tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_wrong_host_key_is_refused(ssh_lab: SshLab, tmp_path: Path) -> None:
     inv = write_inventory(ssh_lab, tmp_path / "inv.yaml", {"pi-swapped": {"host": dev.host}}, known_hosts=str(known))
     r = meshbed("devices", "check", str(inv))
     assert r.returncode == 1
-    assert "pi-swapped" in r.stderr and "HOST KEY CHANGED" in r.stderr
+    assert "pi-swapped" in r.stderr and "HOST KEY CHANGED" in r.stdout
     # trust_on_first_use never overrides a recorded key
     inv = write_inventory(
         ssh_lab, tmp_path / "inv2.yaml", {"pi-swapped": {"host": dev.host, "trust_on_first_use": True}},

@@ -95,6 +95,7 @@ class SshBackend(Backend):
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._pyz: Optional[tuple[Path, str]] = None
         self.launched_at: dict[str, float] = {}  # node -> monotonic time its start returned
+        self._need: dict[str, int] = {}  # device -> bytes its nodes' content may take
         self.ctx.state.setdefault("devices", {})
         self.ctx.state.setdefault("nodes", {})
 
@@ -149,13 +150,12 @@ class SshBackend(Backend):
             self.ctx.save()
             conn = await self.pool.get(target)
             found = await steps.probe(conn, profile, python)
-            if found.python_version is None:
-                raise DeviceError(name, f"no Python at {python!r} (profile {profile.name})")
-            if found.python_version[:2] < profile.min_python:
-                raise DeviceError(
-                    name, f"Python {found.python_text} is older than {profile.min_python_text} "
-                    f"(profile {profile.name})"
-                )
+            for problem in (
+                remote.python_problem(found.python_version, found.python_text, python, profile.min_python),
+                remote.space_problem(found.free_bytes, found.data_dir, self._need.get(name, 0)),
+            ):
+                if problem:
+                    raise DeviceError(name, f"{problem} (profile {profile.name})")
             method = found.detach_method(profile)
             if method is None:
                 raise DeviceError(name, f"none of {', '.join(profile.detach)} found to start agents")
@@ -174,9 +174,25 @@ class SshBackend(Backend):
             self.sessions[name] = session
             return session
 
+    def _content_bytes(self) -> int:
+        """All of the mesh's content, the most one node can come to hold."""
+        topo = self.ctx.topology
+        if topo is None:
+            return 0
+        total = 0
+        for c in topo.contents:
+            if c.size is not None:
+                total += c.size
+            elif c.path is not None and c.path.is_file():
+                total += c.path.stat().st_size
+        return total
+
     async def prepare(self, nodes: Sequence[Node]) -> None:
         """Every device of ``nodes`` in parallel: connect, probe, check, push peer.pyz."""
         names = list(dict.fromkeys(self._device_of(n) for n in nodes))
+        for node in nodes:  # every node of a device may end up holding all the content
+            device = self._device_of(node)
+            self._need[device] = self._need.get(device, 0) + self._content_bytes()
         await self._pyz_file()
         results = await asyncio.gather(*(self.session(n) for n in names), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
@@ -288,11 +304,29 @@ class SshBackend(Backend):
         entry = self.ctx.state["nodes"][node.name]
         session = await self._session_or_raise(entry["device"])
         paths = steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
+        assert session.pyz is not None
         async with session.channels:
-            alive = await session.conn.run(remote.alive_command(paths.run_dir))
+            alive = await session.conn.run(
+                remote.alive_command(paths.run_dir) + "; " + remote.present_command(session.pyz, paths.token_file)
+            )
         host = session.conn.target.host
-        if "alive" in alive.stdout and entry.get("api_port"):
+        if "alive" in alive.stdout.split() and entry.get("api_port"):
             return Endpoint(api=f"{host}:{entry['api_port']}", wire=f"{host}:{entry['wire_port']}")
+        # A device that rebooted with its files in RAM (a router's /tmp) lost the agent and the
+        # node's dirs: push peer.pyz again and start the node afresh; else resume from its data.
+        present = set(alive.stdout.split())
+        if "pyz" not in present:
+            try:
+                local, sha = await self._pyz_file()
+                session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
+            except DeviceError as exc:
+                raise DeployError(str(exc)) from None
+        if "token" not in present:  # the run dir is gone; data that survived is kept
+            try:
+                async with session.channels:
+                    await session.conn.run(steps.restore_dirs_command(paths), stdin=self.ctx.token)
+            except DeviceError as exc:
+                raise DeployError(str(exc)) from None
         try:  # same ports again, so peers and reports keep one address
             return await self._launch(
                 node, session, paths, int(entry.get("api_port") or 0), int(entry.get("wire_port") or 0)
@@ -321,7 +355,14 @@ class SshBackend(Backend):
                 dev = out.stdout.strip()
                 if not dev:
                     return frozenset()
-                entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name)}
+                owner = shaping.owner_path(session.probe.install_dir, dev, session.conn.target.host)
+                claim = await session.conn.run(shaping.claim_command(dev, owner, self.ctx.mesh))
+                other = shaping.other_owner(claim.stdout)
+                if other is not None:
+                    self.ctx.say(f"ssh: {dev} on {device} is shaped by mesh {other}: not touching its "
+                                 f"qdiscs; {node.name}'s link is emulated by the agent")
+                    return frozenset()
+                entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name), "owner": owner}
                 self.ctx.save()  # recorded before the qdiscs exist
             rec = entry["tc"]
             try:
@@ -331,6 +372,8 @@ class SshBackend(Backend):
             except DeviceError as exc:
                 self.ctx.say(f"ssh: tc on {device} failed, agent emulation instead: {exc.message}")
                 await session.conn.run(shaping.clear_command(rec["dev"], rec["ifb"]), check=False)
+                if rec.get("owner"):
+                    await session.conn.run(shaping.release_command(rec["owner"], self.ctx.mesh), check=False)
                 entry.pop("tc", None)
                 self.ctx.save()
                 return frozenset()
@@ -404,7 +447,11 @@ class SshBackend(Backend):
         if nodes:
             # in parallel on the device: one slow agent does not serialize the others
             stops = [remote.stop_command(e["run_dir"], e.get("unit")) for e in nodes.values()]
-            stops += [shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"]) for e in nodes.values() if e.get("tc")]
+            stops += [
+                shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"])
+                + ("; " + shaping.release_command(e["tc"]["owner"], self.ctx.mesh) if e["tc"].get("owner") else "")
+                for e in nodes.values() if e.get("tc")
+            ]
             await conn.run(" ".join(f"( {s} ) &" for s in stops) + " wait", timeout=60)
         dirs = list(entry.get("mesh_dirs") or [])
         if remove and dirs:

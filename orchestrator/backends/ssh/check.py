@@ -9,6 +9,7 @@ from typing import Optional
 from devices import ProfileError, load_profile
 from orchestrator.backends.ssh import deploy as steps
 from orchestrator.backends.ssh.connection import ConnectionPool, DeviceError, target_for
+from orchestrator.backends.ssh.remote import python_problem, size_text, space_problem
 from orchestrator.model import Device, Inventory
 
 SKEW_WARN_SECONDS = 1.0  # metrics timestamps and fetch times get misleading beyond this
@@ -27,6 +28,7 @@ class DeviceCheck:
     skew_seconds: Optional[float] = None
     detach: Optional[str] = None
     kernel_shaping: bool = False  # tc usable: root there and the profile allows it
+    need_bytes: int = 0  # what the content needs on the device (0: not asked)
     problems: list[str] = field(default_factory=list)  # each makes the device unusable
     warnings: list[str] = field(default_factory=list)
 
@@ -35,8 +37,10 @@ class DeviceCheck:
         return self.reachable and not self.problems
 
 
-async def check_device(device: Device, inventory: Inventory, pool: ConnectionPool) -> DeviceCheck:
-    result = DeviceCheck(name=device.name, host=f"{device.host}:{device.port}", profile=device.profile)
+async def check_device(device: Device, inventory: Inventory, pool: ConnectionPool,
+                       need_bytes: int = 0) -> DeviceCheck:
+    result = DeviceCheck(name=device.name, host=f"{device.host}:{device.port}", profile=device.profile,
+                         need_bytes=need_bytes)
     try:
         profile = load_profile(device.profile)
     except ProfileError as exc:
@@ -48,7 +52,9 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
         conn = await pool.get(target_for(device, inventory))
         result.reachable = True
         probe = await steps.probe(conn, profile, python)
-        result.skew_seconds = await steps.measure_skew(conn)
+        result.skew_seconds = await steps.measure_skew(
+            conn, python=python if probe.python_version is not None else None
+        )
     except DeviceError as exc:
         result.problems.append(exc.message)
         return result
@@ -61,16 +67,14 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
     result.python = probe.python_text
     result.detach = probe.detach_method(profile)
     result.kernel_shaping = probe.tc_usable(profile)
-    if probe.python_version is None:
-        result.problems.append(f"no Python at {python!r}")
-    elif probe.python_version[:2] < profile.min_python:
-        result.problems.append(f"Python {probe.python_text} < {profile.min_python_text}")
-    if probe.free_bytes is None:
-        result.problems.append(f"cannot read free disk of {probe.data_dir}")
-    elif probe.free_bytes < profile.data_cap_bytes:
-        result.problems.append(
-            f"{_size(probe.free_bytes)} free in {probe.data_dir} < data cap {_size(profile.data_cap_bytes)}"
-        )
+    for problem in (
+        python_problem(probe.python_version, probe.python_text, python, profile.min_python),
+        space_problem(probe.free_bytes, probe.data_dir, need_bytes),
+    ):
+        if problem:
+            result.problems.append(problem)
+    if probe.free_bytes is not None and need_bytes <= probe.free_bytes < profile.data_cap_bytes:
+        result.warnings.append(f"{size_text(probe.free_bytes)} free, below the data cap {size_text(profile.data_cap_bytes)}")
     if result.detach is None:
         result.problems.append(f"none of {', '.join(profile.detach)} available to start agents")
     if result.skew_seconds is None:
@@ -80,25 +84,27 @@ async def check_device(device: Device, inventory: Inventory, pool: ConnectionPoo
     return result
 
 
-async def check_inventory(inventory: Inventory, connect_timeout: float = 10.0) -> list[DeviceCheck]:
+async def check_inventory(inventory: Inventory, connect_timeout: float = 10.0,
+                          need_bytes: int = 0) -> list[DeviceCheck]:
     """All devices in parallel; jump hosts shared through one pool."""
     pool = ConnectionPool(connect_timeout)
     try:
         return list(
-            await asyncio.gather(*(check_device(d, inventory, pool) for d in inventory.devices))
+            await asyncio.gather(*(check_device(d, inventory, pool, need_bytes) for d in inventory.devices))
         )
     finally:
         await pool.close()
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def size_text(n: Optional[int]) -> str:
-    return "-" if n is None else _size(n)
+def summary_line(r: DeviceCheck) -> str:
+    """One line for one device: verdict first, then what was found, then why it is refused."""
+    if not r.reachable:
+        return f"{r.name}: REFUSED  {r.host}  {'; '.join(r.problems)}"
+    skew = "?" if r.skew_seconds is None else f"{r.skew_seconds * 1000:+.0f} ms"
+    free = size_text(r.free_bytes) + " free"
+    facts = [r.arch or "?", f"Python {r.python or '?'}", free, f"clock {skew}",
+             f"start {r.detach or '-'}", "shaping " + ("tc" if r.kernel_shaping else "agent"),
+             f"profile {r.profile}", r.host]
+    line = f"{r.name}: {'ok' if r.usable else 'REFUSED'}  " + ", ".join(facts)
+    notes = r.problems + ([f"warning: {w}" for w in r.warnings] if r.warnings else [])
+    return line + (" -- " + "; ".join(notes) if notes else "")

@@ -75,20 +75,32 @@ async def probe(conn: DeviceConnection, profile: Profile, python: str) -> remote
     return found
 
 
-async def measure_skew(conn: DeviceConnection, samples: int = 5) -> Optional[float]:
+async def measure_skew(conn: DeviceConnection, samples: int = 5, python: Optional[str] = None) -> Optional[float]:
     """Remote clock minus local clock in seconds, half-RTT corrected, best of ``samples``.
 
-    Asked through one long-lived remote ``sh`` so each round trip costs the network plus one
-    fork of ``date``, not a login shell's start-up (which would skew the midpoint)."""
+    Asked through one long-lived remote process so each round trip costs the network, not a
+    login shell's start-up (which would skew the midpoint): the device's Python printing
+    ``time.time()`` per line when ``python`` is given (busybox ``date`` has whole seconds
+    only), else ``sh`` running ``date +%s.%N``. Python's own start-up only delays the first
+    sample, which the best-of (smallest round trip) drops."""
+    if python:
+        skew = await _skew_through(conn, f"exec {remote.q(python)} -u -c {remote.q(remote.CLOCK_LOOP)}",
+                                   "\n", samples + 1)
+        if skew is not None:
+            return skew
+    return await _skew_through(conn, "exec /bin/sh", remote.CLOCK_COMMAND + "\n", samples)
+
+
+async def _skew_through(conn: DeviceConnection, command: str, ask: str, samples: int) -> Optional[float]:
     try:
-        proc = await conn.conn.create_process("exec /bin/sh", term_type=None)
+        proc = await conn.conn.create_process(command, term_type=None)
     except Exception as exc:  # noqa: BLE001 - asyncssh raises several kinds here
         raise DeviceError(conn.name, f"cannot start a shell: {exc}") from None
     best: Optional[tuple[float, float]] = None  # (rtt, skew)
     try:
         for _ in range(samples):
             t0 = time.time()
-            proc.stdin.write(remote.CLOCK_COMMAND + "\n")
+            proc.stdin.write(ask)
             line = await asyncio.wait_for(proc.stdout.readline(), 10)
             t1 = time.time()
             value = remote.parse_clock(line)
@@ -150,6 +162,16 @@ def fresh_dirs_command(paths: NodePaths) -> str:
     rd, dd = remote.q(paths.run_dir), remote.q(paths.data_dir)
     return (
         f"rm -rf {rd} {dd} && mkdir -p {rd} {dd}/inbox && chmod 700 {rd} && "
+        f"(umask 077 && cat >{remote.q(paths.token_file)}) || exit 1"
+    )
+
+
+def restore_dirs_command(paths: NodePaths) -> str:
+    """The node's dirs and token again after a reboot emptied them (files in RAM), keeping
+    whatever data survived; the token arrives on stdin as in fresh_dirs_command."""
+    rd, dd = remote.q(paths.run_dir), remote.q(paths.data_dir)
+    return (
+        f"mkdir -p {rd} {dd}/inbox && chmod 700 {rd} && "
         f"(umask 077 && cat >{remote.q(paths.token_file)}) || exit 1"
     )
 

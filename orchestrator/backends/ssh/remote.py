@@ -67,8 +67,10 @@ def probe_command(profile: Profile, python: str) -> str:
             " || echo python=",
             f'd="{profile.data_dir}"; while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
             "printf \"disk=%s\\n\" \"$(df -Pk \"$d\" 2>/dev/null | awk 'NR==2{print $4}')\"",
-            "for t in setsid nohup systemd-run tc sha256sum; do"
+            "for t in setsid nohup systemd-run sha256sum; do"
             ' command -v $t >/dev/null 2>&1 && printf "tool=%s\\n" $t; done',
+            # tc only when it can talk to the kernel (not under qemu-user, nor without sch_* support)
+            "tc qdisc show dev lo >/dev/null 2>&1 && echo tool=tc",
             '[ -d /run/systemd/system ] && echo systemd=1',
             "true",
         ]
@@ -104,7 +106,43 @@ def parse_probe(text: str) -> Probe:
     )
 
 
+AGENT_MIN_PYTHON = (3, 9)  # peer/ runs on 3.9+, whatever a profile says
+
+
+def size_text(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def python_problem(version: Optional[tuple[int, int, int]], text: str, python: str,
+                   min_python: tuple[int, int]) -> Optional[str]:
+    """Why this Python cannot run the agent, or None."""
+    floor = max(min_python, AGENT_MIN_PYTHON)
+    if version is None:
+        return f"no Python at {python!r}"
+    if version[:2] < floor:
+        return f"Python {text} is older than {floor[0]}.{floor[1]}"
+    return None
+
+
+def space_problem(free: Optional[int], data_dir: str, need: int) -> Optional[str]:
+    """Why the data dir's filesystem cannot hold ``need`` bytes, or None."""
+    if free is None:
+        return f"cannot read free disk of {data_dir}"
+    if free < need:
+        return f"{size_text(free)} free in {data_dir} < {size_text(need)} the content needs"
+    return None
+
+
 CLOCK_COMMAND = "date +%s.%N"
+# One line of wall-clock time per line read (a Python 3.9+ on the device: the agent needs one)
+CLOCK_LOOP = "import sys, time\nfor _ in sys.stdin:\n    print('%.6f' % time.time(), flush=True)\n"
 
 
 def parse_clock(text: str) -> Optional[float]:
@@ -158,9 +196,10 @@ def start_command(
             f"-p {q(f'StandardOutput=append:{run_dir}/agent.log')} "
             f"-p {q(f'StandardError=append:{run_dir}/agent.log')} {cmd}"
         )
-    detach = "setsid nohup" if method == "setsid" else "nohup"
-    # The background job is not a process-group leader, so setsid(1) execs in place and $! is
-    # the agent itself; stdin/out/err leave the SSH channel so the session can close.
+    # A new session gets no SIGHUP when the SSH session ends, so setsid needs no nohup (which
+    # busybox builds may lack). The background job is not a process-group leader, so setsid(1)
+    # execs in place and $! is the agent itself; stdin/out/err leave the SSH channel.
+    detach = method if method in ("setsid", "nohup") else "nohup"
     return prelude + f"{detach} {cmd} >>{log} 2>&1 </dev/null & echo $! >{pidfile}; cat {pidfile}"
 
 
@@ -204,6 +243,11 @@ def stop_command(run_dir: str, unit: Optional[str] = None) -> str:
 def alive_command(run_dir: str) -> str:
     """Prints ``alive`` when the agent of run_dir runs."""
     return _owned_pid_snippet(run_dir) + '; [ -n "$p" ] && echo alive; true'
+
+
+def present_command(pyz: str, token_file: str) -> str:
+    """Prints ``pyz`` and ``token`` for those of the two files that exist."""
+    return f"[ -f {q(pyz)} ] && echo pyz; [ -f {q(token_file)} ] && echo token; true"
 
 
 def remove_command(dirs: Sequence[str], mesh: str) -> str:

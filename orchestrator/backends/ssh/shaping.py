@@ -6,11 +6,17 @@ agent classification would miss connections the agent dials out from ephemeral p
 Up = tbf on the egress of the device's interface; down = the interface's ingress redirected
 to an ifb device with a tbf on it. Delay/jitter/loss stay with the agent (no netem needed).
 The tbf parameters come from the shared ``orchestrator.backends.tc`` builders.
+
+A device's interface has one root qdisc and one ingress qdisc, so one mesh at a time shapes
+it: the first records itself in an owner file next to its dirs; a second mesh finding that
+file naming another mesh while meshbed's qdiscs are live is refused kernel shaping (its
+agents emulate the link) instead of overwriting them, and is told which mesh holds them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Optional
 
 from orchestrator.backends import tc
@@ -62,3 +68,36 @@ def clear_ingress_command(dev: str, ifb: str) -> str:
 
 def clear_command(dev: str, ifb: str) -> str:
     return f"tc qdisc del dev {q(dev)} root 2>/dev/null || true; " + clear_ingress_command(dev, ifb)
+
+
+OWNER_PREFIX = "owner="
+
+
+def owner_path(install_dir: str, dev: str, host: str) -> str:
+    """The file naming the mesh whose qdiscs are on ``dev`` of the device reached at ``host``
+    (devices may share a filesystem, so the address is part of the name)."""
+    return f"{install_dir}/meshbed/tc-{re.sub(r'[^A-Za-z0-9_.-]', '_', f'{dev}-{host}')}.owner"
+
+
+def claim_command(dev: str, owner: str, mesh: str) -> str:
+    """Records ``mesh`` as the owner of ``dev``'s shaping, or prints ``owner=OTHER`` when
+    another mesh's tbf or ingress qdisc is live on it (a stale file, e.g. after a reboot
+    cleared the qdiscs, is taken over)."""
+    live = f"tc qdisc show dev {q(dev)} 2>/dev/null | grep -qE '^qdisc (tbf 1:|ingress ffff:)'"
+    return (
+        f"o=$(cat {q(owner)} 2>/dev/null); "
+        f'if [ -n "$o" ] && [ "$o" != {q(mesh)} ] && {live}; then echo "{OWNER_PREFIX}$o"; exit 0; fi; '
+        f"mkdir -p \"$(dirname {q(owner)})\" && printf %s {q(mesh)} > {q(owner)}"
+    )
+
+
+def other_owner(claim_output: str) -> Optional[str]:
+    for line in claim_output.splitlines():
+        if line.startswith(OWNER_PREFIX):
+            return line[len(OWNER_PREFIX):].strip() or "?"
+    return None
+
+
+def release_command(owner: str, mesh: str) -> str:
+    """Removes the owner file if it still names ``mesh``."""
+    return f'[ "$(cat {q(owner)} 2>/dev/null)" = {q(mesh)} ] && rm -f {q(owner)}; true'
