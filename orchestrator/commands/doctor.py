@@ -31,12 +31,17 @@ def _version(cmd: list[str]) -> str:
     return text[0][:70] if text else ""
 
 
+def _one_line(text: str) -> str:
+    """A reason as one whole line: never cut mid-sentence (logs and grep want all of it)."""
+    return " ".join(text.split())
+
+
 def _docker() -> tuple[Row, Row]:
     from orchestrator.backends.docker import ping_error
 
     err = ping_error()
     if err is not None:
-        return ("docker engine", "no", err[:70]), ("swarm", "no", "needs the Docker engine")
+        return ("docker engine", "no", _one_line(err)), ("swarm", "no", "needs the Docker engine")
     import docker
 
     c = docker.from_env(timeout=5)
@@ -106,9 +111,9 @@ def backend_rows() -> list[tuple[str, str, str, str, str]]:
             reason = cls.unavailable_reason()
             d = cls.describe()
         except Exception as exc:  # a broken backend must not break the doctor
-            out.append((name, f"no: {exc}"[:60], "-", "-", "-"))
+            out.append((name, _one_line(f"no: {exc}"), "-", "-", "-"))
             continue
-        out.append((name, "yes" if reason is None else f"no: {reason}"[:60],
+        out.append((name, "yes" if reason is None else _one_line(f"no: {reason}"),
                     d.rate, d.delay, d.partition))
     return out
 
