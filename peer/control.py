@@ -316,6 +316,13 @@ class ControlServer:
         return self.call(run())
 
     # --- endpoints (HTTP thread) ----------------------------------------------------------
+    def get_public_status(self, _: dict[str, Any]) -> dict[str, Any]:
+        """/status without the token on an ``access: mesh`` agent: who, not what."""
+        full = self.call_sync(self.agent.status)
+        keep = ("node", "group", "mesh", "wire", "uptime")
+        return {**{k: full[k] for k in keep if k in full}, "access": "mesh",
+                "details": "need the token"}
+
     def get_status(self, _: dict[str, Any]) -> dict[str, Any]:
         def collect() -> dict[str, Any]:
             status = dict(self.agent.status())
@@ -506,6 +513,9 @@ class _Handler(BaseHTTPRequestHandler):
             if mutating and not control.authorized(self.headers.get("Authorization")):
                 raise HttpError(401, "missing or wrong bearer token")
             body = self._read_json() if method == "POST" else {}
+            if name == "get_status" and getattr(control.agent, "access", "open") == "mesh" \
+                    and not control.authorized(self.headers.get("Authorization")):
+                name = "get_public_status"  # access: mesh: what is seeded is not public
             result = getattr(control, name)(body)
             self._send_json(200, result)
         except HttpError as exc:

@@ -59,6 +59,7 @@ class Torrent:
             config=CoreConfig(upload_slots=agent.upload_slots, choke_policy=agent.choke_policy),
             bans=agent.bans, pex=pex, upload=upload, blocked=agent.link.blocked,
             is_self=agent.is_self, hello=agent.ext_hello,
+            identity=agent.identity(meta.info_hash), members_only=agent.access == "mesh",
         )
         self.resumed_pieces = store.have_count if kind == "fetch" else 0
         self.started_at = started_at

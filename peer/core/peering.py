@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peer import extensions as ext
 from peer import wire
 from peer.core.actions import Dial
+from peer.core.bans import is_loopback, offender_key
 
 if TYPE_CHECKING:
     from peer.core.peerstate import PeerState
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 Addr = tuple[str, int]
 PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, then every 30 s
 PEX_GREETING = 0.2  # a newcomer's upload is idle until it knows peers: tell it soon
+PEX_PER_MINUTE = 30  # new addresses taken from one source per minute (each may be dialed)
 MAX_BACKOFF = 60.0
 REDIAL_AFTER_CLOSE = 2.0
 
@@ -34,6 +37,7 @@ class Peering:
         self.core = core
         self.known: dict[Addr, KnownPeer] = {}
         self.dialing: set[Addr] = set()
+        self.pex_budget: dict[str, tuple[float, int]] = {}  # source -> (window start, taken)
 
     def add(self, addrs: list[Addr], source: str) -> int:
         added = 0
@@ -44,6 +48,24 @@ class Peering:
                 continue
             known[addr] = KnownPeer(addr, source)
             added += 1
+        return added
+
+    def add_from_pex(self, c: PeerState, addrs: list[Addr], now: float) -> int:
+        """Addresses ``c`` told us: routable ones (loopback only from a loopback peer), not
+        ours, at most PEX_PER_MINUTE new ones per source."""
+        src = offender_key(c)
+        start, taken = self.pex_budget.get(src, (now, 0))
+        if now - start >= 60.0:
+            start, taken = now, 0
+        room = PEX_PER_MINUTE - taken
+        if room <= 0:
+            return 0
+        local = is_loopback(c.ip)
+        fresh = [a for a in addrs if a not in self.known and _dialable(a, local)]
+        added = self.add(fresh[:room], "pex")
+        if len(self.pex_budget) >= 1000 and src not in self.pex_budget:
+            self.pex_budget.pop(next(iter(self.pex_budget)))
+        self.pex_budget[src] = (start, taken + added)
         return added
 
     def mark_connected(self, addr: Addr) -> None:
@@ -69,7 +91,11 @@ class Peering:
         if core.closing or (core.complete and not core.upload):
             return
         cfg = core.config
-        room = min(cfg.max_peers - len(core.peers), cfg.max_dials - len(self.dialing))
+        free = cfg.max_peers - len(core.peers)
+        if free <= 0 and any(not o.peer_interested and not o.am_interested
+                             for o in core.peers.values()):
+            free = 1  # full of idle peers: one of them makes room if this dial succeeds
+        room = min(free, cfg.max_dials - len(self.dialing))
         if room <= 0:
             return
         bans, blocked, is_self = core.bans, core.blocked, core.is_self
@@ -122,3 +148,17 @@ class Peering:
             self.send_pex(c)
             c.pex_round += 1
             c.next_pex = now + PEX_INTERVALS[min(c.pex_round, len(PEX_INTERVALS) - 1)]
+
+
+def _dialable(addr: Addr, loopback_ok: bool) -> bool:
+    host, port = addr
+    if not 0 < port < 65536:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return loopback_ok
+    return not (ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
+                or str(ip) == "255.255.255.255")

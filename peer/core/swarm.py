@@ -11,11 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from typing import Any, Callable, Optional, Union
 
 from peer import extensions as ext
 from peer import wire
 from peer.choker import RateMeter
+from peer.core import admission
 from peer.core.actions import (
     Action,
     Ban,
@@ -28,9 +30,11 @@ from peer.core.actions import (
     Timer,
     Verify,
 )
-from peer.core.bans import BanList
+from peer.core.admission import MAX_UNPROVEN_PER_IP, RACE_WINDOW, STALE_SECONDS
+from peer.core.bans import BanList, offender_key
 from peer.core.choking import Choking
 from peer.core.errors import ProtocolError
+from peer.core.identity import MeshIdentity
 from peer.core.peering import PEX_GREETING, Addr, KnownPeer, Peering
 from peer.core.peerstate import PeerState
 from peer.core.requests import MAX_VERIFY_BACKLOG, REFILL, RequestScheduler
@@ -68,9 +72,13 @@ class SwarmCore:
         blocked: Callable[[Optional[str], str, Optional[int]], bool] = _never,
         is_self: Callable[[Addr], bool] = _not_self,
         hello: Optional[Callable[[], ext.ExtHandshake]] = None,
+        identity: Optional[MeshIdentity] = None, members_only: bool = False,
     ) -> None:
         """``blocked(node, ip, port)``: the link's blocklist (partitions); ``is_self(addr)``:
-        one of our own addresses; ``hello()``: the extended handshake we send (None: none)."""
+        one of our own addresses; ``hello()``: the extended handshake we send (None: none).
+        ``identity``: prove our node name and believe only proven ones (None: names are
+        believed, as in the simulator); ``members_only``: serve only proven members and
+        given addresses (topology ``access: mesh``)."""
         self.num_pieces = num_pieces
         self.piece_length = piece_length
         self.length = length
@@ -83,6 +91,10 @@ class SwarmCore:
         self.blocked = blocked
         self.is_self = is_self
         self.hello = hello
+        self.identity = identity
+        self.proofs = identity is not None and bool(identity.key)
+        self.members_only = members_only
+        self.proven_ids: dict[bytes, str] = {}  # peer_id -> the name it proved
         self.picker = PiecePicker(num_pieces, self.piece_size, have, rng=rng)
         self.peers: dict[bytes, PeerState] = {}  # by peer_id: registered connections
         self.sched = RequestScheduler(self)
@@ -161,6 +173,12 @@ class SwarmCore:
         c.closed = True
         self.emit(Ban(c, reason))
 
+    def admitted(self, c: PeerState) -> bool:
+        return admission.admitted(self, c)
+
+    def evict_idle(self, now: float) -> bool:
+        return admission.evict_idle(self, now)
+
     # ------------------------------------------------------------------ peers
     def add_peers(self, addrs: list[Addr], source: str, now: float) -> int:
         """Remember addresses (``source``: "given", "pex", "incoming") and dial some."""
@@ -176,13 +194,24 @@ class SwarmCore:
         """A handshaken connection; False = refuse it (the driver closes it)."""
         if self.closing or self.bans.is_banned(c.ip, c.listen_port or c.port, None):
             return False
-        if len(self.peers) >= self.config.max_peers + 10:
+        if not c.extended and not self.admitted(c):  # it can never prove a name
+            return False
+        if not (c.extended and self.proofs) and self.bans.refuses(c):
+            return False  # (one that may still prove a name is judged on its handshake)
+        if sum(1 for o in self.peers.values() if o.ip == c.ip and not o.node) >= MAX_UNPROVEN_PER_IP:
+            return False
+        cap = self.config.max_peers
+        if len(self.peers) >= cap and not self.evict_idle(now) and len(self.peers) >= cap + 10:
             return False
         old = self.peers.get(c.peer_id)
         if old is not None and not old.closed:
             # The same peer twice. Both ways at once: keep the one the smaller peer_id dialed
             # (both sides decide alike). The same way again: the old one is stale, replace it.
+            # A proven peer is not displaced by whoever copies its (public) peer_id.
             keep_new = old.outgoing == c.outgoing or (self.local_id < c.peer_id) == c.outgoing
+            if self.proofs and old.node and keep_new:
+                since = old.last_recv if old.outgoing == c.outgoing else old.connected_at
+                keep_new = now - since > (STALE_SECONDS if old.outgoing == c.outgoing else RACE_WINDOW)
             if not keep_new:
                 return False
             self.close_peer(old, "duplicate")
@@ -208,6 +237,9 @@ class SwarmCore:
             if not self.pex:
                 hs = ext.ExtHandshake(m={ext.MESHBED: ext.MESHBED_ID}, port=hs.port,
                                       client=hs.client, reqq=hs.reqq, meshbed=hs.meshbed)
+            proof = self.identity.prove(self.local_id, c.peer_id, hs.port) if self.identity else None
+            if proof is not None and hs.meshbed is not None:
+                hs = _replace(hs, meshbed=dict(hs.meshbed, proof=proof))
             msgs.append(wire.Extended(0, ext.encode_ext_handshake(hs)))
         return msgs
 
@@ -372,7 +404,15 @@ class SwarmCore:
             if h.meshbed is not None:
                 c.meshbed = True
                 node = h.meshbed.get("node")
-                c.node = str(node) if node else None
+                name = str(node) if node else None
+                ident = self.identity
+                if name and ident is not None and not ident.check(
+                    self.local_id, c.peer_id, h.port, name, h.meshbed.get("proof")
+                ):
+                    name = None  # unproven: only an address
+                c.node = name
+                if name and self.proofs and len(self.proven_ids) < 10000:
+                    self.proven_ids[c.peer_id] = name
                 their = h.meshbed.get("block")
                 block = their if isinstance(their, int) else BLOCK
                 c.block = max(BLOCK, min(MAX_BLOCK, block))
@@ -380,15 +420,19 @@ class SwarmCore:
             self._on_ext_handshake(c, now)
         elif msg.ext_id == ext.UT_PEX_ID:
             added, _dropped = ext.decode_pex(msg.payload)
-            if self.pex and self.peering.add(added[:100], "pex"):
+            if self.pex and self.peering.add_from_pex(c, added, now):
                 self.peering.dial(now)
         # other extended ids (meshbed_v1 messages, unknown): ignored
 
     def _on_ext_handshake(self, c: PeerState, now: float) -> None:
-        if self.bans.is_banned(c.ip, c.listen_port, c.node) or self.blocked(
-            c.node, c.ip, c.listen_port
-        ):
+        if self.bans.refuses(c) or self.blocked(c.node, c.ip, c.listen_port):
             self.close_peer(c, "blocked")
+            return
+        if not self.admitted(c):
+            self.close_peer(c, "not_member")
+            return
+        if self.proofs and not c.node and c.peer_id in self.proven_ids:
+            self.close_peer(c, "impostor")  # the peer_id of a proven member, without its proof
             return
         if c.listen_addr is not None:
             self.peering.mark_connected(c.listen_addr)
@@ -399,6 +443,9 @@ class SwarmCore:
     # ------------------------------------------------------------------ uploading
     def _on_request(self, c: PeerState, msg: wire.Request, now: float) -> None:
         key = self.check_request(c, msg)
+        if self.members_only and not c.node and not self.admitted(c):
+            self.close_peer(c, "not_member")
+            return
         if c.am_choking or not self.serves(key[0]):
             if c.fast:
                 self.send(c, [wire.Reject(*key)])
@@ -445,6 +492,9 @@ class SwarmCore:
             raise ProtocolError("bad_block", f"{index}:{begin}+{length}")
         key = (index, begin, length)
         asked = c.take_request(key)
+        if not asked:  # never merged: junk, or a copy that came after our cancel
+            self.wasted += length
+            return
         picker = self.picker
         c.rate_from.add(length)
         self.rate_down.add(length)
@@ -523,7 +573,7 @@ class SwarmCore:
         self.emit(Rejected(reason))
 
     def _strike(self, c: PeerState, sole: bool) -> None:
-        label = c.label
+        label = offender_key(c)
         self.strikes[label] = self.strikes.get(label, 0) + 1
         if sole or self.strikes[label] >= 2:
             self.ban(c, "hash_mismatch")
