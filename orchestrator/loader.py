@@ -13,6 +13,7 @@ swarm), and ``expect.min_efficiency``. Choices made here (documented in docs/top
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -59,7 +60,9 @@ TOP_KEYS = (
     "expect",
     "monitoring",
     "timeout",
+    "access",
 )
+ACCESS_MODES = ("mesh", "open")
 GROUP_KEYS = ("count", "backend", "link", "resources", "devices", "placement", "image")
 LINK_KEYS = ("up", "down", "latency", "jitter", "loss")
 CONTENT_KEYS = ("size", "path", "seeders", "chunk_size")
@@ -137,11 +140,16 @@ class _TopologyLoader:
         defaults_link = Link().merged(self.link_change(defaults, "defaults"))
         defaults_resources = self.resources(defaults, "defaults", Resources())
         monitoring = r.get_bool(top, "monitoring", "monitoring", False)
+        access = r.get_str(top, "access", "access", "mesh") or "mesh"
+        if access not in ACCESS_MODES:
+            raise self.err(f"access must be mesh or open, not {access!r}", top.value_line("access"))
         timeout = r.get_unit(top, "timeout", "timeout", parse_duration)
         if timeout is not None and timeout <= 0:
             raise self.err("timeout must be more than 0s", top.value_line("timeout"))
         inventory = self.inventory(top)
         groups, nodes = self.groups(top, backend, defaults_link, defaults_resources, inventory)
+        if access != "mesh":
+            nodes = tuple(dataclasses.replace(n, access=access) for n in nodes)
         contents = self.contents(top, nodes, groups, chunk_size)
         scenario = load_scenario(
             r,

@@ -100,6 +100,7 @@ class Node:
     link: Link
     resources: Resources = Resources()
     device: Optional[str] = None  # inventory device name (ssh)
+    access: str = "mesh"  # who may use its wire: "mesh" (proven members) or "open"
 
 
 @dataclass(frozen=True)
