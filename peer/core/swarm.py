@@ -492,7 +492,8 @@ class SwarmCore:
             raise ProtocolError("bad_block", f"{index}:{begin}+{length}")
         key = (index, begin, length)
         asked = c.take_request(key)
-        if not asked:  # never merged: junk, or a copy that came after our cancel
+        if not asked:  # never merged (nor credited): junk, or a copy that came after our cancel
+            self.downloaded += length
             self.wasted += length
             return
         picker = self.picker
