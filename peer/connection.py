@@ -28,6 +28,7 @@ log = logging.getLogger("peer")
 MAX_SEND_BACKLOG = 8 << 20  # bytes queued toward a peer that does not read
 NOT_READING = 4 << 20  # more queued than an honest upload ever holds (high water + a block)
 SEND_BUDGET = 16 << 20  # the agent's send queues together, beyond which non-readers are cut
+UPLOAD_STALL = 60.0  # seconds a block may wait for the peer to read before we give up
 SEGMENT = 64 * 1024  # upload granularity under a rate cap, so connections interleave
 READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of processing
 CLIENT = "meshbed/0.1"
@@ -195,5 +196,10 @@ class PeerConnection:
                 return
         writer.write(header)
         writer.write(data)
-        await writer.drain()
+        try:
+            await asyncio.wait_for(writer.drain(), UPLOAD_STALL)
+        except asyncio.TimeoutError:  # unchoked, asked, and stopped reading: slow loris
+            self.agent.protocol_error("not_reading", self, f"no upload progress in {UPLOAD_STALL:.0f} s")
+            self.close(abort=True)
+            return
         self.agent.rate_up.add(total)

@@ -210,8 +210,12 @@ class SwarmCore:
             # A proven peer is not displaced by whoever copies its (public) peer_id.
             keep_new = old.outgoing == c.outgoing or (self.local_id < c.peer_id) == c.outgoing
             if self.proofs and old.node and keep_new:
-                since = old.last_recv if old.outgoing == c.outgoing else old.connected_at
-                keep_new = now - since > (STALE_SECONDS if old.outgoing == c.outgoing else RACE_WINDOW)
+                if old.outgoing == c.outgoing:  # a reconnect: only once the old one went quiet
+                    keep_new = now - old.last_recv > STALE_SECONDS
+                else:  # both ways: only within a simultaneous dial
+                    keep_new = now - old.connected_at <= RACE_WINDOW
+            elif self.proofs and old.meshbed and not old.node:
+                keep_new = True  # it spoke meshbed and proved nothing: the newcomer may prove
             if not keep_new:
                 return False
             self.close_peer(old, "duplicate")

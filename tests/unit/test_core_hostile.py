@@ -130,3 +130,23 @@ def test_members_only_serves_proven_members_and_given_addresses() -> None:
     given = incoming(seed, b"g" * 20, ip="10.0.0.8")
     seed.message(given, claim(""), 0.0)
     assert not given.closed
+
+
+def test_a_copied_peer_id_neither_displaces_nor_blocks_the_proven_peer() -> None:
+    seed, leech = make_core("s", have=True), make_core("l")
+    # the impostor came first, with the seeder's peer_id and no proof
+    fake = incoming(leech, seed.local_id, ip="10.0.0.66")
+    leech.message(fake, claim("s"), 0.0)
+    assert fake.node is None
+    real = PeerState(4, 1.0, peer_id=seed.local_id, ip="10.0.0.2", port=6881, outgoing=True,
+                     listen_port=6881)
+    assert leech.peer_connected(real, 1.0) and fake.closed  # the newcomer may prove
+    leech.message(real, handshake_from(seed, leech), 1.0)
+    assert real.node == "s"
+    # now the impostor again, both ways or the same way: the proven connection stays
+    for local_id in (b"a" * 20, b"z" * 20):  # whichever side the both-ways rule favours
+        leech.local_id = local_id
+        for outgoing in (False, True):
+            again = PeerState(4, 20.0, peer_id=seed.local_id, ip="10.0.0.66", port=50001,
+                              outgoing=outgoing)
+            assert not leech.peer_connected(again, 20.0) and not real.closed
