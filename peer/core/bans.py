@@ -53,11 +53,12 @@ class BanList:
             return p.node in self.nodes
         if p.ip in self.ips:
             return True
+        if f"{p.ip}/{p.peer_id.hex()}" in self.claims:
+            return True
         if p.outgoing:
             return f"{p.ip}:{p.port}" in self.addrs or f"{p.ip}:{p.listen_port}" in self.addrs
         claimed = f"{p.ip}:{p.listen_port}" if p.listen_port else None
-        return (f"{p.ip}/{p.peer_id.hex()}" in self.claims
-                or (claimed is not None and (claimed in self.claims or claimed in self.addrs)))
+        return claimed is not None and (claimed in self.claims or claimed in self.addrs)
 
     def ban(self, p: PeerState) -> bool:
         """Ban ``p``; True if it was not banned already."""
@@ -66,15 +67,15 @@ class BanList:
             self.nodes.add(p.node)
             if p.listen_port:  # proven with the name
                 self.addrs.add(f"{p.ip}:{p.listen_port}")
-        elif p.outgoing:  # the address we dialed (listen_port is the port we dialed too)
-            self.addrs.add(f"{p.ip}:{p.port}")
-            if p.listen_port:
-                self.addrs.add(f"{p.ip}:{p.listen_port}")
-        elif not is_loopback(p.ip):
-            self.ips.add(p.ip)
-        else:
+        else:  # its peer_id too: the same peer connecting the other way
             self.claims.add(f"{p.ip}/{p.peer_id.hex()}")
-            if p.listen_port:
+            if p.outgoing:  # the address we dialed (listen_port is the port we dialed too)
+                self.addrs.add(f"{p.ip}:{p.port}")
+                if p.listen_port:
+                    self.addrs.add(f"{p.ip}:{p.listen_port}")
+            elif not is_loopback(p.ip):
+                self.ips.add(p.ip)
+            elif p.listen_port:
                 self.claims.add(f"{p.ip}:{p.listen_port}")
         if not was:
             self.total += 1
@@ -83,8 +84,13 @@ class BanList:
     def violation(self, p: PeerState) -> bool:
         """Count a protocol error from ``p``; True once it deserves a ban (a peer that
         breaks the protocol again after reconnecting would be redialed for ever)."""
-        key = offender_key(p)
-        self.violations[key] = self.violations.get(key, 0) + 1
-        if len(self.violations) > 10000:  # bounded: forget the oldest
+        # its connections both ways add up, proven or not (an error may cut a connection
+        # before its handshake's proof is read)
+        keys = {offender_key(p), f"{p.ip}/{p.peer_id.hex()}"}
+        worst = 0
+        for key in keys:
+            self.violations[key] = self.violations.get(key, 0) + 1
+            worst = max(worst, self.violations[key])
+        while len(self.violations) > 10000:  # bounded: forget the oldest
             self.violations.pop(next(iter(self.violations)))
-        return self.violations[key] >= self.max_violations
+        return worst >= self.max_violations

@@ -196,8 +196,8 @@ class SwarmCore:
             return False
         if not c.extended and not self.admitted(c):  # it can never prove a name
             return False
-        if not (c.extended and self.proofs) and self.bans.refuses(c):
-            return False  # (one that may still prove a name is judged on its handshake)
+        if self.bans.refuses(c) and not (c.extended and c.peer_id in self.proven_ids):
+            return False  # (the id of a proven member is judged on its handshake's proof)
         if sum(1 for o in self.peers.values() if o.ip == c.ip and not o.node) >= MAX_UNPROVEN_PER_IP:
             return False
         cap = self.config.max_peers
