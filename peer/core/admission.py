@@ -14,6 +14,12 @@ RACE_WINDOW = 5.0  # two connections both ways within this are a simultaneous di
 STALE_SECONDS = 30.0  # a connection silent this long may be replaced by a reconnect
 
 
+def vouched_addr(c: PeerState) -> Optional[tuple[str, int]]:
+    """``c``'s listen address if we can believe it: we dialed it, or it proved its name
+    (the proof covers the port). An unproven claim is no address of ours to mark."""
+    return c.listen_addr if c.outgoing or c.node else None
+
+
 def admitted(core: SwarmCore, c: PeerState) -> bool:
     """May ``c`` use this torrent? (``members_only``: a proven member, or an address we
     were given.)"""

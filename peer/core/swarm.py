@@ -30,7 +30,7 @@ from peer.core.actions import (
     Timer,
     Verify,
 )
-from peer.core.admission import MAX_UNPROVEN_PER_IP, RACE_WINDOW, STALE_SECONDS
+from peer.core.admission import MAX_UNPROVEN_PER_IP, RACE_WINDOW, STALE_SECONDS, vouched_addr
 from peer.core.bans import BanList, offender_key
 from peer.core.choking import Choking
 from peer.core.errors import ProtocolError
@@ -222,8 +222,9 @@ class SwarmCore:
             self.peer_closed(old, now)
         self.peers[c.peer_id] = c
         c.registered = True
-        if c.listen_addr is not None:
-            self.peering.mark_connected(c.listen_addr)
+        addr = vouched_addr(c)
+        if addr is not None:
+            self.peering.mark_connected(addr)
         self.send(c, self.initial_messages(c))
         return True
 
@@ -270,8 +271,9 @@ class SwarmCore:
             picker.seed_left()
         else:
             picker.peer_lost(c.bits.iter_set())
-        if c.listen_addr is not None:
-            self.peering.mark_closed(c.listen_addr, now)
+        addr = vouched_addr(c)
+        if addr is not None:
+            self.peering.mark_closed(addr, now)
         self.choking.peer_gone(c, now)
         self.sched.fill_all(now)
 
@@ -438,8 +440,9 @@ class SwarmCore:
         if self.proofs and not c.node and c.peer_id in self.proven_ids:
             self.close_peer(c, "impostor")  # the peer_id of a proven member, without its proof
             return
-        if c.listen_addr is not None:
-            self.peering.mark_connected(c.listen_addr)
+        addr = vouched_addr(c)
+        if addr is not None:  # a claimed port must not stop us dialing the real one
+            self.peering.mark_connected(addr)
         if self.pex and ext.UT_PEX in c.ext_ids and not c.pex_greeted:
             c.pex_greeted = True
             self.emit(Timer(now + PEX_GREETING, ("pex", c)))

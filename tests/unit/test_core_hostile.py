@@ -150,3 +150,15 @@ def test_a_copied_peer_id_neither_displaces_nor_blocks_the_proven_peer() -> None
             again = PeerState(4, 20.0, peer_id=seed.local_id, ip="10.0.0.66", port=50001,
                               outgoing=outgoing)
             assert not leech.peer_connected(again, 20.0) and not real.closed
+
+
+def test_a_claimed_listen_port_does_not_stop_us_dialing_the_real_peer() -> None:
+    leech = make_core("l")
+    leech.add_peers([("10.0.0.2", 6881)], "given", 0.0)
+    leech.take_actions()
+    leech.dial_done(("10.0.0.2", 6881), False, 0.0)  # the seeder was not up yet
+    liar = incoming(leech, b"k" * 20, ip="10.0.0.2")
+    leech.message(liar, claim("s", port=6881), 0.0)  # "I am the seeder, listening on 6881"
+    assert not leech.known[("10.0.0.2", 6881)].connected
+    leech.tick(5.0)
+    assert ("10.0.0.2", 6881) in [a.addr for a in leech.take_actions() if hasattr(a, "addr")]
