@@ -8,7 +8,7 @@ from typing import Any
 
 from peer import extensions as ext
 from peer import wire
-from peer.core import BanList, Close, CoreConfig, PeerState, SwarmCore
+from peer.core import BanList, Close, CoreConfig, Dial, PeerState, SwarmCore
 from peer.core.admission import EVICT_GRACE
 from peer.core.identity import MeshIdentity
 from peer.core.peering import PEX_PER_MINUTE
@@ -161,4 +161,4 @@ def test_a_claimed_listen_port_does_not_stop_us_dialing_the_real_peer() -> None:
     leech.message(liar, claim("s", port=6881), 0.0)  # "I am the seeder, listening on 6881"
     assert not leech.known[("10.0.0.2", 6881)].connected
     leech.tick(5.0)
-    assert ("10.0.0.2", 6881) in [a.addr for a in leech.take_actions() if hasattr(a, "addr")]
+    assert Dial(("10.0.0.2", 6881)) in leech.take_actions()
