@@ -27,7 +27,7 @@ from peer.shaping import LinkEmulator
 
 def _agent(tmp: Path, node: str) -> Agent:
     return Agent(data_dir=tmp / node, registry=CollectorRegistry(), link=LinkEmulator(),
-                 listen_host="127.0.0.1", node=node)
+                 listen_host="127.0.0.1", node=node, mesh_key=b"bench mesh key")
 
 
 def seeder_main(tmp: str, torrent: bytes, payload: str, pipe: Connection) -> None:

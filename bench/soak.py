@@ -2,7 +2,7 @@
 many contents spread through it, one after another.
 
     python3 bench/soak.py [--minutes 10] [--peers 30] [--backend local|netns] [--seed 1]
-                          [--json FILE]
+                          [--hostile K] [--json FILE]
 
 The timeline is generated (seeded) as an ordinary topology and played by the scenario
 engine: a new content is fetched by every leecher every ``wave`` seconds; every few seconds
@@ -16,6 +16,11 @@ and survived, bad inputs tried and refused, bytes lost across restarts (verified
 agent held before a kill and did not find again: must be 0), re-downloaded bytes, and per
 long-lived agent the RSS first/last/max and slope (MiB/min) and fd first/last/max.
 Exit status 0 when failures, lost bytes and unexpected answers are all 0.
+
+``--hostile K`` adds K raw-socket attackers of every kind (bench/_hostile.py: impostors
+claiming other nodes' names, corrupt answerers, protocol violators, idle connection hoarders,
+request flooders that never read, PEX spammers) hitting random agents throughout, and prints
+honest nodes banned by anyone (goal 0) and the agents' peak RSS (goal < 64 MiB).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._hostile import HostileCrowd  # noqa: E402
 from orchestrator.loader import load_topology  # noqa: E402
 from orchestrator.mesh import Mesh  # noqa: E402
 
@@ -264,6 +270,12 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     mesh = Mesh(topo, home=home, say=(lambda m: print(f"  {m}", flush=True)) if args.verbose else (lambda m: None))
     sampler = Sampler(mesh)
     prober = Prober(mesh, random.Random(args.seed + 1))
+    crowd = HostileCrowd(args.hostile, args.seed + 2)
+
+    def on_sample(statuses: dict[str, Optional[dict[str, Any]]]) -> None:
+        sampler.sample(statuses)
+        crowd.update(statuses)
+
     t_start = time.monotonic()
     print(f"soak: {args.peers} peers ({args.backend}), {len(doc['content'])} contents, "
           f"{args.minutes:g} min, faults planned {faults}", flush=True)
@@ -277,16 +289,46 @@ async def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 await prober.probe_once()
 
         bg = asyncio.ensure_future(background())
+        crowd.start()
         try:
-            await mesh.play(on_sample=lambda sample: sampler.sample(sample.statuses))
+            await mesh.play(on_sample=lambda sample: on_sample(sample.statuses))
         finally:
+            await asyncio.to_thread(crowd.stop)
             bg.cancel()
             await asyncio.gather(bg, return_exceptions=True)
-        sampler.sample(await mesh.statuses())
+        final = await mesh.statuses()
+        sampler.sample(final)
         report = mesh.report()
+        hostile = hostile_figures(final, crowd)
     finally:
         await asyncio.shield(mesh.down())
-    return summarize(args, report, faults, sampler, prober, deploy, time.monotonic() - t_start)
+    out = summarize(args, report, faults, sampler, prober, deploy, time.monotonic() - t_start)
+    out["hostile"] = hostile
+    peaks = [p[1] for pts in sampler.series.values() for p in pts] + hostile.pop("hwm", [])
+    out["peak_rss_mib"] = round(max(peaks), 1) if peaks else None
+    return out
+
+
+def hostile_figures(statuses: dict[str, Optional[dict[str, Any]]],
+                    crowd: HostileCrowd) -> dict[str, Any]:
+    """Honest nodes banned by any agent (by name or wire address), the attacks made, and
+    each live agent's peak RSS (VmHWM)."""
+    wires = {st["wire"]: n for n, st in statuses.items() if st and st.get("wire")}
+    banned: set[str] = set()
+    hwm: list[float] = []
+    for st in statuses.values():
+        if not st:
+            continue
+        b = st.get("banned") or {}
+        banned |= {n for n in b.get("nodes", []) if n in statuses}
+        banned |= {wires[a] for a in b.get("addrs", []) if a in wires}
+        try:
+            text = Path(f"/proc/{int(st.get('pid') or 0)}/status").read_text()
+            hwm += [int(x.split()[1]) / 1024.0 for x in text.splitlines() if x.startswith("VmHWM:")]
+        except OSError:
+            pass
+    return {"attackers": crowd.k, "attacks": dict(crowd.attacks), "honest_banned": sorted(banned),
+            "hwm": hwm}
 
 
 def summarize(args: argparse.Namespace, report: dict[str, Any], faults: dict[str, int],
@@ -342,6 +384,11 @@ def print_summary(s: dict[str, Any]) -> None:
           f"re-downloaded bytes {s['redownloaded_bytes']}")
     print(f"bad inputs tried     {s['bad_inputs_tried']}, refused as expected {s['bad_inputs_refused']}"
           f"{', unexpected: ' + str(s['bad_input_unexpected']) if s['bad_input_unexpected'] else ''}")
+    h = s.get("hostile") or {}
+    if h.get("attackers"):
+        print(f"hostile peers        {h['attackers']}, attacks {h['attacks']}")
+        print(f"honest nodes banned  {len(h['honest_banned'])} {h['honest_banned'] or ''} (goal 0)")
+    print(f"agent peak RSS       {s.get('peak_rss_mib')} MiB (goal < 64 under attack)")
     if s["agents"]:
         print(f"\n{'agent':<14}{'pid':>8}{'rss first':>11}{'last':>8}{'max':>8}{'MiB/min':>9}{'2nd half':>9}"
               f"{'fd first':>10}{'last':>6}{'max':>6}{'fd/min':>8}{'other fd':>10}{'last':>6}{'/min':>7}")
@@ -369,6 +416,8 @@ def main() -> int:
     p.add_argument("--wave", type=float, default=30.0, help="seconds between new contents")
     p.add_argument("--fault-every", type=float, default=4.0, help="mean seconds between faults")
     p.add_argument("--grace", type=float, default=120.0, help="seconds after the last wave to finish")
+    p.add_argument("--hostile", type=int, default=0, metavar="K",
+                   help="K raw-socket attackers of every kind (bench/_hostile.py)")
     p.add_argument("--json", type=Path, help="also write the summary here")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
@@ -379,7 +428,8 @@ def main() -> int:
     print_summary(summary)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    bad = summary["failures"] or summary["bytes_lost"] or summary["bad_input_unexpected"]
+    bad = (summary["failures"] or summary["bytes_lost"] or summary["bad_input_unexpected"]
+           or summary["hostile"]["honest_banned"])
     return 1 if bad else 0
 
 

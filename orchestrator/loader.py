@@ -16,6 +16,7 @@ loader names no backend. Choices made here (documented in docs/topology.md):
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -70,7 +71,9 @@ TOP_KEYS = (
     "monitoring",
     "timeout",
     "tracker",
+    "access",
 )
+ACCESS_MODES = ("mesh", "open")
 # plus the group options of every registered backend (Backend.group_options)
 GROUP_KEYS = ("count", "backend", "link", "resources")
 LINK_KEYS = ("up", "down", "latency", "jitter", "loss")
@@ -171,11 +174,16 @@ class _TopologyLoader:
         defaults_resources = self.resources(defaults, "defaults", Resources())
         monitoring = r.get_bool(top, "monitoring", "monitoring", False)
         tracker = self.tracker(top)
+        access = r.get_str(top, "access", "access", "mesh") or "mesh"
+        if access not in ACCESS_MODES:
+            raise self.err(f"access must be mesh or open, not {access!r}", top.value_line("access"))
         timeout = r.get_unit(top, "timeout", "timeout", parse_duration)
         if timeout is not None and timeout <= 0:
             raise self.err("timeout must be more than 0s", top.value_line("timeout"))
         inventory = self.inventory(top)
         groups, nodes = self.groups(top, backend, defaults_link, defaults_resources, inventory)
+        if access != "mesh":
+            nodes = tuple(dataclasses.replace(n, access=access) for n in nodes)
         contents = self.contents(top, nodes, groups, chunk_size)
         scenario = load_scenario(
             r,

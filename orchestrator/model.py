@@ -104,6 +104,7 @@ class Node:
     resources: Resources = Resources()
     # what the backend's ``plan_nodes`` put on this node (e.g. the device it runs on)
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    access: str = "mesh"  # who may use its wire: "mesh" (proven members) or "open"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import logging
-import os
 import random
 import string
 import time
@@ -25,9 +24,11 @@ from prometheus_client import CollectorRegistry
 from peer import extensions as ext
 from peer import handshake, magnet, metadata, metainfo, mse, wire
 from peer.choker import RateMeter
-from peer.connection import CLIENT, PeerConnection
+from peer.connection import CLIENT, NOT_READING, SEND_BUDGET, PeerConnection
 from peer.core import MAX_VIOLATIONS, BanList, PeerState, SwarmCore
+from peer.core.identity import MeshIdentity
 from peer.core.swarm import MAX_QUEUED_REQUESTS
+from peer.files import write_atomic
 from peer.metainfo import Metainfo
 from peer.metrics import PROTOCOL_ERROR_REASONS, AgentMetrics, ContentSnapshot
 from peer.shaping import LinkEmulator
@@ -40,12 +41,13 @@ T = TypeVar("T")
 HANDSHAKE_TIMEOUT = 10.0
 MAGNET_TIMEOUT = 300.0  # a magnet's info dict must come within this
 CONNECT_TIMEOUT = 10.0
-READ_LIMIT = 4 << 20  # StreamReader buffer: room for whole 1 MiB blocks
+READ_LIMIT = 512 << 10  # StreamReader stops reading a socket at 2x this: bounds what one peer can park in us
 WRITE_HIGH_WATER = 2 << 20
 STATE_FILE = ".meshbed-state.json"
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
 __all__ = ["Agent", "HOSTILE_MODES", "MAX_VIOLATIONS"]
 CHOKE_POLICIES = ("neediest", "reciprocate")
+ACCESS_MODES = ("open", "mesh")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
@@ -60,14 +62,20 @@ class Agent:
         listen_host: str = "0.0.0.0", listen_port: int = 0, node: str = "", group: str = "",
         mesh: str = "", peer_id: Optional[bytes] = None, rng: Optional[random.Random] = None,
         hostile: Optional[str] = None, upload_slots: int = 8,
-        choke_policy: str = "neediest",
+        choke_policy: str = "neediest", mesh_key: Optional[bytes] = None,
+        access: str = "open",
     ) -> None:
         """``upload_slots``: regular unchoke slots per torrent (+1 optimistic).
         ``choke_policy``: "neediest" (serve the peers that lack the most: a cooperative
         swarm finishes together, measured best in bench/engine_swarm.py) or "reciprocate"
-        (classic: fastest uploaders to us when leeching, round robin when seeding)."""
+        (classic: fastest uploaders to us when leeching, round robin when seeding).
+        ``mesh_key``: proves our node name to the mesh's agents and checks theirs (None:
+        no name is proven either way). ``access``: "open" (anyone) or "mesh" (only proven
+        members and the addresses we were given)."""
         if choke_policy not in CHOKE_POLICIES:
             raise ValueError(f"choke_policy must be one of {', '.join(CHOKE_POLICIES)}")
+        if access not in ACCESS_MODES:
+            raise ValueError(f"access must be one of {', '.join(ACCESS_MODES)}")
         if hostile is not None and hostile not in HOSTILE_MODES:
             raise ValueError(f"hostile must be one of {', '.join(HOSTILE_MODES)}")
         if peer_id is not None and len(peer_id) != 20:
@@ -82,6 +90,9 @@ class Agent:
         self.rng = rng or random.Random()
         self.peer_id = peer_id or make_peer_id(self.rng)
         self.hostile = hostile
+        self.mesh_key = mesh_key or b""
+        self.access = access
+        self.own_ports: set[int] = set()  # our other listening ports (the control API)
         self.core_class: type[SwarmCore] = SwarmCore
         self.conn_class: type[PeerConnection] = PeerConnection
         if hostile is not None:  # test-only behaviour stays out of the ordinary classes
@@ -98,6 +109,7 @@ class Agent:
         self.sysrng = mse.system_rng()  # MSE keys: never the (seedable) swarm rng
         self.magnets: dict[str, dict[str, Any]] = {}  # hex infohash -> metadata fetch state
         self.bans = BanList()  # shared by every torrent's core
+        self._bans_counted = 0
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
@@ -301,15 +313,20 @@ class Agent:
         }
         root = self._root(t.meta)
         try:
-            tmp = root / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, root / STATE_FILE)
+            write_atomic(root / STATE_FILE, [json.dumps(state).encode()], fsync=False)
         except OSError as e:
             log.warning("cannot save state of %s: %s", t.meta.name, e)
 
     # ------------------------------------------------------------------ peers
     def is_self(self, addr: tuple[str, int]) -> bool:
-        return addr in self.self_addrs or (addr[1] == self._port and addr[0] in LOCAL_HOSTS)
+        if addr in self.self_addrs:
+            return True
+        ours = addr[0] in LOCAL_HOSTS or addr[0] == self.listen_host
+        return ours and (addr[1] == self._port or addr[1] in self.own_ports)
+
+    def identity(self, info_hash: bytes) -> MeshIdentity:
+        """What proves our node name on one torrent's connections."""
+        return MeshIdentity(self.mesh_key, self.node, info_hash)
 
     def ext_hello(self, metadata_size: Optional[int] = None) -> ext.ExtHandshake:
         """The BEP 10 handshake we send (the cores ask for it per connection);
@@ -327,9 +344,14 @@ class Agent:
         self.count_ban(c.state, reason)
 
     def count_ban(self, peer: PeerState, reason: str) -> None:
-        """A peer the BanList now holds: count it and cut its connection."""
-        self.metrics.banned_peers.inc()
-        log.warning("banned %s (%s)", peer.label, reason)
+        """A peer the BanList now holds: count it (once per peer, not per connection or
+        torrent) and cut its connection."""
+        fresh = self.bans.total - self._bans_counted
+        if fresh > 0:
+            self._bans_counted = self.bans.total
+            self.metrics.banned_peers.inc(fresh)
+            log.warning("banned %s (%s)", peer.label, reason)
+        peer.closed = True
         conn = peer.key
         if isinstance(conn, PeerConnection):
             conn.close(abort=True)
@@ -340,12 +362,26 @@ class Agent:
         self.metrics.protocol_errors.labels(reason).inc()
         who = c.label if isinstance(c, PeerConnection) else str(c)
         log.warning("protocol error from %s: %s", who, detail or reason)
-        if isinstance(c, PeerConnection) and reason != "not_reading":
-            # A peer that breaks the protocol again after reconnecting is banned, or it
-            # would be dialed (and disconnected) every couple of seconds for ever.
-            p = c.state
-            if self.bans.violation(p.ip, p.listen_port or p.port):
-                self.ban(c, f"{reason}, {MAX_VIOLATIONS} protocol errors")
+        # A peer that breaks the protocol again after reconnecting is banned, or it
+        # would be dialed (and disconnected) every couple of seconds for ever.
+        if isinstance(c, PeerConnection) and reason != "not_reading" and self.bans.violation(c.state):
+            self.ban(c, f"{reason}, {MAX_VIOLATIONS} protocol errors")
+
+    def trim_send_queues(self) -> None:
+        """One memory budget for the send queues of all connections: over it, cut the
+        peers that stopped reading (largest backlog first). Honest uploads wait for the
+        socket, so they never hold more than WRITE_HIGH_WATER plus one block."""
+        conns = [p.key for t in self.torrents.values() for p in t.core.peers.values()
+                 if isinstance(p.key, PeerConnection) and not p.key.closed]
+        sized = sorted(((c.writer.transport.get_write_buffer_size(), i, c)
+                        for i, c in enumerate(conns)), reverse=True)
+        total = sum(size for size, _, _ in sized)
+        for size, _, c in sized:
+            if total <= SEND_BUDGET or size <= NOT_READING:
+                break
+            self.protocol_error("not_reading", c, "send queues over the agent's budget")
+            c.close(abort=True)
+            total -= size
 
     def _on_block_change(self) -> None:
         for t in list(self.torrents.values()):
@@ -494,6 +530,8 @@ class Agent:
             "bytes_sent": self.rate_up.total,
             "bytes_received": self.rate_down.total,
             "blocked": self.link.blocklist(),
+            "banned": {"total": self.bans.total, "nodes": sorted(self.bans.nodes),
+                       "addrs": sorted(self.bans.addrs)},
             "torrents": {t.meta.hexhash: t.status() for t in self.torrents.values()},
             "magnets": {k: dict(v) for k, v in self.magnets.items()},
         }

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from peer import __version__
+from peer.core.identity import derive_mesh_key
 
 log = logging.getLogger("peer.cli")
 HOSTILE_MODES = ("corrupt", "lie", "malformed", "stall")
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="", help="backend name (informational)")
     run.add_argument("--token-file", type=Path,
                      help="bearer token for mutating API calls (or env MESHBED_TOKEN)")
+    run.add_argument("--mesh-key-file", type=Path,
+                     help="secret that proves node names to the mesh's agents (or env "
+                          "MESHBED_MESH_KEY; default: derived from the token)")
+    run.add_argument("--access", choices=["open", "mesh"], default="open",
+                     help="who may use the wire: anyone, or proven members and given peers")
     run.add_argument("--ready-file", type=Path, help='JSON {"pid","api","wire"} once listening')
     run.add_argument("--peer", type=_peer, action="append", default=[], metavar="HOST:PORT",
                      help="bootstrap peer (repeatable)")
@@ -137,6 +143,22 @@ def _read_token(args: argparse.Namespace) -> Optional[str]:
             raise UsageError(f"--token-file {args.token_file}: empty")
         return token
     return os.environ.get("MESHBED_TOKEN") or None
+
+
+def _read_mesh_key(args: argparse.Namespace, token: Optional[str]) -> Optional[bytes]:
+    """The mesh key, read like the token (a file or the environment, never an argument)."""
+    if args.mesh_key_file is not None:
+        try:
+            key = args.mesh_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise UsageError(f"--mesh-key-file {args.mesh_key_file}: {exc.strerror}") from exc
+        if not key:
+            raise UsageError(f"--mesh-key-file {args.mesh_key_file}: empty")
+        return key
+    env = os.environ.get("MESHBED_MESH_KEY")
+    if env:
+        return env.encode()
+    return derive_mesh_key(token) if token else None
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -200,6 +222,7 @@ async def _run_agent(args: argparse.Namespace, token: Optional[str]) -> int:
         data_dir=args.data_dir, registry=registry, link=link,
         listen_host=args.listen[0], listen_port=args.listen[1],
         node=args.node, group=args.group, mesh=args.mesh, hostile=args.hostile,
+        mesh_key=args.mesh_key, access=args.access,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -213,6 +236,7 @@ async def _run_agent(args: argparse.Namespace, token: Optional[str]) -> int:
             host=args.api[0], port=args.api[1], on_stop=stop.set,
         )
         control.start()
+        agent.own_ports.add(int(control.api.rpartition(":")[2]))  # never dialed via PEX
         for meta, payload in seeds:
             await agent.share(meta, payload)
             log.info("seeding %s (%s)", meta.name, meta.hexhash)
@@ -240,6 +264,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if len(args.seed) != len(args.file):
         raise UsageError("--seed and --file come in pairs (one --file per --seed)")
     token = _read_token(args)
+    args.mesh_key = _read_mesh_key(args, token)
     _setup_logging(args)
     try:
         return asyncio.run(_run_agent(args, token))

@@ -25,7 +25,10 @@ __all__ = ["PeerConnection", "ProtocolError"]
 
 log = logging.getLogger("peer")
 
-MAX_SEND_BACKLOG = 16 << 20  # bytes queued toward a peer that does not read
+MAX_SEND_BACKLOG = 8 << 20  # bytes queued toward a peer that does not read
+NOT_READING = 4 << 20  # more queued than an honest upload ever holds (high water + a block)
+SEND_BUDGET = 16 << 20  # the agent's send queues together, beyond which non-readers are cut
+UPLOAD_STALL = 60.0  # seconds a block may wait for the peer to read before we give up
 SEGMENT = 64 * 1024  # upload granularity under a rate cap, so connections interleave
 READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of processing
 CLIENT = "meshbed/0.1"
@@ -92,9 +95,12 @@ class PeerConnection:
     def _check_backlog(self) -> None:
         # Control messages are written without waiting; a peer that sends (e.g. requests
         # we reject) but never reads would make them pile up in memory.
-        if self.writer.transport.get_write_buffer_size() > MAX_SEND_BACKLOG:
+        size = self.writer.transport.get_write_buffer_size()
+        if size > MAX_SEND_BACKLOG:
             self.agent.protocol_error("not_reading", self, "send backlog over limit")
             self.close(abort=True)
+        elif size > NOT_READING:
+            self.agent.trim_send_queues()
 
     def after_initial(self) -> None:
         """Hook right after the first messages (hostile test modes)."""
@@ -220,5 +226,10 @@ class PeerConnection:
                 return
         writer.write(header)
         writer.write(data)
-        await writer.drain()
+        try:
+            await asyncio.wait_for(writer.drain(), UPLOAD_STALL)
+        except asyncio.TimeoutError:  # unchoked, asked, and stopped reading: slow loris
+            self.agent.protocol_error("not_reading", self, f"no upload progress in {UPLOAD_STALL:.0f} s")
+            self.close(abort=True)
+            return
         self.agent.rate_up.add(total)

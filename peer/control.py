@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -42,6 +43,11 @@ log = logging.getLogger("peer.control")
 MAX_BODY = 8 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # read and discard up to this much of an oversized body
 CALL_TIMEOUT = 120.0
+MAX_JSON_DEPTH = 64  # our bodies nest 3 deep; json.loads would recurse until RecursionError
+MAX_WORKERS = 32  # concurrent requests served; more are answered 503 at once
+REQUEST_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
+MAX_PIECE_LENGTH = 16 * 1024 * 1024  # as the topology allows (chunk_size 16KiB..16MiB)
+DISK_MARGIN = 64 * 1024 * 1024  # free space left over after a synthetic payload
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 T = TypeVar("T")
@@ -185,9 +191,59 @@ class _Collected:
         return iter(self.metrics)
 
 
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of arrays/objects in a JSON text, counted without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 class _Server(ThreadingHTTPServer):
+    """One thread per request, but at most MAX_WORKERS at once: a flood of slow or half-sent
+    requests gets 503 instead of a thread each."""
+
     daemon_threads = True
     control: ControlServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_WORKERS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self.slots.release()
 
 
 class _Server6(_Server):
@@ -279,6 +335,13 @@ class ControlServer:
         return self.call(run())
 
     # --- endpoints (HTTP thread) ----------------------------------------------------------
+    def get_public_status(self, _: dict[str, Any]) -> dict[str, Any]:
+        """/status without the token on an ``access: mesh`` agent: who, not what."""
+        full = self.call_sync(self.agent.status)
+        keep = ("node", "group", "mesh", "wire", "uptime")
+        return {**{k: full[k] for k in keep if k in full}, "access": "mesh",
+                "details": "need the token"}
+
     def get_status(self, _: dict[str, Any]) -> dict[str, Any]:
         def collect() -> dict[str, Any]:
             status = dict(self.agent.status())
@@ -294,6 +357,8 @@ class ControlServer:
 
     def post_share(self, body: dict[str, Any]) -> dict[str, Any]:
         piece_length = _opt_int(body, "piece_length", 1)
+        if piece_length is not None and piece_length > MAX_PIECE_LENGTH:
+            raise HttpError(400, f"piece_length over {MAX_PIECE_LENGTH} bytes")
         hybrid = _opt_bool(body, "hybrid", False)
         if "synthetic" in body:
             syn = body["synthetic"]
@@ -307,6 +372,11 @@ class ControlServer:
             if size is None:
                 raise HttpError(400, "synthetic.size is required (bytes)")
             path = self.data_dir / "inbox" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(path.parent).free
+            if size + DISK_MARGIN > free:
+                raise HttpError(507, f"synthetic.size {size} bytes does not fit: "
+                                     f"{free} bytes free in the data dir")
             sha256 = synthetic.write_file(path, seed or 0, name, size)
             meta = self._create(path, piece_length, hybrid)
         elif "file" in body:
@@ -431,6 +501,7 @@ PATHS = {path for _, path in ROUTES} | {"/metrics"}
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "meshbed-peer"
+    timeout = REQUEST_TIMEOUT  # a slow or half-sent request frees its worker
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK
     # add 40 ms to every keep-alive response.
@@ -475,6 +546,9 @@ class _Handler(BaseHTTPRequestHandler):
             if mutating and not control.authorized(self.headers.get("Authorization")):
                 raise HttpError(401, "missing or wrong bearer token")
             body = self._read_json() if method == "POST" else {}
+            if name == "get_status" and getattr(control.agent, "access", "open") == "mesh" \
+                    and not control.authorized(self.headers.get("Authorization")):
+                name = "get_public_status"  # access: mesh: what is seeded is not public
             result = getattr(control, name)(body)
             self._send_json(200, result)
         except HttpError as exc:
@@ -510,6 +584,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if not raw.strip():
             return {}
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise HttpError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -40,7 +40,8 @@ Addr = Tuple[str, int]
 class ExtHandshake:
     """The extended handshake dict. ``m`` maps extension names to the ids the sender wants
     to *receive* them on (0 = disabled). ``meshbed`` = {"node": str, "mesh": str, "block": int}
-    is present only between meshbed peers."""
+    is present only between meshbed peers, with "proof" (32 bytes, peer/core/identity.py)
+    when the sender holds the mesh key."""
 
     m: Dict[str, int] = field(default_factory=dict)
     port: Optional[int] = None
@@ -85,6 +86,8 @@ def encode_ext_handshake(h: ExtHandshake) -> bytes:
             "mesh": h.meshbed["mesh"],
             "block": h.meshbed["block"],
         }
+        if isinstance(h.meshbed.get("proof"), bytes):
+            d["meshbed"]["proof"] = h.meshbed["proof"]
     return bencode(d)
 
 
@@ -144,6 +147,9 @@ def decode_ext_handshake(payload: bytes) -> ExtHandshake:
             "mesh": _text(mb[b"mesh"], "meshbed.mesh"),
             "block": block,
         }
+        proof = mb.get(b"proof")
+        if isinstance(proof, bytes) and len(proof) == 32:  # anything else: no proof
+            meshbed["proof"] = proof
     return ExtHandshake(m=m, port=port, client=client, reqq=reqq, meshbed=meshbed,
                         metadata_size=metadata_size)
 

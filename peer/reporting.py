@@ -37,6 +37,8 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
         "rejected": dict(core.rejected),
         "requests_rejected": core.requests_rejected,
         "peers": len(core.peers),
+        "known": {src: sum(1 for kp in core.known.values() if kp.source == src)
+                  for src in ("given", "pex", "incoming")},
         "rarest_copies": core.rarest_copies(),
         "rate_up": round(core.rate_up.rate, 1),
         "rate_down": round(core.rate_down.rate, 1),

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import secrets
 import struct
 import threading
 from pathlib import Path
 from typing import Optional, Union
 
+from peer.files import write_atomic
 from peer.metainfo import Metainfo
 from peer.payload import Payload, payload_files
 from peer.wire import Bitfield
@@ -32,7 +33,10 @@ __all__ = ["HashMismatch", "PieceStore", "METAINFO_FILE", "JOURNAL_FILE", "paylo
 
 METAINFO_FILE = "metainfo.torrent"
 JOURNAL_FILE = "have.journal"
-_RESERVED = {METAINFO_FILE, JOURNAL_FILE, METAINFO_FILE + ".tmp", JOURNAL_FILE + ".tmp"}
+STATE_FILE = ".meshbed-state.json"  # the agent's per-torrent state (peer/engine.py)
+# A payload never takes the name of one of our own files (a torrent named after the state
+# file would be overwritten by it).
+_RESERVED = {METAINFO_FILE, JOURNAL_FILE, STATE_FILE}
 _REC = struct.Struct(">I")
 _SHA256_CHUNK = 1 << 20
 
@@ -44,13 +48,7 @@ class HashMismatch(Exception):
 
 
 def _write_atomic(path: Path, data: bytes, fsync: bool) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, [data], fsync=fsync)
 
 
 def payload_path(root: Path, meta: Metainfo) -> Path:
@@ -118,14 +116,15 @@ class PieceStore:
             if dst.exists() and os.path.samefile(s, dst):
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(dst.name + ".adopt.tmp")
-            if tmp.exists():
-                tmp.unlink()
+            # A fresh random name: os.link never follows or reuses what is there.
+            tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.tmp")
             try:
                 os.link(s, tmp)
             except OSError:  # other filesystem, no link support...
-                shutil.copyfile(s, tmp)
-            os.replace(tmp, dst)
+                with open(s, "rb") as fh:
+                    write_atomic(dst, iter(lambda: fh.read(1 << 20), b""), fsync=fsync)
+            else:
+                os.replace(tmp, dst)
         n = meta.num_pieces
         _write_atomic(root / JOURNAL_FILE, b"".join(_REC.pack(i) for i in range(n)), fsync)
         payload = Payload(base, meta, create=False)

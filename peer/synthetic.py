@@ -9,10 +9,11 @@ size is a multiple of 4 bytes (so chunking never changes the stream). Stable on 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
+
+from peer.files import write_atomic
 
 CHUNK = 1 << 20  # multiple of 4: randbytes consumes whole 32-bit words
 
@@ -38,15 +39,14 @@ def iter_bytes(seed: int, name: str, size: int, chunk: int = CHUNK) -> Iterator[
 def write_file(path: Path, seed: int, name: str, size: int) -> str:
     """Write the content to ``path`` atomically (temp file + rename); return its SHA-256 hex."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     h = hashlib.sha256()
-    with open(tmp, "wb") as f:
+
+    def hashed() -> Iterator[bytes]:
         for block in iter_bytes(seed, name, size):
             h.update(block)
-            f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+            yield block
+
+    write_atomic(path, hashed())
     return h.hexdigest()
 
 

@@ -65,6 +65,7 @@ class Torrent:
             is_self=agent.is_self,
             hello=functools.partial(agent.ext_hello, len(meta.info_bytes)),
             piece_size=meta.piece_size if meta.v2_only else None,
+            identity=agent.identity(meta.info_hash), members_only=agent.access == "mesh",
         )
         self.core.metadata = MetadataServer(meta.info_bytes)  # BEP 9: peers with magnets
         self.resumed_pieces = store.have_count if kind == "fetch" else 0

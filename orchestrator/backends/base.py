@@ -216,6 +216,7 @@ def agent_args(
         "--data-dir", data_dir,
         "--api", api,
         "--listen", wire,
+        "--access", node.access,
     ]
     if token_file:
         args += ["--token-file", token_file]

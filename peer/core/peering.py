@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peer import extensions as ext
 from peer import metadata, wire
 from peer.core.actions import Dial, Timer
+from peer.core.admission import vouched_addr
+from peer.core.bans import is_loopback, offender_key
 from peer.core.errors import ProtocolError
 from peer.wire import BLOCK, MAX_BLOCK
 
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
 Addr = tuple[str, int]
 PEX_INTERVALS = (1.0, 3.0, 10.0, 30.0)  # the first PEX soon after connecting, then every 30 s
 PEX_GREETING = 0.2  # a newcomer's upload is idle until it knows peers: tell it soon
+PEX_PER_MINUTE = 30  # new addresses taken from one source per minute (each may be dialed)
 MAX_BACKOFF = 60.0
 REDIAL_AFTER_CLOSE = 2.0
 METADATA_ANSWERS = 64  # ut_metadata answers per connection (the info dict a few times over)
@@ -37,6 +41,7 @@ class Peering:
         self.core = core
         self.known: dict[Addr, KnownPeer] = {}
         self.dialing: set[Addr] = set()
+        self.pex_budget: dict[str, tuple[float, int]] = {}  # source -> (window start, taken)
 
     def add(self, addrs: list[Addr], source: str) -> int:
         """Remember addresses; a known one given again ("given") that is neither connected
@@ -55,6 +60,24 @@ class Peering:
                 continue
             known[addr] = KnownPeer(addr, source)
             added += 1
+        return added
+
+    def add_from_pex(self, c: PeerState, addrs: list[Addr], now: float) -> int:
+        """Addresses ``c`` told us: routable ones (loopback only from a loopback peer), not
+        ours, at most PEX_PER_MINUTE new ones per source."""
+        src = offender_key(c)
+        start, taken = self.pex_budget.get(src, (now, 0))
+        if now - start >= 60.0:
+            start, taken = now, 0
+        room = PEX_PER_MINUTE - taken
+        if room <= 0:
+            return 0
+        local = is_loopback(c.ip)
+        fresh = [a for a in addrs if a not in self.known and _dialable(a, local)]
+        added = self.add(fresh[:room], "pex")
+        if len(self.pex_budget) >= 1000 and src not in self.pex_budget:
+            self.pex_budget.pop(next(iter(self.pex_budget)))
+        self.pex_budget[src] = (start, taken + added)
         return added
 
     def mark_connected(self, addr: Addr) -> None:
@@ -80,7 +103,11 @@ class Peering:
         if core.closing or (core.complete and not core.upload):
             return
         cfg = core.config
-        room = min(cfg.max_peers - len(core.peers), cfg.max_dials - len(self.dialing))
+        free = cfg.max_peers - len(core.peers)
+        if free <= 0 and any(not o.peer_interested and not o.am_interested
+                             for o in core.peers.values()):
+            free = 1  # full of idle peers: one of them makes room if this dial succeeds
+        room = min(free, cfg.max_dials - len(self.dialing))
         if room <= 0:
             return
         bans, blocked, is_self = core.bans, core.blocked, core.is_self
@@ -118,7 +145,15 @@ class Peering:
             if h.meshbed is not None:
                 c.meshbed = True
                 node = h.meshbed.get("node")
-                c.node = str(node) if node else None
+                name = str(node) if node else None
+                ident = core.identity
+                if name and ident is not None and not ident.check(
+                    core.local_id, c.peer_id, h.port, name, h.meshbed.get("proof")
+                ):
+                    name = None  # unproven: only an address
+                c.node = name
+                if name and core.proofs and len(core.proven_ids) < 10000:
+                    core.proven_ids[c.peer_id] = name
                 their = h.meshbed.get("block")
                 block = their if isinstance(their, int) else BLOCK
                 c.block = max(BLOCK, min(MAX_BLOCK, block))
@@ -126,7 +161,7 @@ class Peering:
             self._on_ext_handshake(c, now)
         elif msg.ext_id == ext.UT_PEX_ID:
             added, _dropped = ext.decode_pex(msg.payload)
-            if core.pex and self.add(added[:100], "pex"):
+            if core.pex and self.add_from_pex(c, added, now):
                 self.dial(now)
         elif msg.ext_id == ext.UT_METADATA_ID and core.metadata is not None:
             self._on_metadata(c, msg.payload)
@@ -152,13 +187,18 @@ class Peering:
 
     def _on_ext_handshake(self, c: PeerState, now: float) -> None:
         core = self.core
-        if core.bans.is_banned(c.ip, c.listen_port, c.node) or core.blocked(
-            c.node, c.ip, c.listen_port
-        ):
+        if core.bans.refuses(c) or core.blocked(c.node, c.ip, c.listen_port):
             core.close_peer(c, "blocked")
             return
-        if c.listen_addr is not None:
-            self.mark_connected(c.listen_addr)
+        if not core.admitted(c):
+            core.close_peer(c, "not_member")
+            return
+        if core.proofs and not c.node and c.peer_id in core.proven_ids:
+            core.close_peer(c, "impostor")  # the peer_id of a proven member, without its proof
+            return
+        addr = vouched_addr(c)
+        if addr is not None:  # a claimed port must not stop us dialing the real one
+            self.mark_connected(addr)
         if core.pex and ext.UT_PEX in c.ext_ids and not c.pex_greeted:
             c.pex_greeted = True
             core.emit(Timer(now + PEX_GREETING, ("pex", c)))
@@ -189,3 +229,17 @@ class Peering:
             self.send_pex(c)
             c.pex_round += 1
             c.next_pex = now + PEX_INTERVALS[min(c.pex_round, len(PEX_INTERVALS) - 1)]
+
+
+def _dialable(addr: Addr, loopback_ok: bool) -> bool:
+    host, port = addr
+    if not 0 < port < 65536:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return loopback_ok
+    return not (ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip.is_link_local
+                or str(ip) == "255.255.255.255")

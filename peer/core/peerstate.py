@@ -43,7 +43,7 @@ class PeerState:
         self.extended = extended
         self.ext_ids: dict[str, int] = {}
         self.meshbed = False
-        self.node: Optional[str] = None
+        self.node: Optional[str] = None  # a name it proved (or any name, without identity)
         self.block = block  # block size we request with
         self.max_request = BLOCK  # largest request we serve to it
         self.bits = wire.Bitfield(num_pieces)
@@ -85,10 +85,11 @@ class PeerState:
 
     @property
     def label(self) -> str:
-        """bytes_from/bytes_to key: meshbed node name, else ip:port."""
+        """bytes_from/bytes_to key: the node name it proved, else the address we dialed,
+        else (incoming) its IP: never a claimed name nor an ephemeral port."""
         if self.node:
             return self.node
-        return f"{self.ip}:{self.listen_port or self.port}"
+        return f"{self.ip}:{self.port}" if self.outgoing else self.ip
 
     def __repr__(self) -> str:
         return f"<peer {self.label}>"

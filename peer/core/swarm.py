@@ -11,11 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from typing import Any, Callable, Optional, Union
 
 from peer import extensions as ext
 from peer import wire
 from peer.choker import RateMeter
+from peer.core import admission
 from peer.core.actions import (
     Action,
     Ban,
@@ -28,9 +30,11 @@ from peer.core.actions import (
     Serve,
     Verify,
 )
-from peer.core.bans import BanList
+from peer.core.admission import MAX_UNPROVEN_PER_IP, RACE_WINDOW, STALE_SECONDS, vouched_addr
+from peer.core.bans import BanList, offender_key
 from peer.core.choking import Choking
 from peer.core.errors import ProtocolError
+from peer.core.identity import MeshIdentity
 from peer.core.peering import Addr, KnownPeer, Peering
 from peer.core.peerstate import PeerState
 from peer.core.requests import MAX_VERIFY_BACKLOG, REFILL, RequestScheduler
@@ -73,10 +77,14 @@ class SwarmCore:
         is_self: Callable[[Addr], bool] = _not_self,
         hello: Optional[Callable[[], ext.ExtHandshake]] = None,
         piece_size: Optional[Callable[[int], int]] = None,
+        identity: Optional[MeshIdentity] = None, members_only: bool = False,
     ) -> None:
         """``blocked(node, ip, port)``: the link's blocklist (partitions); ``is_self(addr)``:
         one of our own addresses; ``hello()``: the extended handshake we send (None: none);
-        ``piece_size(i)``: sizes when pieces are uneven (v2: each file starts a piece)."""
+        ``piece_size(i)``: sizes when pieces are uneven (v2: each file starts a piece).
+        ``identity``: prove our node name and believe only proven ones (None: names are
+        believed, as in the simulator); ``members_only``: serve only proven members and
+        given addresses (topology ``access: mesh``)."""
         self.num_pieces = num_pieces
         self.piece_length = piece_length
         self.length = length
@@ -92,6 +100,10 @@ class SwarmCore:
         self.metadata: Optional[MetadataServer] = None  # set by the driver: serve BEP 9
         if piece_size is not None:
             self.piece_size = piece_size  # type: ignore[assignment]
+        self.identity = identity
+        self.proofs = identity is not None and bool(identity.key)
+        self.members_only = members_only
+        self.proven_ids: dict[bytes, str] = {}  # peer_id -> the name it proved
         self.picker = PiecePicker(num_pieces, self.piece_size, have, rng=rng)
         self.peers: dict[bytes, PeerState] = {}  # by peer_id: registered connections
         self.sched = RequestScheduler(self)
@@ -171,6 +183,12 @@ class SwarmCore:
         c.closed = True
         self.emit(Ban(c, reason))
 
+    def admitted(self, c: PeerState) -> bool:
+        return admission.admitted(self, c)
+
+    def evict_idle(self, now: float) -> bool:
+        return admission.evict_idle(self, now)
+
     # ------------------------------------------------------------------ peers
     def add_peers(self, addrs: list[Addr], source: str, now: float) -> int:
         """Remember addresses (``source``: "given", "pex", "incoming") and dial some."""
@@ -186,21 +204,37 @@ class SwarmCore:
         """A handshaken connection; False = refuse it (the driver closes it)."""
         if self.closing or self.bans.is_banned(c.ip, c.listen_port or c.port, None):
             return False
-        if len(self.peers) >= self.config.max_peers + 10:
+        if not c.extended and not self.admitted(c):  # it can never prove a name
+            return False
+        if self.bans.refuses(c) and not (c.extended and c.peer_id in self.proven_ids):
+            return False  # (the id of a proven member is judged on its handshake's proof)
+        if sum(1 for o in self.peers.values() if o.ip == c.ip and not o.node) >= MAX_UNPROVEN_PER_IP:
+            return False
+        cap = self.config.max_peers
+        if len(self.peers) >= cap and not self.evict_idle(now) and len(self.peers) >= cap + 10:
             return False
         old = self.peers.get(c.peer_id)
         if old is not None and not old.closed:
             # The same peer twice. Both ways at once: keep the one the smaller peer_id dialed
             # (both sides decide alike). The same way again: the old one is stale, replace it.
+            # A proven peer is not displaced by whoever copies its (public) peer_id.
             keep_new = old.outgoing == c.outgoing or (self.local_id < c.peer_id) == c.outgoing
+            if self.proofs and old.node and keep_new:
+                if old.outgoing == c.outgoing:  # a reconnect: only once the old one went quiet
+                    keep_new = now - old.last_recv > STALE_SECONDS
+                else:  # both ways: only within a simultaneous dial
+                    keep_new = now - old.connected_at <= RACE_WINDOW
+            elif self.proofs and old.meshbed and not old.node:
+                keep_new = True  # it spoke meshbed and proved nothing: the newcomer may prove
             if not keep_new:
                 return False
             self.close_peer(old, "duplicate")
             self.peer_closed(old, now)
         self.peers[c.peer_id] = c
         c.registered = True
-        if c.listen_addr is not None:
-            self.peering.mark_connected(c.listen_addr)
+        addr = vouched_addr(c)
+        if addr is not None:
+            self.peering.mark_connected(addr)
         self.send(c, self.initial_messages(c))
         return True
 
@@ -219,6 +253,9 @@ class SwarmCore:
                 hs = ext.ExtHandshake(m={k: v for k, v in hs.m.items() if k != ext.UT_PEX},
                                       port=hs.port, client=hs.client, reqq=hs.reqq,
                                       meshbed=hs.meshbed, metadata_size=hs.metadata_size)
+            proof = self.identity.prove(self.local_id, c.peer_id, hs.port) if self.identity else None
+            if proof is not None and hs.meshbed is not None:
+                hs = _replace(hs, meshbed=dict(hs.meshbed, proof=proof))
             msgs.append(wire.Extended(0, ext.encode_ext_handshake(hs)))
         return msgs
 
@@ -245,8 +282,9 @@ class SwarmCore:
             picker.seed_left()
         else:
             picker.peer_lost(c.bits.iter_set())
-        if c.listen_addr is not None:
-            self.peering.mark_closed(c.listen_addr, now)
+        addr = vouched_addr(c)
+        if addr is not None:
+            self.peering.mark_closed(addr, now)
         self.choking.peer_gone(c, now)
         self.sched.fill_all(now)
 
@@ -384,6 +422,9 @@ class SwarmCore:
     # ------------------------------------------------------------------ uploading
     def _on_request(self, c: PeerState, msg: wire.Request, now: float) -> None:
         key = self.check_request(c, msg)
+        if self.members_only and not c.node and not self.admitted(c):
+            self.close_peer(c, "not_member")
+            return
         if c.am_choking or not self.serves(key[0]):
             if c.fast:
                 self.send(c, [wire.Reject(*key)])
@@ -440,6 +481,10 @@ class SwarmCore:
             raise ProtocolError("bad_block", f"{index}:{begin}+{length}")
         key = (index, begin, length)
         asked = c.take_request(key)
+        if not asked:  # never merged (nor credited): junk, or a copy that came after our cancel
+            self.downloaded += length
+            self.wasted += length
+            return
         picker = self.picker
         c.rate_from.add(length)
         self.rate_down.add(length)
@@ -522,7 +567,7 @@ class SwarmCore:
         self.emit(Rejected(reason))
 
     def _strike(self, c: PeerState, sole: bool) -> None:
-        label = c.label
+        label = offender_key(c)
         self.strikes[label] = self.strikes.get(label, 0) + 1
         if sole or self.strikes[label] >= 2:
             self.ban(c, "hash_mismatch")

@@ -33,6 +33,9 @@ def make_content(tmp: Path, size: int, piece_length: int, name: str = "movie",
     return Content(metainfo.create(path, piece_length=piece_length), path, sha)
 
 
+TEST_MESH_KEY = b"test mesh key"  # the in-process agents prove their names to each other
+
+
 def make_agent(tmp: Path, node: str, up_mbit: Optional[float] = None,
                down_mbit: Optional[float] = None, seed: int = 0, **kw: object) -> Agent:
     link = LinkEmulator(
@@ -42,7 +45,8 @@ def make_agent(tmp: Path, node: str, up_mbit: Optional[float] = None,
     return Agent(
         data_dir=tmp / node, registry=CollectorRegistry(), link=link, listen_host="127.0.0.1",
         node=node, group=node.rsplit("-", 1)[0], mesh="test",
-        rng=random.Random(f"{seed}:{node}"), **kw,  # type: ignore[arg-type]
+        rng=random.Random(f"{seed}:{node}"),
+        **{"mesh_key": TEST_MESH_KEY, **kw},  # type: ignore[arg-type]
     )
 
 

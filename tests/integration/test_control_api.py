@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
+import socket
 import threading
 import urllib.request
 from collections.abc import Coroutine, Iterator
@@ -16,7 +18,14 @@ from prometheus_client import CollectorRegistry
 
 from peer import metainfo
 from peer.agent import Agent
-from peer.control import ControlServer, HttpError, parse_hostport, resolve_inside
+from peer.control import (
+    MAX_WORKERS,
+    ControlServer,
+    HttpError,
+    json_depth,
+    parse_hostport,
+    resolve_inside,
+)
 from peer.shaping import LinkEmulator
 from tests.peerproc import http, wait_for
 
@@ -252,3 +261,56 @@ def test_helpers(tmp_path: Path) -> None:
         with pytest.raises(HttpError) as err:
             resolve_inside(tmp_path, bad)
         assert err.value.status == 400
+
+
+# --- limits a hostile local client runs into (issue 14, rows 8-10 and 13) -----------------
+
+
+def test_deeply_nested_json_is_refused_not_recursed(h: Harness) -> None:
+    status, body = h.post("/share", raw=b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and "nested deeper" in body["error"]
+    assert json_depth(b'{"a": [1, {"b": "[[[[\\"]]"}]}') == 3  # brackets in strings don't count
+
+
+def test_share_caps_piece_length_and_disk(h: Harness) -> None:
+    status, body = h.post("/share", {"synthetic": {"name": "x", "size": 1000},
+                                     "piece_length": 256 * 1024 * 1024})
+    assert status == 400 and "piece_length" in body["error"]
+    status, body = h.post("/share", {"synthetic": {"name": "huge", "size": 1 << 40}})
+    assert status == 507 and "does not fit" in body["error"]
+    assert sorted(p.name for p in (h.data_dir / "inbox").iterdir()) == []  # nothing left
+
+
+def test_share_does_not_follow_a_planted_temp_symlink(h: Harness, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    inbox = h.data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "movie.tmp").symlink_to(victim)  # where the old code wrote its temp file
+    status, _ = h.post("/share", {"synthetic": {"name": "movie", "size": 100_000}})
+    assert status == 200
+    assert victim.read_text() == "keep me"
+    assert (inbox / "movie").stat().st_size == 100_000 and not (inbox / "movie").is_symlink()
+
+
+def test_slow_half_sent_requests_get_a_bounded_worker_pool(h: Harness) -> None:
+    host, port = h.control.api.rsplit(":", 1)
+    before = threading.active_count()
+    socks = []
+    try:
+        for _ in range(MAX_WORKERS + 40):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(b"GET /sta")  # never finished
+            socks.append(s)
+        refused = 0
+        for s in socks[MAX_WORKERS:]:
+            with contextlib.suppress(OSError):
+                if s.recv(64).startswith(b"HTTP/1.1 503"):
+                    refused += 1
+        assert refused >= 30  # the excess is answered at once instead of getting a thread
+        assert threading.active_count() - before <= MAX_WORKERS + 2
+    finally:
+        for s in socks:
+            s.close()
+    # The slow clients are gone: honest requests are served again.
+    wait_for(lambda: h.get("/status")[0] == 200, 30, "/status to answer after the flood")

@@ -8,12 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +19,18 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc, http, wait_for  # noqa: E402
-from tracker import Tracker, free_port  # noqa: E402
+from tests.facilities import missing
+from tests.peerproc import AgentProc, http, wait_for
+from tests.tracker import Tracker, free_port
 
 try:
     import libtorrent as lt
 except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("libtorrent (PyPI) is not installed", allow_module_level=True)
+    missing("libtorrent (PyPI) is not installed", module=True)
 
-from ltpeer import LtPeer  # noqa: E402
-
-from peer import metainfo  # noqa: E402
-from peer.metadata import make_magnet  # noqa: E402
+from peer import metainfo
+from peer.metadata import make_magnet
+from tests.ltpeer import LtPeer
 
 pytestmark = pytest.mark.timeout(180)
 PIECE = 64 * 1024
@@ -43,11 +38,9 @@ _SAMPLE = re.compile(r'^(meshbed_[a-z_]+)\{([^}]*)\} ([0-9.e+-]+)$', re.M)
 
 
 def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(f"missing: {', '.join(missing)}")
-        pytest.skip(f"not installed: {', '.join(missing)}")
+    absent = [t for t in tools if shutil.which(t) is None]
+    if absent:
+        missing(f"not installed: {', '.join(absent)}")
 
 
 @pytest.fixture

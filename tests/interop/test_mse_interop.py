@@ -6,32 +6,25 @@ ciphers, so a wrong keystream fails the test."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from peer import mse, wire
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer import metainfo, mse, wire
+from tests.facilities import missing, require_binary
 
 try:
     import libtorrent as lt
 except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("libtorrent (PyPI) is not installed", allow_module_level=True)
+    missing("libtorrent (PyPI) is not installed", module=True)
 
-from ltpeer import LtPeer, make_torrent  # noqa: E402
-from tracker import Tracker, free_port  # noqa: E402
-
-from peer import metainfo  # noqa: E402
+from tests.ltpeer import LtPeer, make_torrent
+from tests.tracker import Tracker, free_port
 
 pytestmark = pytest.mark.timeout(120)
 PIECE = 32 * 1024
@@ -98,12 +91,11 @@ async def _serve_one_handshake(ih: bytes, start: object) -> tuple[list[mse.MseRe
         server.close()
 
 
-@pytest.mark.skipif(shutil.which("aria2c") is None and os.environ.get("CI") != "true",
-                    reason="aria2c is not installed")
 def test_aria2_defaults_dial_our_responder(tmp_path: Path, payload: Path,
                                           cleanup: list[object]) -> None:
     """aria2c with default settings finds us through opentracker and dials: MSE completes
     at the first attempt with plaintext selected."""
+    require_binary("aria2c")
     meta = metainfo.create(payload, piece_length=PIECE)
     ot = Tracker(tmp_path / "ot", [meta.hexhash])
     cleanup.append(ot)
@@ -196,10 +188,9 @@ def test_initiator_to_libtorrent(tmp_path: Path, payload: Path, cleanup: list[ob
     assert block == payload.read_bytes()[PIECE:PIECE + 16384]
 
 
-@pytest.mark.skipif(shutil.which("transmission-cli") is None and os.environ.get("CI") != "true",
-                    reason="transmission-cli is not installed")
 def test_initiator_to_transmission_encryption_required(tmp_path: Path, payload: Path,
                                                        cleanup: list[object]) -> None:
+    require_binary("transmission-cli")
     torrent = make_torrent(payload, PIECE)
     ih = metainfo.parse(torrent).info_hash
     tfile = tmp_path / "t.torrent"

@@ -6,28 +6,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import random
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peerproc import AgentProc  # noqa: E402
+from tests.facilities import missing
+from tests.peerproc import AgentProc
 
 try:
     import libtorrent as lt
 except ImportError:
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("libtorrent (PyPI) is not installed", allow_module_level=True)
+    missing("libtorrent (PyPI) is not installed", module=True)
 
-from ltpeer import LtPeer  # noqa: E402
-
-from peer import metainfo  # noqa: E402
+from peer import metainfo
+from tests.ltpeer import LtPeer
 
 pytestmark = pytest.mark.timeout(180)
 PIECE = 64 * 1024

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from peer.tracker import Addr, Announcer, TransferStats
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tracker import Tracker  # noqa: E402
+from tests.facilities import missing
+from tests.tracker import Tracker
 
 if shutil.which("opentracker") is None:
-    if os.environ.get("CI") == "true":
-        raise RuntimeError("opentracker is not installed")
-    pytest.skip("opentracker is not installed", allow_module_level=True)
+    missing("opentracker is not installed", module=True)
 
 pytestmark = pytest.mark.timeout(60)
 IH = hashlib.sha1(b"tracker interop").digest()

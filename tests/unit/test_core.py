@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Optional
 
 import pytest
-from core_pump import PIECE, Pump, connect, make_core, swarm_log  # noqa: E402
 
 from peer import extensions as ext
 from peer import wire
@@ -23,6 +22,7 @@ from peer.core import (
     Timer,
     Verify,
 )
+from tests.unit.core_pump import PIECE, Pump, connect, make_core, swarm_log
 
 
 def one_send(core: SwarmCore) -> Send:
@@ -215,9 +215,8 @@ def test_pex_tells_a_newcomer_the_other_peers_soon_after_its_handshake() -> None
 
 
 SWARM_DIGEST = """
-import hashlib, sys
-sys.path.insert(0, "tests/unit")
-from core_pump import swarm_log
+import hashlib
+from tests.unit.core_pump import swarm_log
 print(hashlib.sha256("\\n".join(swarm_log(7)).encode()).hexdigest())
 """
 

@@ -219,3 +219,12 @@ def test_open_store_helper(tmp_path: Path) -> None:
         assert st.complete
     with storage.open_store(tmp_path / "t", meta) as st:
         assert st.resumed == meta.num_pieces
+
+
+def test_payload_never_takes_the_state_file_name(tmp_path: Path) -> None:
+    from peer.storage import STATE_FILE, payload_path
+
+    src = tmp_path / STATE_FILE
+    src.write_bytes(b"x" * 1000)
+    meta = metainfo.create(src, piece_length=16384)
+    assert payload_path(tmp_path / "root", meta).name != STATE_FILE
