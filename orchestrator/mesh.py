@@ -159,7 +159,9 @@ class Mesh:
             await bounded(DEPLOY_POOL, (self.apply_link(n) for n in self.node_names()))
             for content in topo.contents:
                 await seed_content(self, content, self.contents[content.name])
-                self.say(f"seeded {content.name} on {', '.join(content.seeders)}")
+                self.say(f"{content.name}: the magnet link of {content.magnet_of}, held by "
+                         f"{', '.join(content.seeders)}" if content.magnet_of else
+                         f"seeded {content.name} on {', '.join(content.seeders)}")
             self.state.data["phase"] = "up"
             self.deploy_seconds = time.monotonic() - started
             self.state.data["deploy_seconds"] = round(self.deploy_seconds, 3)
@@ -194,7 +196,11 @@ class Mesh:
         assert self.topology is not None
         out: dict[str, SeededContent] = {}
         for content in self.topology.contents:
-            out[content.name] = await prepare_content(self.topology, content, self.home / "cache")
+            if content.magnet_of is None:
+                out[content.name] = await prepare_content(self.topology, content, self.home / "cache")
+        for content in self.topology.contents:  # after: they name a content prepared above
+            if content.magnet_of is not None:
+                out[content.name] = out[content.magnet_of].as_magnet(content.name)
         return out
 
     async def _deploy_all(self) -> None:
