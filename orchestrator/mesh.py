@@ -182,7 +182,8 @@ class Mesh:
         runs = [b for b in self.backends.values() if b.capabilities & Capability.TRACKER]
         if not runs:  # the loader refuses this; a topology built in code may not
             raise DeployError(f"tracker: {OPENTRACKER}: no backend of this mesh runs it")
-        return await runs[0].start_tracker([c.infohash for c in self.contents.values()])
+        # a `magnet: "@NAME"` content shares NAME's infohash: each once
+        return await runs[0].start_tracker(list(dict.fromkeys(c.infohash for c in self.contents.values())))
 
     async def _publish_targets(self, start_monitor: bool = False) -> None:
         """Prometheus file_sd targets for this mesh (labels mesh/node/group/backend); with
