@@ -115,9 +115,12 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
     out["groups"] = groups
     contents: dict[str, Any] = {}
     for c in topology.contents:
-        spec = {"path": str(c.path)} if c.path is not None else {"size": c.size}
-        spec["seeders"] = list(c.seeders)
-        spec["chunk_size"] = c.chunk_size
+        if c.magnet_of is not None:
+            spec = {"magnet": f"@{c.magnet_of}", "seeders": list(c.seeders)}
+        else:
+            spec = {"path": str(c.path)} if c.path is not None else {"size": c.size}
+            spec["seeders"] = list(c.seeders)
+            spec["chunk_size"] = c.chunk_size
         contents[c.name] = spec
     if contents:
         out["content"] = contents

@@ -11,7 +11,9 @@ loader names no backend. Choices made here (documented in docs/topology.md):
   runs on the backend declaring it;
 - a content's ``size`` of a real file (``path``) is filled in from the file;
 - ``chunk_size``: the content's own, else the topology's, else chosen from the size;
-- a scenario entry without ``at`` happens at 0s; entries are sorted by ``at`` (stable).
+- a scenario entry without ``at`` happens at 0s; entries are sorted by ``at`` (stable);
+- ``magnet: "@NAME"`` fetches content NAME of the same topology by magnet link: its seeders
+  default to NAME's and must be among them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from orchestrator.backends.base import Capability
 from orchestrator.bounds import MAX_CHUNK, MIN_CHUNK, default_chunk_size
 from orchestrator.errors import InputError
 from orchestrator.fields import Reader, did_you_mean, kind
+from orchestrator.magnet_content import check_magnet_fetchers, magnet_content
 from orchestrator.model import (
     DEFAULT_BACKEND,
     OPENTRACKER,
@@ -77,7 +80,7 @@ ACCESS_MODES = ("mesh", "open")
 # plus the group options of every registered backend (Backend.group_options)
 GROUP_KEYS = ("count", "backend", "link", "resources")
 LINK_KEYS = ("up", "down", "latency", "jitter", "loss")
-CONTENT_KEYS = ("size", "path", "seeders", "chunk_size")
+CONTENT_KEYS = ("size", "path", "seeders", "chunk_size", "magnet")
 UNCAPPED = ("unlimited", "uncapped", "none")
 DEFAULT_TIMEOUT = 600.0
 
@@ -141,6 +144,7 @@ class _TopologyLoader:
         self.r = Reader(source)
         self.base = source.resolve().parent if source is not None else Path.cwd()
         self.catalogue = _Catalogue()
+        self.magnet_lines: dict[str, Optional[int]] = {}  # content -> line of its `magnet:`
 
     def err(self, message: str, line: Optional[int]) -> InputError:
         return self.r.error(message, line)
@@ -194,6 +198,7 @@ class _TopologyLoader:
             timeout if timeout is not None else DEFAULT_TIMEOUT,
             self.link_change,
         )
+        check_magnet_fetchers(self, contents, nodes, scenario)
         expect = self.expect(top)
         topology = Topology(
             name=name,
@@ -464,13 +469,17 @@ class _TopologyLoader:
         if "content" not in top:
             return ()
         cmap = r.mapping(top["content"], "'content'", top.value_line("content"))
-        out: list[Content] = []
+        out: dict[str, Content] = {}
+        magnets: list[tuple[str, YMap]] = []
         for cname in cmap:
             line = cmap.key_line(cname)
             r.get_name(cname, "content name", line)
             where = f"content {cname!r}"
             spec = r.mapping(cmap[cname], where, cmap.value_line(cname), empty_ok=False)
             r.check_keys(spec, CONTENT_KEYS, where)
+            if "magnet" in spec:  # resolved once every content it may name is known
+                magnets.append((cname, spec))
+                continue
             has_size = spec.get("size") is not None
             has_path = spec.get("path") is not None
             if has_size and has_path:
@@ -500,8 +509,10 @@ class _TopologyLoader:
                 r, spec["seeders"], spec.value_line("seeders"), groups, nodes, f"{where}: seeders"
             )
             chunk = self.chunk_size(spec, "chunk_size") or mesh_chunk or default_chunk_size(size)
-            out.append(Content(name=cname, seeders=seeders, chunk_size=chunk, size=size, path=path))
-        return tuple(out)
+            out[cname] = Content(name=cname, seeders=seeders, chunk_size=chunk, size=size, path=path)
+        for cname, spec in magnets:
+            out[cname] = magnet_content(self, cname, spec, out, nodes, groups)
+        return tuple(out[c] for c in cmap)
 
     def content_path(self, spec: YMap, where: str) -> tuple[Path, int]:
         raw = spec["path"]

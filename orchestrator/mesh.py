@@ -159,7 +159,9 @@ class Mesh:
             await bounded(DEPLOY_POOL, (self.apply_link(n) for n in self.node_names()))
             for content in topo.contents:
                 await seed_content(self, content, self.contents[content.name])
-                self.say(f"seeded {content.name} on {', '.join(content.seeders)}")
+                self.say(f"{content.name}: the magnet link of {content.magnet_of}, held by "
+                         f"{', '.join(content.seeders)}" if content.magnet_of else
+                         f"seeded {content.name} on {', '.join(content.seeders)}")
             self.state.data["phase"] = "up"
             self.deploy_seconds = time.monotonic() - started
             self.state.data["deploy_seconds"] = round(self.deploy_seconds, 3)
@@ -180,7 +182,8 @@ class Mesh:
         runs = [b for b in self.backends.values() if b.capabilities & Capability.TRACKER]
         if not runs:  # the loader refuses this; a topology built in code may not
             raise DeployError(f"tracker: {OPENTRACKER}: no backend of this mesh runs it")
-        return await runs[0].start_tracker([c.infohash for c in self.contents.values()])
+        # a `magnet: "@NAME"` content shares NAME's infohash: each once
+        return await runs[0].start_tracker(list(dict.fromkeys(c.infohash for c in self.contents.values())))
 
     async def _publish_targets(self, start_monitor: bool = False) -> None:
         """Prometheus file_sd targets for this mesh (labels mesh/node/group/backend); with
@@ -194,7 +197,11 @@ class Mesh:
         assert self.topology is not None
         out: dict[str, SeededContent] = {}
         for content in self.topology.contents:
-            out[content.name] = await prepare_content(self.topology, content, self.home / "cache")
+            if content.magnet_of is None:
+                out[content.name] = await prepare_content(self.topology, content, self.home / "cache")
+        for content in self.topology.contents:  # after: they name a content prepared above
+            if content.magnet_of is not None:
+                out[content.name] = out[content.magnet_of].as_magnet(content.name)
         return out
 
     async def _deploy_all(self) -> None:

@@ -114,6 +114,9 @@ class Content:
     chunk_size: int  # bytes, power of two
     size: Optional[int] = None  # synthetic: bytes, deterministic from the topology seed
     path: Optional[Path] = None  # real file (absolute)
+    # `magnet: "@NAME"`: fetched by magnet link (BEP 9) of content NAME of the same topology;
+    # size and chunk_size are NAME's, its seeders are among NAME's (nodes that hold it)
+    magnet_of: Optional[str] = None
 
     @property
     def synthetic(self) -> bool:

@@ -157,8 +157,9 @@ class Player:
     def fetch_body(self, content: str, node: str) -> dict[str, Any]:
         seeded = self.mesh.contents[content]
         cs = self.topo.strategy == "client-server"
+        source = {"magnet": seeded.magnet} if seeded.magnet else {"metainfo": seeded.metainfo}
         return {
-            "metainfo": seeded.metainfo,
+            **source,
             "peers": self.bootstrap(content, node),
             "pex": not cs,
             "upload": not cs,
@@ -254,7 +255,9 @@ class Player:
                 fs.verified = t.get("verified")
 
     def _sample_lines(self, statuses: dict[str, Optional[dict[str, Any]]], now: float) -> str:
-        by_hash = {c.infohash: name for name, c in self.mesh.contents.items()}
+        by_hash: dict[str, list[str]] = {}  # a `magnet: "@NAME"` content shares NAME's hash
+        for name, c in self.mesh.contents.items():
+            by_hash.setdefault(c.infohash, []).append(name)
         lines = []
         for node, st in statuses.items():
             row: dict[str, Any] = {"t": round(now - self.t0, 3), "node": node, "up": st is not None}
@@ -262,16 +265,22 @@ class Player:
                 row["rate_up"] = st.get("rate_up")
                 row["rate_down"] = st.get("rate_down")
                 row["contents"] = {
-                    by_hash[h]: {
+                    name: {
                         "have": t.get("have"), "pieces": t.get("pieces"),
                         "rate_up": t.get("rate_up"), "rate_down": t.get("rate_down"),
                         "bytes": t.get("downloaded"), "uploaded": t.get("uploaded"),
                     }
                     for h, t in st.get("torrents", {}).items() if h in by_hash
+                    for name in self._names_on(node, by_hash[h])
                 }
             self.samples.append(row)
             lines.append(json.dumps(row, separators=(",", ":")))
         return "\n".join(lines) + "\n"
+
+    def _names_on(self, node: str, names: list[str]) -> list[str]:
+        """Of the contents sharing one infohash, those ``node`` seeds or fetches."""
+        mine = [n for n in names if (node, n) in self.fetches or node in self.topo.content(n).seeders]
+        return mine or names[:1]
 
     async def _append_samples(self, text: str) -> None:
         """Append to samples.jsonl off the event loop (a slow disk must not delay polls)."""

@@ -19,6 +19,7 @@ from orchestrator.errors import DeployError, InputError
 from orchestrator.model import Content, Topology
 from orchestrator.peerclient import PeerError
 from peer import metainfo, synthetic
+from peer.metadata import make_magnet
 
 if TYPE_CHECKING:
     from orchestrator.mesh import Mesh
@@ -37,6 +38,9 @@ class SeededContent:
     synthetic: bool
     path: Optional[str] = None
     tracker: Optional[str] = None  # announce URL the metainfo carries (`tracker:`)
+    # `magnet: "@NAME"`: fetchers get this magnet link (BEP 9) instead of the metainfo;
+    # everything else is NAME's (same infohash, bytes and sha256)
+    magnet: Optional[str] = None
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +56,17 @@ class SeededContent:
         meta = metainfo.parse(base64.b64decode(self.metainfo))
         meta = replace(meta, trackers=((url,),))
         return replace(self, tracker=url,
-                       metainfo=base64.b64encode(meta.to_torrent_bytes()).decode())
+                       metainfo=base64.b64encode(meta.to_torrent_bytes()).decode(),
+                       magnet=self.magnet_link((url,)) if self.magnet else None)
+
+    def as_magnet(self, name: str) -> SeededContent:
+        """Content ``name`` fetched by this content's magnet link."""
+        return replace(self, name=name, magnet=self.magnet_link((self.tracker,) if self.tracker else ()))
+
+    def magnet_link(self, trackers: tuple[str, ...] = ()) -> str:
+        # dn: the torrent's name (the seeded content's), which the info dict carries anyway
+        meta = metainfo.parse(base64.b64decode(self.metainfo))
+        return make_magnet(bytes.fromhex(self.infohash), name=meta.name, trackers=trackers)
 
     def share_body(self, rel: Optional[str] = None) -> dict[str, Any]:
         body: dict[str, Any] = {"piece_length": self.piece_length}
@@ -66,8 +80,9 @@ class SeededContent:
 
     async def reshare_if_missing(self, mesh: Mesh, node: str) -> None:
         """After a restart: a seeder that did not pick its torrent up from disk shares again."""
-        if mesh.topology is None or node not in mesh.topology.content(self.name).seeders:
-            return
+        if self.magnet or mesh.topology is None \
+                or node not in mesh.topology.content(self.name).seeders:
+            return  # a magnet content: its seeders reshare the content it names
         status = await mesh.client(node).status()
         if self.infohash in status.get("torrents", {}):
             return
@@ -136,7 +151,8 @@ async def _share_on(mesh: Mesh, node: str, seeded: SeededContent) -> None:
 
 async def seed_content(mesh: Mesh, content: Content, seeded: SeededContent) -> None:
     """Every seeder shares the content; the state records it for status/watch."""
-    await asyncio.gather(*(_share_on(mesh, n, seeded) for n in content.seeders))
+    if content.magnet_of is None:  # a magnet content's seeders share the content it names
+        await asyncio.gather(*(_share_on(mesh, n, seeded) for n in content.seeders))
     assert mesh.state is not None
     mesh.state.data["contents"][content.name] = seeded.to_state()
     mesh.state.save()

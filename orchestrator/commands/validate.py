@@ -126,6 +126,8 @@ def print_summary(topology: Topology, out: TextIO) -> None:
     for c in topology.contents:
         b = bounds[c.name]
         kind = "synthetic" if c.synthetic else f"file {c.path}"
+        if c.magnet_of is not None:
+            kind = f"by magnet link of {c.magnet_of}"
         size = format_size(b["size"]) if b["size"] is not None else "?"
         chunks = b["chunks"] if b["chunks"] is not None else "?"
         fetchers = topology.fetchers(c.name)

@@ -904,6 +904,72 @@ groups: &g   #<<
 """,
 )
 
+case(
+    "magnet-with-size",
+    "content 'film' has both magnet and size",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  movie: {size: 1MiB, seeders: [seeders]}
+  film:
+    magnet: "@movie"
+    size: 1MiB   #<<
+""",
+)
+case(
+    "magnet-uri-outside",
+    "content 'film': magnet must name a content of this topology as \"@NAME\"",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  film:
+    magnet: "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567"   #<<
+""",
+)
+case(
+    "magnet-malformed",
+    "content 'film': magnet must be \"@NAME\" naming another content, got 'movie'",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  movie: {size: 1MiB, seeders: [seeders]}
+  film: {magnet: movie}   #<<
+""",
+)
+case(
+    "magnet-unknown-content",
+    "content 'film': magnet '@movei' names no size: or path: content (did you mean 'movie'?)",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  movie: {size: 1MiB, seeders: [seeders]}
+  film: {magnet: "@movei"}   #<<
+""",
+)
+case(
+    "magnet-of-magnet",
+    "content 'film2': magnet '@film' names a magnet content; name the size: or path: content 'movie'",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  movie: {size: 1MiB, seeders: [seeders]}
+  film: {magnet: "@movie"}
+  film2: {magnet: "@film"}   #<<
+""",
+)
+case(
+    "magnet-seeders-without-it",
+    "content 'film': seeders leechers-0, leechers-1 do not hold movie (its seeders: seeders-0)",
+    """name: bad
+groups: {seeders: {count: 1}, leechers: {count: 2}}
+content:
+  movie: {size: 1MiB, seeders: [seeders]}
+  film:
+    magnet: "@movie"
+    seeders: [leechers]   #<<
+""",
+)
+
 
 def main() -> None:
     for old in OUT.glob("*.yaml"):
