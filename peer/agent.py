@@ -270,13 +270,23 @@ class Agent:
         self.spawn(self._magnet(m, hexhash, peers, pex=pex, upload=upload, sha256=sha256))
         return hexhash
 
+    def _proven_hello(self, info_hash: bytes, remote_id: bytes) -> ext.ExtHandshake:
+        """Our extended handshake with the proof of our node name toward ``remote_id``, as
+        the core sends it (members of an ``access: mesh`` mesh serve only proven names)."""
+        hs = self.ext_hello()
+        proof = self.identity(info_hash).prove(self.peer_id, remote_id, hs.port)
+        if proof is not None and hs.meshbed is not None:
+            hs = dataclasses.replace(hs, meshbed=dict(hs.meshbed, proof=proof))
+        return hs
+
     async def _magnet(self, m: metadata.Magnet, hexhash: str, peers: list[tuple[str, int]],
                       **kw: Any) -> None:
+        ih = m.info_hash or (m.info_hash_v2 or b"")[:20]
         try:
             info = await magnet.fetch_info_dict(
                 m, list(peers) + self.bootstrap, peer_id=self.peer_id, port=self.wire_port,
                 client=CLIENT, rng=self.sysrng, needs_mse=self.needs_mse, is_self=self.is_self,
-                timeout=MAGNET_TIMEOUT)
+                timeout=MAGNET_TIMEOUT, hello_for=functools.partial(self._proven_hello, ih))
             meta = metainfo.from_info_bytes(info)
         except (magnet.MetadataUnavailable, ValueError) as e:
             log.warning("magnet %s: no metadata: %s", hexhash, e)

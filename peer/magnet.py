@@ -9,6 +9,7 @@ handshake (MSE when it insists), extended handshake, ut_metadata requests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from typing import Callable, Optional
@@ -29,8 +30,12 @@ class MetadataUnavailable(Exception):
     """No peer gave us the info dict before the deadline."""
 
 
+Hello = Callable[[bytes], ext.ExtHandshake]  # our BEP 10 handshake, given the peer's id
+
+
 async def _from_peer(addr: Addr, info_hash: bytes, check: bytes, peer_id: bytes, port: int,
-                     client: str, rng: random.Random, use_mse: bool) -> bytes:
+                     client: str, rng: random.Random, use_mse: bool,
+                     hello_for: Optional[Hello] = None) -> bytes:
     """The verified info dict from one peer; raises on any failure."""
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(addr[0], addr[1], limit=READ_LIMIT), CONNECT_TIMEOUT)
@@ -42,8 +47,12 @@ async def _from_peer(addr: Addr, info_hash: bytes, check: bytes, peer_id: bytes,
             raise metadata.MetadataError("no_extensions", f"{addr} cannot serve metadata")
         encrypt: Callable[[bytes], bytes] = got.crypto[0] if got.crypto else bytes
         decrypt: Callable[[bytes], bytes] = got.crypto[1] if got.crypto else bytes
-        hello = ext.ExtHandshake(m={ext.UT_METADATA: ext.UT_METADATA_ID}, port=port or None,
-                                 client=client)
+        if hello_for is not None:  # a mesh member: its name and proof (access: mesh)
+            hello = hello_for(got.hs.peer_id)
+            hello = dataclasses.replace(hello, m={**hello.m, ext.UT_METADATA: ext.UT_METADATA_ID})
+        else:
+            hello = ext.ExtHandshake(m={ext.UT_METADATA: ext.UT_METADATA_ID},
+                                     port=port or None, client=client)
         first: list[wire.Message] = [wire.HaveNone()] if got.hs.supports_fast else []
         first.append(wire.Extended(0, ext.encode_ext_handshake(hello)))
         writer.write(encrypt(b"".join(wire.encode(m) for m in first)))
@@ -96,6 +105,7 @@ async def _tracker_peers(m: metadata.Magnet, info_hash: bytes, peer_id: bytes, p
 async def fetch_info_dict(
     m: metadata.Magnet, peers: list[Addr], *, peer_id: bytes, port: int, client: str,
     rng: random.Random, needs_mse: set[Addr], is_self: Callable[[Addr], bool], timeout: float,
+    hello_for: Optional[Hello] = None,
 ) -> bytes:
     """The info dict the magnet names, from the first peer that serves it (raises
     MetadataUnavailable after ``timeout`` seconds)."""
@@ -113,7 +123,8 @@ async def fetch_info_dict(
             for use_mse in ((True,) if addr in needs_mse else (False, True)):
                 try:
                     return await asyncio.wait_for(_from_peer(
-                        addr, info_hash, check, peer_id, port, client, rng, use_mse),
+                        addr, info_hash, check, peer_id, port, client, rng, use_mse,
+                        hello_for),
                         min(PEER_TIMEOUT, left))
                 except handshake.PlainRefused:
                     needs_mse.add(addr)
