@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import deque
 from typing import Any, Callable, Optional
 
 from orchestrator.model import Link
@@ -110,9 +109,10 @@ class Channel:
         self.net = net
         self.src = src
         self.dst = dst
-        self.queue: deque[tuple[Any, int]] = deque()  # waiting to be sent
+        # lists, not deques: they hold a few items and an empty deque costs 600 bytes
+        self.queue: list[tuple[Any, int]] = []  # waiting to be sent
         self.flow: Optional[Flow] = None
-        self.inbox: deque[tuple[float, Any]] = deque()  # (hand-over time, message) in flight
+        self.inbox: list[tuple[float, Any]] = []  # (hand-over time, message) in flight
         self.inbox_timer: Optional[Timer] = None
         self.last_delivery = 0.0
         self.on_message: Deliver = _drop
@@ -138,7 +138,7 @@ class Channel:
         """Send from the head of the queue: control messages at once, data as a flow."""
         net = self.net
         while self.queue and self.flow is None and not self.closed:
-            msg, nbytes = self.queue.popleft()
+            msg, nbytes = self.queue.pop(0)
             if nbytes < FLOW_MIN:
                 self._arrive(msg, nbytes)
                 continue
@@ -170,7 +170,7 @@ class Channel:
         self.inbox_timer = None
         now, inbox = self.net.clock.now, self.inbox
         while inbox and inbox[0][0] <= now and not self.closed:
-            _, msg = inbox.popleft()
+            _, msg = inbox.pop(0)
             self.on_message(msg)
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
