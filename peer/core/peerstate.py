@@ -19,7 +19,8 @@ Key = tuple[int, int, int]  # (index, begin, length) of a request
 
 class PeerState:
     __slots__ = (
-        "key", "peer_id", "ip", "port", "outgoing", "listen_port", "fast", "extended",
+        "key", "peer_id", "ip", "port", "outgoing", "listen_port", "listen_addr", "fast",
+        "extended",
         "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
         "rejected_pieces", "am_choking", "am_interested", "peer_choking", "peer_interested",
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
@@ -39,6 +40,8 @@ class PeerState:
         self.port = port
         self.outgoing = outgoing
         self.listen_port = listen_port
+        # one shared tuple (PEX keeps many references to it): set with set_listen_port
+        self.listen_addr: Optional[tuple[str, int]] = (ip, listen_port) if listen_port else None
         self.fast = fast
         self.extended = extended
         self.ext_ids: dict[str, int] = {}
@@ -69,7 +72,7 @@ class PeerState:
         self.queue: deque[Key] = deque()  # its requests waiting for our upload
         self.rate_from = RateMeter()
         self.rate_to = RateMeter()
-        self.pex_sent: dict[tuple[str, int], None] = {}  # ordered: reproducible runs
+        self.pex_sent = 0  # addresses told by PEX: a mask over Peering's address numbers
         self.next_pex = now + 1.0
         self.pex_round = 0
         self.pex_greeted = False
@@ -77,9 +80,9 @@ class PeerState:
         self.closed = False  # the core asked for (or learned of) the end of the connection
         self.registered = False
 
-    @property
-    def listen_addr(self) -> Optional[tuple[str, int]]:
-        return (self.ip, self.listen_port) if self.listen_port else None
+    def set_listen_port(self, port: int) -> None:
+        self.listen_port = port
+        self.listen_addr = (self.ip, port) if port else None
 
     @property
     def label(self) -> str:

@@ -267,15 +267,33 @@ class SwarmCore:
         self.block(c, msg.index, msg.begin, len(msg.block), msg.block, now)
 
     def _on_have(self, c: PeerState, msg: wire.Have, now: float) -> None:
+        if self._have(c, msg.index) and not c.peer_choking:
+            self.sched.fill(c, now)
+
+    def haves(self, items: Iterable[tuple[PeerState, int]], now: float) -> None:
+        """Many HAVEs at once (simulator): the same as ``message(peer, Have(i), now)`` for
+        each, except that each peer's pipeline is topped up once, at the end."""
+        have = self._have
+        touched: dict[PeerState, None] = {}  # ordered: reproducible runs
+        for c, i in items:
+            c.last_recv = now
+            if have(c, i):
+                touched[c] = None
+        fill = self.sched.fill
+        for c in touched:
+            if not c.peer_choking:
+                fill(c, now)
+
+    def _have(self, c: PeerState, i: int) -> bool:
+        """``c`` has piece ``i``; True when that is a piece we lack (a top-up may follow)."""
         # the hottest event of a big swarm (every verified piece, to every neighbour): tests
         # on the peer's bit mask, no call that can be avoided
-        i = msg.index
         if not 0 <= i < self.num_pieces:
             raise ProtocolError("bad_index", str(i))
         picker = self.picker
         b = picker.bits[i]
         if c.is_seed or c.pmask & b:
-            return
+            return False
         c.pmask |= b
         c.bits.set(i)
         if c.pmask == picker.full_mask:
@@ -284,12 +302,12 @@ class SwarmCore:
             c.is_seed = True
         else:
             picker.peer_have(i)
-        if picker.status[i] != P_HAVE:
-            c.useful += 1
-            if not c.am_interested:
-                self._interest(c, True)
-            if not c.peer_choking:
-                self.sched.fill(c, now)
+        if picker.status[i] == P_HAVE:
+            return False
+        c.useful += 1
+        if not c.am_interested:
+            self._interest(c, True)
+        return True
 
     def _interest(self, c: PeerState, interested: bool) -> None:
         if interested != c.am_interested:

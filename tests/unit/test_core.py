@@ -214,6 +214,29 @@ def test_pex_tells_a_newcomer_the_other_peers_soon_after_its_handshake() -> None
         Dial(("10.0.0.3", 6881)), Dial(("10.0.0.4", 6881))]
 
 
+def test_a_batch_of_haves_equals_the_messages_one_by_one() -> None:
+    def fresh() -> tuple[SwarmCore, list[PeerState]]:
+        core = make_core(8, False, "l")
+        peers = [PeerState(8, 0.0, peer_id=bytes([65 + k]) * 20, ip=f"10.0.0.{k}", port=1,
+                           outgoing=True, block=PIECE) for k in range(3)]
+        for p in peers:
+            core.peer_connected(p, 0.0)
+            core.message(p, wire.Unchoke(), 0.5)
+        core.take_actions()
+        return core, peers
+
+    items = [(0, 1), (1, 1), (0, 2), (2, 7), (0, 1), (1, 3)]
+    one, p1 = fresh()
+    for k, i in items:
+        one.message(p1[k], wire.Have(i), 1.0)
+    batch, p2 = fresh()
+    batch.haves([(p2[k], i) for k, i in items], 1.0)
+    assert [one.picker.availability(i) for i in range(8)] == \
+        [batch.picker.availability(i) for i in range(8)]
+    assert [(a.pmask, a.am_interested, a.useful, bool(a.outstanding)) for a in p1] == \
+        [(b.pmask, b.am_interested, b.useful, bool(b.outstanding)) for b in p2]
+
+
 SWARM_DIGEST = """
 import hashlib, sys
 sys.path.insert(0, "tests/unit")
