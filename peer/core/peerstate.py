@@ -7,7 +7,6 @@ handle for the connection (the asyncio agent stores its ``PeerConnection`` there
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Optional
 
 from peer import wire
@@ -22,7 +21,7 @@ class PeerState:
         "key", "peer_id", "ip", "port", "outgoing", "listen_port", "listen_addr", "fast",
         "extended",
         "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
-        "rejected_pieces", "am_choking", "am_interested", "peer_choking", "peer_interested",
+        "rejected", "am_choking", "am_interested", "peer_choking", "peer_interested",
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
         "rate_from", "rate_to", "pex_sent", "next_pex", "pex_round", "pex_greeted", "closed", "sent",
@@ -53,7 +52,7 @@ class PeerState:
         self.pmask = 0  # the pieces it has as the picker's bit mask (PiecePicker.mask_of)
         self.is_seed = False
         self.useful = 0  # pieces it has that we lack
-        self.rejected_pieces: set[int] = set()
+        self.rejected = 0  # pieces it refused to serve while unchoking us (picker bit mask)
         self.am_choking = True
         self.am_interested = False
         self.peer_choking = True
@@ -69,7 +68,8 @@ class PeerState:
         self.outstanding: dict[Key, float] = {}  # our requests -> when sent
         self.out_bytes = 0
         self.busy_pieces: dict[int, int] = {}  # piece -> our requests in it
-        self.queue: deque[Key] = deque()  # its requests waiting for our upload
+        # its requests waiting for our upload (<= 256: a list is smaller than a deque)
+        self.queue: list[Key] = []
         self.rate_from = RateMeter()
         self.rate_to = RateMeter()
         self.pex_sent = 0  # addresses told by PEX: a mask over Peering's address numbers
@@ -144,4 +144,4 @@ class PeerState:
         return keys
 
     def next_upload(self) -> Optional[Key]:
-        return self.queue.popleft() if self.queue else None
+        return self.queue.pop(0) if self.queue else None

@@ -57,12 +57,14 @@ class RequestScheduler:
             room = pipeline_bytes(rate, block) - c.out_bytes
         if room < block // 2:
             return
-        bits, rejected, mask = c.bits, c.rejected_pieces, c.pmask
+        bits, rejected, mask = c.bits, c.rejected, c.pmask
         peer_has: Callable[[int], bool] = bits.__contains__
         if rejected:
+            bit_of = picker.bits
+
             def peer_has(i: int) -> bool:  # noqa: F811
-                return i in bits and i not in rejected
-            mask &= ~picker.mask_of(rejected)
+                return i in bits and not rejected & bit_of[i]
+            mask &= ~rejected
         busy = c.busy_pieces
         # End game: only a peer with nothing else in flight duplicates others' requests, and
         # only for pieces whose copy in flight is overdue: every duplicate costs some

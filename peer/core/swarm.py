@@ -317,7 +317,7 @@ class SwarmCore:
     def _on_unchoke(self, c: PeerState, msg: Any, now: float) -> None:
         c.peer_choking = False
         c.snubbed = False  # a fresh turn: it chose to serve us again
-        c.rejected_pieces.clear()
+        c.rejected = 0
         self.sched.fill(c, now)
 
     def _on_choke(self, c: PeerState, msg: Any, now: float) -> None:
@@ -383,7 +383,7 @@ class SwarmCore:
         key = (msg.index, msg.begin, msg.length)
         if c.take_request(key):
             if not c.peer_choking:  # not explained by a choke: it will not serve it
-                c.rejected_pieces.add(key[0])
+                c.rejected |= self.picker.bits[key[0]]
             self.picker.release(*key)
             self.sched.refill_soon(now)
 
