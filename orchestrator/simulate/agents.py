@@ -225,6 +225,24 @@ class SimAgent:
         self._serve(ep)
         self.run(ep.content, ep.core)
 
+    def received_batch(self, batch: list[tuple[Channel, Any]]) -> None:
+        """HAVEs arriving together: each to its core, then every touched core's actions once."""
+        if not self.alive:
+            return
+        now = self.world.clock.now
+        touched: dict[int, Endpoint] = {}  # insertion order: deterministic
+        for ch, msg in batch:
+            ep = ch.to
+            if ch.closed or not ep.open:
+                continue
+            try:
+                ep.core.message(ep.peer, msg, now)
+            except ProtocolError as exc:
+                ep.core.close_peer(ep.peer, exc.reason)
+            touched.setdefault(id(ep.core), ep)
+        for ep in touched.values():
+            self.run(ep.content, ep.core)
+
     def received(self, ep: Endpoint, msg: Any) -> None:
         if not ep.open or not self.alive:
             return

@@ -42,7 +42,8 @@ class Port:
     """A node's access link and its active flows."""
 
     __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
-                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches")
+                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches",
+                 "on_batch")
 
     def __init__(self, name: str, index: int, rng: random.Random) -> None:
         self.name = name
@@ -57,6 +58,7 @@ class Port:
         self._to_loss = math.inf
         self.sent = 0.0  # bytes uploaded (settled at flow ends)
         self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
+        self.on_batch: Callable[[list[tuple[Channel, Any]]], None] = _one_by_one
 
     def lost_segments(self, nbytes: int) -> int:
         """Segments lost among the next ``nbytes`` received (geometric gaps)."""
@@ -103,7 +105,7 @@ class Channel:
     """One direction of a connection: in-order messages from ``src`` to ``dst``."""
 
     __slots__ = ("net", "src", "dst", "queue", "flow", "inbox", "inbox_timer", "last_delivery",
-                 "on_message", "on_sent", "closed")
+                 "on_message", "on_sent", "closed", "to")
 
     def __init__(self, net: Network, src: Port, dst: Port) -> None:
         self.net = net
@@ -118,6 +120,7 @@ class Channel:
         self.on_message: Deliver = _drop
         self.on_sent: Deliver = _drop  # a data message's last byte left the sender
         self.closed = False
+        self.to: Any = None  # the receiver's handle (its connection endpoint)
 
     @property
     def backlog(self) -> int:
@@ -207,10 +210,14 @@ def _drop(_: Any) -> None:
     pass
 
 
-def _hand_over_batch(port: Port, slot: float) -> None:
-    for ch, msg in port.batches.pop(slot, ()):
+def _one_by_one(batch: list[tuple[Channel, Any]]) -> None:
+    for ch, msg in batch:
         if not ch.closed:
             ch.on_message(msg)
+
+
+def _hand_over_batch(port: Port, slot: float) -> None:
+    port.on_batch(port.batches.pop(slot))
 
 
 class Network:
