@@ -27,8 +27,8 @@ def test_max_min_fair_share_gives_the_slack_of_a_slow_receiver_to_the_other() ->
     clock, net, (s, slow, fast) = make(3, [Link(up_bps=80 * MB), Link(down_bps=16 * MB), Link()])
     got: dict[str, float] = {}
     a, b = net.channel(s, slow), net.channel(s, fast)
-    a.on_message = lambda m: got.setdefault("slow", clock.now)
-    b.on_message = lambda m: got.setdefault("fast", clock.now)
+    a.on_message = lambda m: got.__setitem__("slow", clock.now)
+    b.on_message = lambda m: got.__setitem__("fast", clock.now)
     a.send("blk", 4 * MB)
     b.send("blk", 4 * MB)
     rates = sorted(f.rate for f in s.up_flows)
