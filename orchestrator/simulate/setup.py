@@ -15,14 +15,14 @@ from orchestrator.model import Topology
 from orchestrator.units import format_size
 
 MAX_SIM_NODES = 1_000_000
-# Fitted to bench/simulate_scale.py (peak RSS: 300 peers 278 MiB, 1000 peers ~1.06 GiB) and
-# tracemalloc: per node, per connection side (PeerState, channels, PEX bookkeeping), per
-# address a core knows (KnownPeer, at most CoreConfig.max_known), per piece of a core; the
-# base is the interpreter with meshbed loaded. Connections per node settle near 55.
+# Fitted to bench/simulate_scale.py (peak RSS: 300 peers 154 MiB, 1000 peers 610 MiB) and
+# tracemalloc: per node, per connection side (PeerState, channels, endpoints), per address
+# a core knows (KnownPeer, at most CoreConfig.max_known), per piece of a core; the base is
+# the interpreter with meshbed loaded. Connections per node settle near 55.
 BASE_BYTES = 80 << 20
 NODE_BYTES = 12 << 10
-CONN_SIDE_BYTES = 12 << 10
-KNOWN_BYTES = 300
+CONN_SIDE_BYTES = 2560
+KNOWN_BYTES = 400
 PIECE_BYTES = 40
 SIDES_PER_NODE = 55
 MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
