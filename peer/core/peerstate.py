@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from peer import wire
 from peer.choker import RateMeter
 from peer.wire import BLOCK
 
@@ -20,7 +19,7 @@ class PeerState:
     __slots__ = (
         "key", "peer_id", "ip", "port", "outgoing", "listen_port", "listen_addr", "fast",
         "extended",
-        "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
+        "ext_ids", "meshbed", "node", "block", "max_request", "pmask", "is_seed", "useful",
         "rejected", "am_choking", "am_interested", "peer_choking", "peer_interested",
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
@@ -33,6 +32,8 @@ class PeerState:
         outgoing: bool, listen_port: Optional[int] = None, fast: bool = True,
         extended: bool = True, block: int = BLOCK, key: Any = None,
     ) -> None:
+        """``num_pieces`` is accepted for the callers' sake; what the peer has lives in
+        ``pmask`` (bits given by the torrent's picker)."""
         self.key = key
         self.peer_id = peer_id
         self.ip = ip
@@ -48,8 +49,7 @@ class PeerState:
         self.node: Optional[str] = None
         self.block = block  # block size we request with
         self.max_request = BLOCK  # largest request we serve to it
-        self.bits = wire.Bitfield(num_pieces)
-        self.pmask = 0  # the pieces it has as the picker's bit mask (PiecePicker.mask_of)
+        self.pmask = 0  # the pieces it has, as the picker's bit mask (PiecePicker.mask_of)
         self.is_seed = False
         self.useful = 0  # pieces it has that we lack
         self.rejected = 0  # pieces it refused to serve while unchoking us (picker bit mask)

@@ -232,7 +232,7 @@ class SwarmCore:
         if c.is_seed:
             picker.seed_left()
         else:
-            picker.peer_lost(c.bits.iter_set())
+            picker.peer_lost(picker.pieces_of(c.pmask))
         if c.listen_addr is not None:
             self.peering.mark_closed(c.listen_addr, now)
         self.choking.peer_gone(c, now)
@@ -295,9 +295,8 @@ class SwarmCore:
         if c.is_seed or c.pmask & b:
             return False
         c.pmask |= b
-        c.bits.set(i)
         if c.pmask == picker.full_mask:
-            picker.peer_lost(j for j in c.bits.iter_set() if j != i)
+            picker.peer_lost(picker.pieces_of(c.pmask ^ b))
             picker.seed_joined()
             c.is_seed = True
         else:
@@ -361,8 +360,7 @@ class SwarmCore:
             picker.seed_left()
             c.is_seed = False
         else:
-            picker.peer_lost(c.bits.iter_set())
-        c.bits = bits
+            picker.peer_lost(picker.pieces_of(c.pmask))
         c.pmask = picker.mask_of(bits.iter_set())
         if bits.all():
             c.is_seed = True
@@ -499,7 +497,7 @@ class SwarmCore:
             self.emit(PieceTime(index, now - t0))
         lacking: list[PeerState] = []
         bit = picker.bits[index]
-        for c in list(self.peers.values()):
+        for c in self.peers.values():  # (nothing below adds or removes peers)
             if c.is_seed or c.pmask & bit:
                 c.useful -= 1
                 if c.useful <= 0:
