@@ -265,6 +265,10 @@ class Network:
 
     def stop_flow(self, flow: Flow) -> None:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
+        self._detach(flow)
+        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+
+    def _detach(self, flow: Flow) -> None:
         self._settle(flow)
         self._set_total(-flow.rate)
         flow.src.up_used -= flow.rate
@@ -275,13 +279,18 @@ class Network:
             flow.timer = None
         flow.src.up_flows.remove(flow)
         flow.dst.down_flows.remove(flow)
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
 
     def _finish(self, flow: Flow) -> None:
+        """The last byte left. The next block on the same channel usually starts at once (the
+        sender's next upload): its start re-shares these same two links, so the re-share of
+        the end is only needed when nothing followed (no time passes in between)."""
         flow.timer = None
-        self.stop_flow(flow)
+        self._detach(flow)
         flow.src.sent += flow.size
-        flow.channel.flow_done(flow)
+        channel = flow.channel
+        channel.flow_done(flow)
+        if channel.flow is None:
+            self._reshare(flow.src.up_flows + flow.dst.down_flows)
 
     def _settle(self, flow: Flow) -> None:
         now = self.clock.now
