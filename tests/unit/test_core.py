@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Optional
 
 import pytest
@@ -273,3 +274,31 @@ def test_frame_len_matches_the_encoding_of_every_message() -> None:
     ]
     for m in msgs:
         assert wire.frame_len(m) == len(wire.encode(m)), m
+
+
+def test_hostile_modes_are_subclasses_outside_the_ordinary_core() -> None:
+    from peer.hostile import LyingCore, StallingCore
+
+    liar = LyingCore(4, PIECE, 4 * PIECE, (), rng=random.Random(1), local_id=b"L" * 20)
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    liar.peer_connected(p, 0.0)
+    assert one_send(liar).msgs == [wire.HaveAll()]  # claims every piece it lacks
+    liar.message(p, wire.Interested(), 0.0)
+    liar.take_actions()
+    liar.message(p, wire.Request(2, 0, 16384), 0.0)
+    assert liar.take_actions() == [Serve(p)]  # and "serves" them
+    staller = StallingCore(4, PIECE, 4 * PIECE, range(4), rng=random.Random(1),
+                           local_id=b"S" * 20)
+    q = PeerState(4, 0.0, peer_id=b"q" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    staller.peer_connected(q, 0.0)
+    staller.message(q, wire.Interested(), 0.0)
+    staller.take_actions()
+    staller.message(q, wire.Request(2, 0, 16384), 0.0)
+    assert staller.take_actions() == [] and staller.next_upload(q) is None  # never answered
+    ordinary = make_core(4, True, "o")
+    r = PeerState(4, 0.0, peer_id=b"r" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    ordinary.peer_connected(r, 0.0)
+    ordinary.message(r, wire.Interested(), 0.0)
+    ordinary.take_actions()
+    ordinary.message(r, wire.Request(2, 0, 16384), 0.0)
+    assert ordinary.take_actions() == [Serve(r)]
