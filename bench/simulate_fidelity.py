@@ -52,12 +52,18 @@ def completions(report: dict[str, Any]) -> list[float]:
                   if content in n["fetches"] and n["fetches"][content]["seconds"] is not None)
 
 
-def simulate(path: Path) -> dict[str, Any]:
+def simulate(path: Path, seed: Optional[int] = None) -> dict[str, Any]:
+    """One simulated run (``seed`` replaces the topology's)."""
+    import dataclasses
+
     from orchestrator.simulate import setup
     from orchestrator.simulate.report import build_report
     from orchestrator.simulate.world import World
 
-    world = World(setup.load(path))
+    topo = setup.load(path)
+    if seed is not None:
+        topo = dataclasses.replace(topo, seed=seed)
+    world = World(topo)
     wall = world.play()
     return build_report(world, wall)
 
@@ -86,6 +92,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="real runs per case (the mean is compared)")
     ap.add_argument("--real", action="append", default=[], metavar="CASE=REPORT.json",
                     help="use a saved `meshbed run` report instead of running")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="simulated runs per case: the topology's seed, then other seeds (a swarm is "
+                         "chaotic: the spread over seeds is the simulation's own noise)")
+    ap.add_argument("--save-real", type=Path, metavar="DIR", help="keep the real run reports here")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     saved = dict(item.split("=", 1) for item in args.real)
@@ -95,38 +105,47 @@ def main() -> int:
         files = case_files(tmp)
         for case in [c for c in args.cases.split(",") if c]:
             path = files[case]
-            sim = simulate(path)
+            sims = [simulate(path)] + [simulate(path, seed=1000 + i) for i in range(args.seeds - 1)]
+            sim = sims[0]
             reals: list[dict[str, Any]] = []
             if case in saved:
                 reals.append(json.loads(Path(saved[case]).read_text()))
             else:
                 for i in range(args.runs):
-                    r = run_real(path, tmp / f"{case}-{i}.json")
+                    keep = args.save_real or tmp
+                    keep.mkdir(parents=True, exist_ok=True)
+                    r = run_real(path, keep / f"{case}-{i}.json")
                     if r is not None:
                         reals.append(r)
             content = next(iter(sim["distribution"]))
             s = sim["distribution"][content]
+            times = [x["distribution"][content]["seconds"] for x in sims]
             row: dict[str, Any] = {"case": case, "sim_seconds": s["seconds"], "sim_first": s["first_seconds"],
-                                   "bound": s["lower_bound_seconds"], "sim_wall": sim["wall_seconds"]}
+                                   "bound": s["lower_bound_seconds"], "sim_wall": sim["wall_seconds"],
+                                   "sim_mean": round(sum(times) / len(times), 3),
+                                   "sim_range": [min(times), max(times)]}
             secs = [r["distribution"][content]["seconds"] for r in reals if r["distribution"][content]["seconds"]]
             if secs:
                 real_s = sum(secs) / len(secs)
                 firsts = [r["distribution"][content].get("first_seconds") for r in reals]
                 firsts = [f for f in firsts if f]
                 row.update(real_seconds=round(real_s, 3), ratio=round(s["seconds"] / real_s, 3),
+                           mean_ratio=round(row["sim_mean"] / real_s, 3),
                            real_first=round(sum(firsts) / len(firsts), 3) if firsts else None,
                            curve_gap=curve_gap(completions(sim), completions(reals[0])))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(f"{'case':<14} {'bound s':>8} {'sim s':>7} {'real s':>7} {'sim/real':>8} {'first sim':>9} "
-          f"{'first real':>10} {'curve gap':>9} {'sim wall s':>10}")
+          f"{'first real':>10} {'curve gap':>9} {'sim wall s':>10} {'seeds mean s':>12} {'mean/real':>9} "
+          f"{'seeds range s':>14}")
     for r in rows:
         def f(x: Any, fmt: str = "{:.1f}") -> str:
             return fmt.format(x) if isinstance(x, (int, float)) else "-"
 
         print(f"{r['case']:<14} {f(r['bound']):>8} {f(r['sim_seconds']):>7} {f(r.get('real_seconds')):>7} "
               f"{f(r.get('ratio'), '{:.3f}'):>8} {f(r['sim_first']):>9} {f(r.get('real_first')):>10} "
-              f"{f(r.get('curve_gap'), '{:.1%}'):>9} {f(r['sim_wall']):>10}")
+              f"{f(r.get('curve_gap'), '{:.1%}'):>9} {f(r['sim_wall']):>10} {f(r['sim_mean']):>12} "
+              f"{f(r.get('mean_ratio'), '{:.3f}'):>9} {r['sim_range'][0]:>6.1f}-{r['sim_range'][1]:<6.1f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -15,7 +15,7 @@ peer has" is a few big-int ANDs and a lowest-set-bit.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Callable, Optional, Union
 
 UNIT = 16384
@@ -109,6 +109,14 @@ class PiecePicker:
     def bit(self, i: int) -> int:
         """Piece ``i``'s bit in peer masks."""
         return self.bits[i]
+
+    def pieces_of(self, mask: int) -> Iterator[int]:
+        """The pieces of a mask (in bit order)."""
+        at = self._at
+        while mask:
+            low = mask & -mask
+            yield at[low]
+            mask ^= low
 
     def mask_of(self, pieces: Iterable[int]) -> int:
         bit = self.bits

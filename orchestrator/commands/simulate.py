@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
         if args.report:
             write_report(report, args.report)
         if args.html:
-            args.html.write_text(html.render(report, world.samples))
+            args.html.write_text(html.render(report, world.samples, html.typical_links(world)))
             print(f"html report: {args.html}", file=sys.stderr)
     except OSError as exc:  # the report still goes to the screen below
         print(f"meshbed: cannot write the report: {exc}", file=sys.stderr)

@@ -225,6 +225,29 @@ class SimAgent:
         self._serve(ep)
         self.run(ep.content, ep.core)
 
+    def received_batch(self, batch: list[tuple[Channel, Any]]) -> None:
+        """HAVEs arriving together: one ``core.haves`` call per core (one pipeline top-up
+        per touched peer), then that core's actions."""
+        if not self.alive:
+            return
+        now = self.world.clock.now
+        groups: dict[int, tuple[Endpoint, list[tuple[PeerState, int]]]] = {}  # insertion order
+        for ch, msg in batch:
+            ep = ch.to
+            if ch.closed or not ep.open:
+                continue
+            group = groups.get(id(ep.core))
+            if group is None:
+                group = groups[id(ep.core)] = (ep, [])
+            group[1].append((ep.peer, msg.index))
+        for ep, items in groups.values():
+            core = ep.core
+            try:
+                core.haves(items, now)
+            except ProtocolError as exc:  # never from simulated peers; as the agent would
+                core.close_peer(items[0][0], exc.reason)
+            self.run(ep.content, core)
+
     def received(self, ep: Endpoint, msg: Any) -> None:
         if not ep.open or not self.alive:
             return

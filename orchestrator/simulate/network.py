@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections import deque
 from typing import Any, Callable, Optional
 
 from orchestrator.model import Link
@@ -43,7 +42,8 @@ class Port:
     """A node's access link and its active flows."""
 
     __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
-                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches")
+                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches",
+                 "on_batch")
 
     def __init__(self, name: str, index: int, rng: random.Random) -> None:
         self.name = name
@@ -58,6 +58,7 @@ class Port:
         self._to_loss = math.inf
         self.sent = 0.0  # bytes uploaded (settled at flow ends)
         self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
+        self.on_batch: Callable[[list[tuple[Channel, Any]]], None] = _one_by_one
 
     def lost_segments(self, nbytes: int) -> int:
         """Segments lost among the next ``nbytes`` received (geometric gaps)."""
@@ -104,20 +105,22 @@ class Channel:
     """One direction of a connection: in-order messages from ``src`` to ``dst``."""
 
     __slots__ = ("net", "src", "dst", "queue", "flow", "inbox", "inbox_timer", "last_delivery",
-                 "on_message", "on_sent", "closed")
+                 "on_message", "on_sent", "closed", "to")
 
     def __init__(self, net: Network, src: Port, dst: Port) -> None:
         self.net = net
         self.src = src
         self.dst = dst
-        self.queue: deque[tuple[Any, int]] = deque()  # waiting to be sent
+        # lists, not deques: they hold a few items and an empty deque costs 600 bytes
+        self.queue: list[tuple[Any, int]] = []  # waiting to be sent
         self.flow: Optional[Flow] = None
-        self.inbox: deque[tuple[float, Any]] = deque()  # (hand-over time, message) in flight
+        self.inbox: list[tuple[float, Any]] = []  # (hand-over time, message) in flight
         self.inbox_timer: Optional[Timer] = None
         self.last_delivery = 0.0
         self.on_message: Deliver = _drop
         self.on_sent: Deliver = _drop  # a data message's last byte left the sender
         self.closed = False
+        self.to: Any = None  # the receiver's handle (its connection endpoint)
 
     @property
     def backlog(self) -> int:
@@ -138,7 +141,7 @@ class Channel:
         """Send from the head of the queue: control messages at once, data as a flow."""
         net = self.net
         while self.queue and self.flow is None and not self.closed:
-            msg, nbytes = self.queue.popleft()
+            msg, nbytes = self.queue.pop(0)
             if nbytes < FLOW_MIN:
                 self._arrive(msg, nbytes)
                 continue
@@ -170,7 +173,7 @@ class Channel:
         self.inbox_timer = None
         now, inbox = self.net.clock.now, self.inbox
         while inbox and inbox[0][0] <= now and not self.closed:
-            _, msg = inbox.popleft()
+            _, msg = inbox.pop(0)
             self.on_message(msg)
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
@@ -207,10 +210,14 @@ def _drop(_: Any) -> None:
     pass
 
 
-def _hand_over_batch(port: Port, slot: float) -> None:
-    for ch, msg in port.batches.pop(slot, ()):
+def _one_by_one(batch: list[tuple[Channel, Any]]) -> None:
+    for ch, msg in batch:
         if not ch.closed:
             ch.on_message(msg)
+
+
+def _hand_over_batch(port: Port, slot: float) -> None:
+    port.on_batch(port.batches.pop(slot))
 
 
 class Network:
@@ -258,6 +265,10 @@ class Network:
 
     def stop_flow(self, flow: Flow) -> None:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
+        self._detach(flow)
+        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+
+    def _detach(self, flow: Flow) -> None:
         self._settle(flow)
         self._set_total(-flow.rate)
         flow.src.up_used -= flow.rate
@@ -268,13 +279,18 @@ class Network:
             flow.timer = None
         flow.src.up_flows.remove(flow)
         flow.dst.down_flows.remove(flow)
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
 
     def _finish(self, flow: Flow) -> None:
+        """The last byte left. The next block on the same channel usually starts at once (the
+        sender's next upload): its start re-shares these same two links, so the re-share of
+        the end is only needed when nothing followed (no time passes in between)."""
         flow.timer = None
-        self.stop_flow(flow)
+        self._detach(flow)
         flow.src.sent += flow.size
-        flow.channel.flow_done(flow)
+        channel = flow.channel
+        channel.flow_done(flow)
+        if channel.flow is None:
+            self._reshare(flow.src.up_flows + flow.dst.down_flows)
 
     def _settle(self, flow: Flow) -> None:
         now = self.clock.now

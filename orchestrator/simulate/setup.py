@@ -15,12 +15,16 @@ from orchestrator.model import Topology
 from orchestrator.units import format_size
 
 MAX_SIM_NODES = 1_000_000
-# Measured (bench/simulate_scale.py, peak RSS over N): per node, per connection side, per
-# piece held by a core; the base is the interpreter with meshbed loaded.
+# Fitted to bench/simulate_scale.py (peak RSS: 300 peers 154 MiB, 1000 peers 610 MiB) and
+# tracemalloc: per node, per connection side (PeerState, channels, endpoints), per address
+# a core knows (KnownPeer, at most CoreConfig.max_known), per piece of a core; the base is
+# the interpreter with meshbed loaded. Connections per node settle near 55.
 BASE_BYTES = 80 << 20
 NODE_BYTES = 12 << 10
-CONN_SIDE_BYTES = 3 << 10
+CONN_SIDE_BYTES = 2560
+KNOWN_BYTES = 400
 PIECE_BYTES = 40
+SIDES_PER_NODE = 55
 MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
 
 
@@ -57,18 +61,16 @@ def backend_only_note(topo: Topology) -> Optional[str]:
     return f"note: simulate ignores {', '.join(found)} (only a real backend uses them)"
 
 
-def degree(nodes: int, max_peers: int) -> int:
-    return max(0, min(nodes - 1, max_peers))
-
-
-def memory_estimate(topo: Topology, max_peers: int = 50) -> int:
+def memory_estimate(topo: Topology, max_known: int = 1000) -> int:
     """Bytes the simulation of ``topo`` is expected to need at its peak."""
     n = len(topo.nodes)
     total = BASE_BYTES + n * NODE_BYTES
     for c in topo.contents:
         pieces = -(-(c.size or 0) // c.chunk_size)
         holders = len(set(topo.fetchers(c.name)) | set(c.seeders)) if n <= 5000 else n
-        total += holders * (pieces * PIECE_BYTES + degree(holders, max_peers) * (CONN_SIDE_BYTES + pieces // 8))
+        sides = min(holders - 1, SIDES_PER_NODE)
+        known = min(holders - 1, max_known)
+        total += holders * (pieces * PIECE_BYTES + sides * (CONN_SIDE_BYTES + pieces // 8) + known * KNOWN_BYTES)
     return total
 
 
@@ -83,9 +85,9 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def check_memory(topo: Topology, max_peers: int = 50) -> int:
+def check_memory(topo: Topology) -> int:
     """The estimate; InputError when it exceeds what this machine has free."""
-    need = memory_estimate(topo, max_peers)
+    need = memory_estimate(topo)
     have = available_memory()
     if have is not None and need > MEMORY_SHARE * have:
         raise InputError(

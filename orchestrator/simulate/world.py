@@ -76,6 +76,7 @@ class World:
             port = self.net.add_port(node.name, random.Random(f"{self.seed}:link:{node.name}"))
             self.net.set_link(port, node.link)
             a = SimAgent(self, node.name, i + 1, port)
+            port.on_batch = a.received_batch
             self.agents[node.name] = a
             self.by_ip[a.ip] = a
         self.group_of = {n.name: n.group for n in topology.nodes}
@@ -164,6 +165,7 @@ class World:
         ea = Endpoint(cid, agent, content, core, mine, a_out)
         eb = Endpoint(cid, target, content, tcore, theirs, b_out)
         ea.remote, eb.remote = eb, ea
+        a_out.to, b_out.to = eb, ea
         a_out.on_message = partial(target.received, eb)
         b_out.on_message = partial(agent.received, ea)
         a_out.on_sent = partial(agent.sent, ea)

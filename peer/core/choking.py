@@ -86,7 +86,7 @@ class Choking:
             return
         cands = [
             Candidate(c, c.peer_interested, c.rate_from.rate, c.rate_to.rate, not c.am_choking,
-                      c.choke_since, c.connected_at, len(c.bits) - c.bits.count())
+                      c.choke_since, c.connected_at, core.num_pieces - bin(c.pmask).count("1"))
             for c in conns
         ]
         cfg = core.config

@@ -42,6 +42,10 @@ class Peering:
         self.known: dict[Addr, KnownPeer] = {}
         self.dialing: set[Addr] = set()
         self.pex_budget: dict[str, tuple[float, int]] = {}  # source -> (window start, taken)
+        # PEX: each address told to someone gets a number; PeerState.pex_sent is a mask of
+        # them (an int per connection instead of a dict of tuples: the simulator has many)
+        self._addr_number: dict[Addr, int] = {}
+        self._addrs: list[Addr] = []
 
     def add(self, addrs: list[Addr], source: str) -> int:
         """Remember addresses; a known one given again ("given") that is neither connected
@@ -141,7 +145,7 @@ class Peering:
             h = ext.decode_ext_handshake(msg.payload)
             c.ext_ids = {k: v for k, v in h.m.items() if v}
             if h.port and not c.listen_port:
-                c.listen_port = h.port
+                c.set_listen_port(h.port)
             if h.meshbed is not None:
                 c.meshbed = True
                 node = h.meshbed.get("node")
@@ -204,25 +208,43 @@ class Peering:
             core.emit(Timer(now + PEX_GREETING, ("pex", c)))
 
     # ------------------------------------------------------------------ PEX
+    def _addr_bit(self, addr: Addr) -> int:
+        n = self._addr_number.get(addr)
+        if n is None:
+            n = self._addr_number[addr] = len(self._addrs)
+            self._addrs.append(addr)
+        return 1 << n
+
+    def _first(self, mask: int, k: int) -> tuple[list[Addr], int]:
+        """Up to ``k`` addresses of ``mask`` (lowest numbers first) and their mask."""
+        out: list[Addr] = []
+        taken = 0
+        addrs = self._addrs
+        while mask and len(out) < k:
+            low = mask & -mask
+            out.append(addrs[low.bit_length() - 1])
+            taken |= low
+            mask ^= low
+        return out, taken
+
     def send_pex(self, c: PeerState) -> None:
         their_id = c.ext_ids.get(ext.UT_PEX)
         if not their_id or c.closed:
             return
-        # ordered containers, not sets: the same seed must give the same run (simulator)
-        current = dict.fromkeys(
-            o.listen_addr for o in self.core.peers.values()
-            if o is not c and o.listen_addr is not None and not o.closed
-        )
-        current.pop(c.listen_addr, None)  # type: ignore[arg-type]
+        current = 0
+        bit = self._addr_bit
+        for o in self.core.peers.values():
+            if o is not c and o.listen_addr is not None and not o.closed:
+                current |= bit(o.listen_addr)
+        if c.listen_addr is not None:
+            current &= ~bit(c.listen_addr)
         sent = c.pex_sent
-        added = [a for a in current if a not in sent][:50]  # type: ignore[misc]
-        dropped = [a for a in sent if a not in current][:50]
+        added, plus = self._first(current & ~sent, 50)
+        dropped, minus = self._first(sent & ~current, 50)
         if not added and not dropped:
             return
-        for a in dropped:
-            del sent[a]
-        sent.update(dict.fromkeys(added))  # type: ignore[arg-type]
-        self.core.send(c, [wire.Extended(their_id, ext.encode_pex(added, dropped))])  # type: ignore[arg-type]
+        c.pex_sent = (sent | plus) & ~minus
+        self.core.send(c, [wire.Extended(their_id, ext.encode_pex(added, dropped))])
 
     def pex_tick(self, c: PeerState, now: float) -> None:
         if now >= c.next_pex:

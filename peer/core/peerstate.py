@@ -7,10 +7,8 @@ handle for the connection (the asyncio agent stores its ``PeerConnection`` there
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Optional
 
-from peer import wire
 from peer.choker import RateMeter
 from peer.wire import BLOCK
 
@@ -19,9 +17,10 @@ Key = tuple[int, int, int]  # (index, begin, length) of a request
 
 class PeerState:
     __slots__ = (
-        "key", "peer_id", "ip", "port", "outgoing", "listen_port", "fast", "extended",
-        "ext_ids", "meshbed", "node", "block", "max_request", "bits", "pmask", "is_seed", "useful",
-        "rejected_pieces", "am_choking", "am_interested", "peer_choking", "peer_interested",
+        "key", "peer_id", "ip", "port", "outgoing", "listen_port", "listen_addr", "fast",
+        "extended",
+        "ext_ids", "meshbed", "node", "block", "max_request", "pmask", "is_seed", "useful",
+        "rejected", "am_choking", "am_interested", "peer_choking", "peer_interested",
         "connected_at", "choke_since", "last_recv", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "snubbed", "outstanding", "out_bytes", "busy_pieces", "queue",
         "rate_from", "rate_to", "pex_sent", "next_pex", "pex_round", "pex_greeted", "closed", "sent",
@@ -33,12 +32,16 @@ class PeerState:
         outgoing: bool, listen_port: Optional[int] = None, fast: bool = True,
         extended: bool = True, block: int = BLOCK, key: Any = None,
     ) -> None:
+        """``num_pieces`` is accepted for the callers' sake; what the peer has lives in
+        ``pmask`` (bits given by the torrent's picker)."""
         self.key = key
         self.peer_id = peer_id
         self.ip = ip
         self.port = port
         self.outgoing = outgoing
         self.listen_port = listen_port
+        # one shared tuple (PEX keeps many references to it): set with set_listen_port
+        self.listen_addr: Optional[tuple[str, int]] = (ip, listen_port) if listen_port else None
         self.fast = fast
         self.extended = extended
         self.ext_ids: dict[str, int] = {}
@@ -46,11 +49,10 @@ class PeerState:
         self.node: Optional[str] = None  # a name it proved (or any name, without identity)
         self.block = block  # block size we request with
         self.max_request = BLOCK  # largest request we serve to it
-        self.bits = wire.Bitfield(num_pieces)
-        self.pmask = 0  # the pieces it has as the picker's bit mask (PiecePicker.mask_of)
+        self.pmask = 0  # the pieces it has, as the picker's bit mask (PiecePicker.mask_of)
         self.is_seed = False
         self.useful = 0  # pieces it has that we lack
-        self.rejected_pieces: set[int] = set()
+        self.rejected = 0  # pieces it refused to serve while unchoking us (picker bit mask)
         self.am_choking = True
         self.am_interested = False
         self.peer_choking = True
@@ -66,10 +68,11 @@ class PeerState:
         self.outstanding: dict[Key, float] = {}  # our requests -> when sent
         self.out_bytes = 0
         self.busy_pieces: dict[int, int] = {}  # piece -> our requests in it
-        self.queue: deque[Key] = deque()  # its requests waiting for our upload
+        # its requests waiting for our upload (<= 256: a list is smaller than a deque)
+        self.queue: list[Key] = []
         self.rate_from = RateMeter()
         self.rate_to = RateMeter()
-        self.pex_sent: dict[tuple[str, int], None] = {}  # ordered: reproducible runs
+        self.pex_sent = 0  # addresses told by PEX: a mask over Peering's address numbers
         self.next_pex = now + 1.0
         self.pex_round = 0
         self.pex_greeted = False
@@ -79,9 +82,9 @@ class PeerState:
         self.excess_requests = 0  # its requests over our queue limit (rejected/dropped)
         self.meta_answers = 0  # ut_metadata requests it made (bounded)
 
-    @property
-    def listen_addr(self) -> Optional[tuple[str, int]]:
-        return (self.ip, self.listen_port) if self.listen_port else None
+    def set_listen_port(self, port: int) -> None:
+        self.listen_port = port
+        self.listen_addr = (self.ip, port) if port else None
 
     @property
     def label(self) -> str:
@@ -144,4 +147,4 @@ class PeerState:
         return keys
 
     def next_upload(self) -> Optional[Key]:
-        return self.queue.popleft() if self.queue else None
+        return self.queue.pop(0) if self.queue else None

@@ -57,12 +57,12 @@ class RequestScheduler:
             room = pipeline_bytes(rate, block) - c.out_bytes
         if room < block // 2:
             return
-        bits, rejected, mask = c.bits, c.rejected_pieces, c.pmask
-        peer_has: Callable[[int], bool] = bits.__contains__
-        if rejected:
-            def peer_has(i: int) -> bool:  # noqa: F811
-                return i in bits and i not in rejected
-            mask &= ~picker.mask_of(rejected)
+        mask = c.pmask & ~c.rejected if c.rejected else c.pmask
+        bit_of = picker.bits
+
+        def peer_has(i: int) -> bool:
+            return bool(mask & bit_of[i])
+
         busy = c.busy_pieces
         # End game: only a peer with nothing else in flight duplicates others' requests, and
         # only for pieces whose copy in flight is overdue: every duplicate costs some
@@ -78,7 +78,7 @@ class RequestScheduler:
                 due = eta.get(i)
                 return due is None or due < late
 
-        reqs = picker.pick(peer_has, c.is_seed and not rejected, block, room, busy.__contains__,
+        reqs = picker.pick(peer_has, c.is_seed and not c.rejected, block, room, busy.__contains__,
                            duplicates=duplicates, peer_mask=mask)
         if not reqs:
             return

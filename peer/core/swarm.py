@@ -281,7 +281,7 @@ class SwarmCore:
         if c.is_seed:
             picker.seed_left()
         else:
-            picker.peer_lost(c.bits.iter_set())
+            picker.peer_lost(picker.pieces_of(c.pmask))
         addr = vouched_addr(c)
         if addr is not None:
             self.peering.mark_closed(addr, now)
@@ -317,29 +317,46 @@ class SwarmCore:
         self.block(c, msg.index, msg.begin, len(msg.block), msg.block, now)
 
     def _on_have(self, c: PeerState, msg: wire.Have, now: float) -> None:
+        if self._have(c, msg.index) and not c.peer_choking:
+            self.sched.fill(c, now)
+
+    def haves(self, items: Iterable[tuple[PeerState, int]], now: float) -> None:
+        """Many HAVEs at once (simulator): the same as ``message(peer, Have(i), now)`` for
+        each, except that each peer's pipeline is topped up once, at the end."""
+        have = self._have
+        touched: dict[PeerState, None] = {}  # ordered: reproducible runs
+        for c, i in items:
+            c.last_recv = now
+            if have(c, i):
+                touched[c] = None
+        fill = self.sched.fill
+        for c in touched:
+            if not c.peer_choking:
+                fill(c, now)
+
+    def _have(self, c: PeerState, i: int) -> bool:
+        """``c`` has piece ``i``; True when that is a piece we lack (a top-up may follow)."""
         # the hottest event of a big swarm (every verified piece, to every neighbour): tests
         # on the peer's bit mask, no call that can be avoided
-        i = msg.index
         if not 0 <= i < self.num_pieces:
             raise ProtocolError("bad_index", str(i))
         picker = self.picker
         b = picker.bits[i]
         if c.is_seed or c.pmask & b:
-            return
+            return False
         c.pmask |= b
-        c.bits.set(i)
         if c.pmask == picker.full_mask:
-            picker.peer_lost(j for j in c.bits.iter_set() if j != i)
+            picker.peer_lost(picker.pieces_of(c.pmask ^ b))
             picker.seed_joined()
             c.is_seed = True
         else:
             picker.peer_have(i)
-        if picker.status[i] != P_HAVE:
-            c.useful += 1
-            if not c.am_interested:
-                self._interest(c, True)
-            if not c.peer_choking:
-                self.sched.fill(c, now)
+        if picker.status[i] == P_HAVE:
+            return False
+        c.useful += 1
+        if not c.am_interested:
+            self._interest(c, True)
+        return True
 
     def _interest(self, c: PeerState, interested: bool) -> None:
         if interested != c.am_interested:
@@ -349,7 +366,7 @@ class SwarmCore:
     def _on_unchoke(self, c: PeerState, msg: Any, now: float) -> None:
         c.peer_choking = False
         c.snubbed = False  # a fresh turn: it chose to serve us again
-        c.rejected_pieces.clear()
+        c.rejected = 0
         self.sched.fill(c, now)
 
     def _on_choke(self, c: PeerState, msg: Any, now: float) -> None:
@@ -393,8 +410,7 @@ class SwarmCore:
             picker.seed_left()
             c.is_seed = False
         else:
-            picker.peer_lost(c.bits.iter_set())
-        c.bits = bits
+            picker.peer_lost(picker.pieces_of(c.pmask))
         c.pmask = picker.mask_of(bits.iter_set())
         if bits.all():
             c.is_seed = True
@@ -415,7 +431,7 @@ class SwarmCore:
         key = (msg.index, msg.begin, msg.length)
         if c.take_request(key):
             if not c.peer_choking:  # not explained by a choke: it will not serve it
-                c.rejected_pieces.add(key[0])
+                c.rejected |= self.picker.bits[key[0]]
             self.picker.release(*key)
             self.sched.refill_soon(now)
 
@@ -549,7 +565,7 @@ class SwarmCore:
             self.emit(PieceTime(index, now - t0))
         lacking: list[PeerState] = []
         bit = picker.bits[index]
-        for c in list(self.peers.values()):
+        for c in self.peers.values():  # (nothing below adds or removes peers)
             if c.is_seed or c.pmask & bit:
                 c.useful -= 1
                 if c.useful <= 0:

@@ -133,6 +133,7 @@ def test_cli_writes_report_and_html(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert key in r
     page = (tmp_path / "r.html").read_text()
     assert "meshbed simulate" in page and "fetchers complete over time" in page
+    assert "this run against both bounds, 10 to 100,000 fetchers" in page
 
 
 def test_cli_exit_1_when_expectations_fail(tmp_path: Path) -> None:

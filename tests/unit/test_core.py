@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Optional
 
 import pytest
@@ -214,6 +215,29 @@ def test_pex_tells_a_newcomer_the_other_peers_soon_after_its_handshake() -> None
         Dial(("10.0.0.3", 6881)), Dial(("10.0.0.4", 6881))]
 
 
+def test_a_batch_of_haves_equals_the_messages_one_by_one() -> None:
+    def fresh() -> tuple[SwarmCore, list[PeerState]]:
+        core = make_core(8, False, "l")
+        peers = [PeerState(8, 0.0, peer_id=bytes([65 + k]) * 20, ip=f"10.0.0.{k}", port=1,
+                           outgoing=True, block=PIECE) for k in range(3)]
+        for p in peers:
+            core.peer_connected(p, 0.0)
+            core.message(p, wire.Unchoke(), 0.5)
+        core.take_actions()
+        return core, peers
+
+    items = [(0, 1), (1, 1), (0, 2), (2, 7), (0, 1), (1, 3)]
+    one, p1 = fresh()
+    for k, i in items:
+        one.message(p1[k], wire.Have(i), 1.0)
+    batch, p2 = fresh()
+    batch.haves([(p2[k], i) for k, i in items], 1.0)
+    assert [one.picker.availability(i) for i in range(8)] == \
+        [batch.picker.availability(i) for i in range(8)]
+    assert [(a.pmask, a.am_interested, a.useful, bool(a.outstanding)) for a in p1] == \
+        [(b.pmask, b.am_interested, b.useful, bool(b.outstanding)) for b in p2]
+
+
 SWARM_DIGEST = """
 import hashlib
 from tests.unit.core_pump import swarm_log
@@ -249,3 +273,31 @@ def test_frame_len_matches_the_encoding_of_every_message() -> None:
     ]
     for m in msgs:
         assert wire.frame_len(m) == len(wire.encode(m)), m
+
+
+def test_hostile_modes_are_subclasses_outside_the_ordinary_core() -> None:
+    from peer.hostile import LyingCore, StallingCore
+
+    liar = LyingCore(4, PIECE, 4 * PIECE, (), rng=random.Random(1), local_id=b"L" * 20)
+    p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    liar.peer_connected(p, 0.0)
+    assert one_send(liar).msgs == [wire.HaveAll()]  # claims every piece it lacks
+    liar.message(p, wire.Interested(), 0.0)
+    liar.take_actions()
+    liar.message(p, wire.Request(2, 0, 16384), 0.0)
+    assert liar.take_actions() == [Serve(p)]  # and "serves" them
+    staller = StallingCore(4, PIECE, 4 * PIECE, range(4), rng=random.Random(1),
+                           local_id=b"S" * 20)
+    q = PeerState(4, 0.0, peer_id=b"q" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    staller.peer_connected(q, 0.0)
+    staller.message(q, wire.Interested(), 0.0)
+    staller.take_actions()
+    staller.message(q, wire.Request(2, 0, 16384), 0.0)
+    assert staller.take_actions() == [] and staller.next_upload(q) is None  # never answered
+    ordinary = make_core(4, True, "o")
+    r = PeerState(4, 0.0, peer_id=b"r" * 20, ip="1.2.3.4", port=1, outgoing=False)
+    ordinary.peer_connected(r, 0.0)
+    ordinary.message(r, wire.Interested(), 0.0)
+    ordinary.take_actions()
+    ordinary.message(r, wire.Request(2, 0, 16384), 0.0)
+    assert ordinary.take_actions() == [Serve(r)]

@@ -1,0 +1,83 @@
+"""The simulated network: max-min fair flows, in-order delivery, latency and loss."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from orchestrator.model import Link
+from orchestrator.simulate.clock import VirtualClock
+from orchestrator.simulate.network import Network, Port
+
+MB = 1_000_000
+
+
+def make(n: int, links: list[Link]) -> tuple[VirtualClock, Network, list[Port]]:
+    clock = VirtualClock()
+    net = Network(clock)
+    ports = [net.add_port(f"n{i}", random.Random(i)) for i in range(n)]
+    for p, link in zip(ports, links):
+        net.set_link(p, link)
+    return clock, net, ports
+
+
+def test_max_min_fair_share_gives_the_slack_of_a_slow_receiver_to_the_other() -> None:
+    clock, net, (s, slow, fast) = make(3, [Link(up_bps=80 * MB), Link(down_bps=16 * MB), Link()])
+    got: dict[str, float] = {}
+    a, b = net.channel(s, slow), net.channel(s, fast)
+    a.on_message = lambda m: got.__setitem__("slow", clock.now)
+    b.on_message = lambda m: got.__setitem__("fast", clock.now)
+    a.send("blk", 4 * MB)
+    b.send("blk", 4 * MB)
+    rates = sorted(f.rate for f in s.up_flows)
+    assert rates == pytest.approx([2 * MB, 8 * MB])  # bytes/s: 16 mbit, the rest of 80 mbit
+    clock.run(until=10.0)
+    # fast: 4 MB at 8 MB/s = 0.5 s; then slow keeps 2 MB/s (its own cap): 0.5 + 3 MB / 2 MB/s
+    assert got["fast"] == pytest.approx(0.5)
+    assert got["slow"] == pytest.approx(2.0)
+    assert s.up_used == pytest.approx(0.0, abs=1e-6)
+
+
+def test_messages_arrive_in_order_after_latency_control_behind_data() -> None:
+    clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=50)])
+    seen: list[tuple[str, float]] = []
+    ch = net.channel(a, b)
+    ch.on_message = lambda m: seen.append((m, round(clock.now, 6)))
+    ch.send("block", 1 * MB)  # 1 s at 1 MB/s
+    ch.send("have", 9)  # queued behind the block
+    clock.run(until=5.0)
+    assert seen == [("block", 1.05), ("have", 1.05)]
+
+
+def test_loss_delays_delivery_by_retransmission_round_trips() -> None:
+    def arrival(loss: float) -> float:
+        clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=20, loss=loss)])
+        out: list[float] = []
+        ch = net.channel(a, b)
+        ch.on_message = lambda m: out.append(clock.now)
+        ch.send("block", 1 * MB)
+        clock.run(until=60.0)
+        return out[0]
+
+    clean, lossy = arrival(0.0), arrival(0.01)
+    assert clean == pytest.approx(1.02)
+    # ~685 segments at 1 %: several losses, each one retransmission round trip of 40 ms
+    assert lossy >= clean + 0.04 and (lossy - clean) % 0.04 == pytest.approx(0.0, abs=1e-6)
+
+
+def test_closing_a_channel_frees_its_share_at_once() -> None:
+    clock, net, (s, r1, r2) = make(3, [Link(up_bps=16 * MB), Link(), Link()])
+    c1, c2 = net.channel(s, r1), net.channel(s, r2)
+    done: list[Any] = []
+    c2.on_message = done.append
+    c1.send("x", 10 * MB)
+    c2.send("y", 2 * MB)
+    clock.run(until=0.5)
+    c1.close()
+    assert [f.rate for f in s.up_flows] == [pytest.approx(2 * MB)]
+    clock.run(until=5.0)
+    assert done == ["y"] and clock.now == 5.0
+    # 0.5 s of both flows at 1 MB/s each, then the 1.5 MB left of "y": what was sent of "x" counts
+    assert net.moved_now() == pytest.approx(0.5 * 2 * MB + 1.5 * MB)
