@@ -95,13 +95,17 @@ def test_token_is_required_and_never_leaks(
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     names = {p.name for p in holders}
     assert "state.json" in names and names <= {"state.json", "token"}, holders
+    # ... and none of them lies in an agent's data dir, where /share {"file"} could reach it
+    data_dirs = {Path(d["data_dir"]) for d in state.get("backends", {}).get(
+        state["nodes"]["seeders-0"]["backend"], {}).get("nodes", {}).values() if "data_dir" in d}
+    assert not [p for p in holders if any(d in p.parents for d in data_dirs)], holders
     status = _meshbed(env, "status", NAME)
     assert status.returncode == 0
     for text in [*outputs, status.stdout, status.stderr]:
         assert token not in text
 
     # 3. Not in any command line. Local and netns agents read it from a 0600 file, so it is
-    # not in their environment either (docker passes it as the container's environment).
+    # not in their environment either (docker: a read-only bind, see test_docker_token.py).
     backend = state["nodes"]["seeders-0"]["backend"]
     agent_pids = []
     for entry in Path("/proc").iterdir():

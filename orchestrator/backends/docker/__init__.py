@@ -38,6 +38,7 @@ from orchestrator.backends.base import (
 from orchestrator.backends.docker import containers, networks, shaping
 from orchestrator.dockerlib import images, labels
 from orchestrator.errors import DeployError
+from orchestrator.hostnet.files import write_token_file
 from orchestrator.model import Link, Node
 from orchestrator.options import GroupOption, parse_word
 
@@ -166,6 +167,7 @@ class DockerBackend(Backend):
         for note in notes:
             self._say(note)
         self.ctx.state["image"] = image
+        await asyncio.to_thread(write_token_file, self._token_file(), self.ctx.token)
         self.ctx.state["network"] = {"name": labels.network_name(mesh),
                                      "bridge": labels.bridge_name(mesh)}
         self.ctx.save()
@@ -186,6 +188,10 @@ class DockerBackend(Backend):
         self._deployed = 0
         self._say(f"docker: image {image}, network {net['name']} ({net['subnet']}) ready in "
                   f"{time.monotonic() - t0:.1f} s")
+
+    def _token_file(self) -> Path:
+        """The mesh token for the containers (0600, in the mesh's state folder)."""
+        return self.ctx.state_dir / "docker" / "token"
 
     def _plan_extra(self, node: Node) -> None:
         """A node deploy() sees without prepare() having planned it: the next free address."""
@@ -233,7 +239,7 @@ class DockerBackend(Backend):
         args = agent_args(
             node, mesh=self.ctx.mesh, data_dir=containers.DATA_DIR,
             api=f"0.0.0.0:{API_PORT}", wire=f"0.0.0.0:{WIRE_PORT}",
-            backend=self.name,  # the token goes in as MESHBED_TOKEN (containers.py)
+            backend=self.name, token_file=containers.TOKEN_PATH,
         )
         res = node.resources
         return containers.ContainerSpec(
@@ -243,6 +249,7 @@ class DockerBackend(Backend):
             labels=labels.node_labels(self.ctx.mesh, node.name, node.group),
             nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
             mem_limit=res.memory_bytes or None,
+            token_file=str(self._token_file()),
         )
 
     async def deploy(self, node: Node) -> Endpoint:
@@ -253,8 +260,7 @@ class DockerBackend(Backend):
         clean = not self._nodes[node.name].pop("swept", False)
         spec = self._spec(node)
         try:
-            await self._call(containers.create_and_start, self.client, spec, self.ctx.token,
-                             clean)
+            await self._call(containers.create_and_start, self.client, spec, clean)
             await self._attach(node)
         except DeployError:
             raise

@@ -31,6 +31,7 @@ class ContainerSpec:
     nano_cpus: Optional[int] = None
     mem_limit: Optional[int] = None
     env: dict[str, str] = field(default_factory=dict)
+    token_file: str = ""  # host path of the mesh token, mounted read-only at TOKEN_PATH
 
 
 def volume_name(mesh: str, node: str) -> str:
@@ -38,7 +39,10 @@ def volume_name(mesh: str, node: str) -> str:
 
 
 
-def create_and_start(client: Any, spec: ContainerSpec, token: str, clean: bool = True) -> str:
+TOKEN_PATH = "/run/meshbed/token"  # outside the data dir: /share cannot reach it
+
+
+def create_and_start(client: Any, spec: ContainerSpec, clean: bool = True) -> str:
     """Create the node's volume and container and start it; the container id.
 
     ``clean``: first remove a container/volume of the same name (a crashed run's); the
@@ -51,8 +55,11 @@ def create_and_start(client: Any, spec: ContainerSpec, token: str, clean: bool =
         remove(client, spec.name)
         remove_volume(client, spec.volume)  # fresh data dir on deploy
     api.create_volume(spec.volume, driver="local", labels=spec.labels)
+    binds = {spec.volume: {"bind": DATA_DIR, "mode": "rw"}}
+    if spec.token_file:
+        binds[spec.token_file] = {"bind": TOKEN_PATH, "mode": "ro"}
     host_config = api.create_host_config(
-        binds={spec.volume: {"bind": DATA_DIR, "mode": "rw"}},
+        binds=binds,
         network_mode=spec.network,
         nano_cpus=spec.nano_cpus,
         mem_limit=spec.mem_limit,
@@ -73,10 +80,9 @@ def create_and_start(client: Any, spec: ContainerSpec, token: str, clean: bool =
         labels=spec.labels,
         host_config=host_config,
         networking_config=networking,
-        # the token in the environment (readable only by root and the agent, unlike argv):
-        # putting a file in with put_archive costs ~0.7 s per container under load
-        environment={"PYTHONUNBUFFERED": "1", "HOME": DATA_DIR, "MESHBED_TOKEN": token,
-                     **spec.env},
+        # the token comes from a read-only bind of a 0600 host file: not in argv, not in
+        # the environment (`docker inspect` shows both), not in the data dir
+        environment={"PYTHONUNBUFFERED": "1", "HOME": DATA_DIR, **spec.env},
         working_dir=DATA_DIR,
         stop_signal="SIGTERM",
         detach=True,

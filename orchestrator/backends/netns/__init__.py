@@ -236,7 +236,9 @@ class NetnsBackend(Backend):
     async def _spawn(self, node: Node, rec: dict[str, Any]) -> Endpoint:
         data_dir = Path(rec["data_dir"])
         (data_dir / "inbox").mkdir(parents=True, exist_ok=True)
-        token_file = await asyncio.to_thread(write_token_file, data_dir / "token", self.ctx.token)
+        # beside the data dir, not in it: /share {"file": ...} reaches only the data dir
+        token_file = await asyncio.to_thread(
+            write_token_file, self.ctx.state_dir / "netns" / "token", self.ctx.token)
         ready = data_dir / "ready.json"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
