@@ -24,7 +24,13 @@ import labroots  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 VENV = labroots.CACHE / "py39-venv"
 # The unit tests, and the local backend's contract and end-to-end tests.
-DEFAULT_TESTS = ["tests/unit", "tests/contract", "-k", "local or not contract", "tests/e2e/test_cli_local.py"]
+DEFAULT_TESTS = [
+    "tests/unit", "tests/contract", "-k", "local or not contract", "tests/e2e/test_cli_local.py",
+    # examples/clients.yaml names real BitTorrent clients, which the 3.9 root does not have
+    # (loading it refuses a client not installed): the 3.11 run on the host covers it
+    "--deselect", "tests/unit/test_graph.py::test_every_example_renders[clients.yaml]",
+    "--deselect", "tests/unit/test_loader.py::test_valid_files_round_trip[examples/clients]",
+]
 
 
 def _venv_stamp() -> str:
