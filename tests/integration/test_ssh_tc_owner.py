@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.engine import Mesh
+from orchestrator.mesh import Mesh
 from orchestrator.loader import load_topology
 from tests.sshlab import SshLab, lab_fixture
 
