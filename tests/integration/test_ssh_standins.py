@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.mesh import Mesh
 from orchestrator.loader import load_topology
+from orchestrator.mesh import Mesh
 from tests.integration import docker_support as ds
 from tests.sshlab import SshLab, lab_fixture
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.mesh import Mesh
 from orchestrator.loader import load_topology
+from orchestrator.mesh import Mesh
 from tests.sshlab import SshLab, lab_fixture
 
 pytestmark = [pytest.mark.sshd, pytest.mark.root, pytest.mark.timeout(240)]
