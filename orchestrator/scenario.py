@@ -140,8 +140,9 @@ class Player:
                     self.problems.append(f"{n}: /peers for {node}: {exc}")
 
     async def ask_to_dial(self, content: str, node: str) -> None:
-        """A client node that takes no peer addresses (transmission, aria2) is dialled by
-        its bootstrap peers that have the content already (others find it by PEX/tracker)."""
+        """A client node proves no mesh name, so `access: mesh` agents admit it only at an
+        address they were given, and some clients take no peer addresses (transmission,
+        aria2): its bootstrap peers that have the content are given its address (and dial it)."""
         eps = self.mesh.endpoints
         infohash = self.mesh.contents[content].infohash
         seeders = self.topo.content(content).seeders
@@ -170,7 +171,7 @@ class Player:
         answer = await self.mesh.client(node).fetch(self.fetch_body(content, node))
         if len(self.topo.backends_used()) > 1:
             await self.dial_back(content, node)
-        if not clients.accepts_peers(clients.client_of(self.topo.node(node).options)):
+        if clients.client_of(self.topo.node(node).options) != clients.MESHBED:
             await self.ask_to_dial(content, node)
         if answer.get("infohash") not in (None, self.mesh.contents[content].infohash):
             self.problems.append(f"{node}: /fetch {content} answered infohash {answer.get('infohash')}")
