@@ -194,4 +194,6 @@ def test_html_report_renders_charts_in_chromium(scraped_mesh: dict[str, Any]) ->
             r, g, b = img.getpixel((x, y))  # type: ignore[misc]
             if max(r, g, b) - min(r, g, b) > 60:
                 colourful += 1
-    assert colourful > 2000, f"only {colourful} coloured pixels in the screenshot"
+    # a page without drawn charts has next to none (text and axes are grey); a short run draws
+    # short strokes (1,878 seen for a valid page under load), so the bar is what any chart clears
+    assert colourful > 1000, f"only {colourful} coloured pixels in the screenshot"
