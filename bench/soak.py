@@ -195,7 +195,9 @@ class Prober:
         self.tried += 1
         try:
             if kind == "wire":
-                ok = await asyncio.to_thread(wire_garbage, wire, self.rng.randbytes(200))
+                # beyond MSE's sync window (96 + 512 + 20 bytes): shorter garbage may still be
+                # the start of an encrypted handshake, which the agent rightly waits for
+                ok = await asyncio.to_thread(wire_garbage, wire, self.rng.randbytes(800))
                 want = "closed"
                 got = "closed" if ok else "open"
             else:
