@@ -31,7 +31,7 @@ MAX_PIECE_LENGTH = 16 * 1024 * 1024  # largest we choose or create by default
 MAX_PARSE_PIECE_LENGTH = 256 * 1024 * 1024  # largest accepted from foreign torrents
 MAX_TORRENT_BYTES = 64 * 1024 * 1024  # a .torrent larger than this is refused unread
 CREATED_BY = "meshbed"
-_READ_CHUNK = 8 * 1024 * 1024  # create(): read this much per syscall (rounded to pieces)
+_READ_CHUNK = 2 * 1024 * 1024  # create(): read this much per syscall (rounded to pieces)
 
 
 class MetainfoError(ValueError):
