@@ -37,7 +37,8 @@ def _torrent(st: Optional[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _measure(mesh: Mesh, fetcher: str, size: int, timeout: float = 90.0) -> float:
-    """Play the scenario while sampling the fetcher's bytes; bits/s over 15..85 %."""
+    """Play the scenario while sampling the fetcher's bytes; bits/s over 15..85 % (on the
+    fetcher's clock)."""
     play = asyncio.create_task(mesh.play())
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout
@@ -45,8 +46,10 @@ async def _measure(mesh: Mesh, fetcher: str, size: int, timeout: float = 90.0) -
         while time.monotonic() < deadline and not play.done():
             st = (await mesh.statuses(timeout=2.0)).get(fetcher)
             t = _torrent(st)
-            if t:
-                samples.append((time.monotonic(), int(t.get("downloaded") or 0)))
+            if t and st is not None:
+                # stamped with the agent's own clock when it answered, not when the answer
+                # reached us: a poll slowed by a loaded host does not skew the rate
+                samples.append((float(st["uptime"]), int(t.get("downloaded") or 0)))
                 if t.get("complete"):
                     break
             await asyncio.sleep(0.25)
