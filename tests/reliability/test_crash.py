@@ -50,8 +50,10 @@ def test_agent_sigkill_while_writing_never_keeps_a_bad_chunk(
     agents.append(seeder.start())
     shared = seeder.share_synthetic("blob", 8 * MiB, seed=3, piece_length=64 * 1024)
     ih = shared["infohash"]
-    # 16 mbit down: the 8 MiB take ~4 s of download time, spread over the kills below.
-    leecher = AgentProc(tmp_path, "leechers-0", extra=["--down", "16mbit"])
+    # 8 mbit down: the 8 MiB take >= 8.4 s of download time. Each round below downloads for
+    # its sleep (0.15-0.6 s) plus one status poll, so 5 rounds (<= ~3.5 s) stay well short of a
+    # whole copy, however slow restarts are on a loaded host.
+    leecher = AgentProc(tmp_path, "leechers-0", extra=["--down", "8mbit"])
     agents.append(leecher)
     root = leecher.data_dir / "torrents" / ih
     held = 0
@@ -68,6 +70,15 @@ def test_agent_sigkill_while_writing_never_keeps_a_bad_chunk(
             assert t["resumed_pieces"] >= held, (round_, t["resumed_pieces"], held)
             if t["complete"]:
                 break
+        # A resumed agent takes a while to reconnect: kill it while it writes, i.e. at a seeded
+        # random point once chunks arrive again (a fixed sleep after the start often killed it
+        # before its first new chunk).
+        start_have = 0 if t is None else int(t["have"])
+
+        def arriving(since: int = start_have) -> bool:
+            return int((leecher.torrent(ih) or {}).get("have", 0)) > since
+
+        wait_for(arriving, 60, f"round {round_}: chunks arriving", 0.02)
         time.sleep(rng.uniform(0.15, 0.6))
         assert leecher.proc is not None
         leecher.proc.send_signal(signal.SIGKILL)
