@@ -88,14 +88,22 @@ def scraped_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         run = _meshbed("run", str(topo), "--keep", "--report", str(tmp / "r.json"), "--html", str(tmp / "r.html"), env=env)
         assert run.returncode == 0, run.stderr[-2000:]
         report = json.loads((tmp / "r.json").read_text())
-        # let Prometheus take a few scrapes of the finished mesh (scrape interval 2 s)
-        deadline = time.monotonic() + 30
+        ended = time.time()
+        # Prometheus must have scraped every target of the finished mesh at least twice since
+        # the run ended (final values; rate() needs two points); on a loaded host scrapes lag
+        # their 2 s interval, so wait for them rather than for a fixed time.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            ups = _query(base, f'up{{job="meshbed",mesh="{name}"}} == 1')
-            if len(ups) == len(report["nodes"]) + 1:
+            since = int(time.time() - ended)  # whole seconds: the window starts after `ended`
+            targets = f'up{{job="meshbed",mesh="{name}"}}'
+            counts = _query(base, f"count_over_time({targets}[{max(since, 1)}s])")
+            ups = _query(base, f"{targets} == 1")
+            want = len(report["nodes"])  # one target per node
+            if len(ups) == want and len(counts) == want and all(float(c["value"][1]) >= 2 for c in counts):
                 break
             time.sleep(1)
-        time.sleep(5)
+        else:
+            pytest.fail(f"Prometheus did not scrape every target twice after the run: {counts}")
         yield {"name": name, "base": base, "report": report, "tmp": tmp, "env": env}
     finally:
         _meshbed("down", name, env=env)
