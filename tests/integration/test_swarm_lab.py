@@ -23,6 +23,7 @@ import yaml
 from orchestrator import state
 from orchestrator.backends.swarm import cluster
 from orchestrator.backends.swarm import lab as swarm_lab
+from orchestrator.hostnet import subnets
 from orchestrator.loader import load_topology
 from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
@@ -128,6 +129,11 @@ def test_down_tolerates_containers_vanishing_under_it(lab: swarm_lab.Lab, topo_f
     async def go() -> None:
         mesh = Mesh(topo)
         await mesh.up()
+        assert mesh.state is not None
+        seen.update(mesh.state.backend_section("swarm"))
+        nets = lab.client().api.networks(names=[cluster.network_name(topo.name)])
+        seen["overlay"] = [c["Subnet"] for n in nets for c in n["IPAM"]["Config"]]
+        seen["reserved"] = {r.owner: str(r.subnet) for r in subnets.reservations()}
         t = threading.Thread(target=yank, daemon=True)
         t.start()
         try:
@@ -136,8 +142,15 @@ def test_down_tolerates_containers_vanishing_under_it(lab: swarm_lab.Lab, topo_f
             stop.set()
             t.join(10)
 
+    seen: dict[str, Any] = {}
     asyncio.run(go())
     assert swarmlab.mesh_leftovers(lab, topo.name) == []
+    # the overlay's subnet came from the host-wide swarm pool, was recorded in state and
+    # reserved in the ledger while the mesh was up, and `down` released it
+    net = subnets.Net(seen["subnet"])
+    assert any(net.subnet_of(p) for p in subnets.SWARM_POOL), net
+    assert seen["overlay"] == [str(net)] and seen["reserved"][seen["subnet_owner"]] == str(net)
+    assert seen["subnet_owner"] not in {r.owner for r in subnets.reservations()}
 
 
 def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo_file: Any) -> None:

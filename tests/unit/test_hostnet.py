@@ -66,3 +66,33 @@ def test_token_files_are_private_from_the_start(tmp_path: Path) -> None:
     assert path.read_text() == "s3cret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["token"]  # no temp file left
+
+
+def test_reservations_keep_meshes_apart_until_released(tmp_path: Path) -> None:
+    ledger = str(tmp_path / "ledger.json")
+    host = [subnets.Net("10.224.0.0/22")]  # a route of the host, inside the swarm pool
+    a = subnets.reserve("swarm", "m", "swarm:m:1", 22, host, path=ledger)
+    # the same mesh name, another deploy (another MESHBED_HOME): same start, other subnet
+    b = subnets.reserve("swarm", "m", "swarm:m:2", 22, host, path=ledger)
+    assert a != b and not a.overlaps(b) and not any(x.overlaps(host[0]) for x in (a, b))
+    assert all(any(x.subnet_of(p) for p in subnets.SWARM_POOL) for x in (a, b))
+    assert subnets.reserve("swarm", "m", "swarm:m:1", 22, host, path=ledger) == a  # idempotent
+    assert [(r.owner, r.subnet) for r in subnets.reservations(ledger)] == [
+        ("swarm:m:1", a), ("swarm:m:2", b)]
+    assert subnets.release("swarm:m:1", path=ledger) is True
+    assert subnets.release("swarm:m:1", path=ledger) is False
+    assert [r.owner for r in subnets.reservations(ledger)] == ["swarm:m:2"]
+    # released: the next deploy of that name may take it again
+    assert subnets.reserve("swarm", "m", "swarm:m:3", 22, host, path=ledger) == a
+
+
+def test_a_full_pool_or_a_broken_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.json"
+    with pytest.raises(RuntimeError, match="no free /13 left in 10.224.0.0/12"):
+        subnets.reserve("swarm", "m", "o", 13, [subnets.Net("10.224.0.0/13"),
+                                                 subnets.Net("10.232.0.0/13")], path=str(ledger))
+    assert not ledger.exists()  # nothing entered for a pick that failed
+    ledger.write_text("{not json")
+    assert subnets.reservations(str(ledger)) == []  # the routes and engines still guard the pick
+    net = subnets.reserve("swarm", "m", "o", 22, [], path=str(ledger))
+    assert subnets.reservations(str(ledger))[0].subnet == net

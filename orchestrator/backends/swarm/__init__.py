@@ -106,7 +106,12 @@ class SwarmBackend(Backend):
         else:
             pyz = await asyncio.to_thread(ensure_pyz)
             st["image"] = await asyncio.to_thread(images.ensure_peer_image, self.client, pyz, None, None, self.ctx.say)
-        st["network_id"] = await asyncio.to_thread(cluster.ensure_network, self.client, self.ctx.mesh)
+        # recorded before the network exists: `down` releases the subnet even after a crash
+        st["subnet_owner"] = cluster.subnet_owner(self.ctx.mesh, str(st["run"]))
+        self.ctx.save()
+        st["network_id"], st["subnet"] = await asyncio.to_thread(
+            cluster.ensure_network, self.client, self.ctx.mesh, st["subnet_owner"])
+        self.ctx.save()
         st["secret_id"] = await asyncio.to_thread(cluster.ensure_secret, self.client, self.ctx.mesh, self.ctx.token)
         taken = frozenset(int(v["api_port"]) for v in self._nodes_state().values() if "api_port" in v)
         ports = await asyncio.to_thread(services.free_ports, len(nodes), 21000, taken)
@@ -117,7 +122,7 @@ class SwarmBackend(Backend):
             self._nodes_state()[node.name] = rec
         self.ctx.save()
         self.ctx.say(
-            f"swarm: {len(nodes)} services on overlay {st['network']}; links and partitions "
+            f"swarm: {len(nodes)} services on overlay {st['network']} ({st['subnet']}); links and partitions "
             "are emulated by the agents (no tc inside swarm tasks)"
         )
 
@@ -272,6 +277,10 @@ class SwarmBackend(Backend):
             if rec.get("node_id"):
                 expected.setdefault(str(rec["node_id"]), []).append(services.volume_name(self.ctx.mesh, node, run))
         left = swarm_teardown.run(cl, self.ctx.mesh, expected)
+        if st.get("subnet_owner") and not any(w.startswith("network ") for w in left):
+            cluster.release_subnet(str(st["subnet_owner"]))  # the overlay is gone everywhere
+            del st["subnet_owner"]
+            self.ctx.save()
         if left:
             st["left"] = left  # `down` again (once the engine is back) retries from here
             self.ctx.save()

@@ -98,13 +98,57 @@ def service_name(mesh: str, node: str) -> str:
     return name
 
 
-def ensure_network(cl: Any, mesh: str) -> str:
+OVERLAY_PREFIX = 22  # 1,022 addresses: a task takes one, each engine's endpoint one more
+OVERLAY_TRIES = 8
+
+
+def subnet_owner(mesh: str, run: str) -> str:
+    """The ledger owner of one deploy's overlay subnet (``run``: the deploy's id)."""
+    return f"swarm:{mesh}:{run}"
+
+
+def ensure_network(cl: Any, mesh: str, owner: str) -> tuple[str, str]:
+    """The mesh's attachable overlay (id, subnet). Its subnet comes from the host-wide swarm
+    pool, entered in the ledger for ``owner`` and picked under the host lock until the
+    network exists: no other mesh of any backend, nor any network the manager knows, shares
+    it. A leftover of the same name (a crashed deploy) is reused with its subnet."""
+    import docker.errors
+    import docker.types
+
+    from orchestrator.dockerlib.subnets import engine_subnets
+    from orchestrator.hostnet import subnets
+
     name = network_name(mesh)
-    found = cl.networks.list(names=[name])
-    if found:
-        return str(found[0].id)
-    net = cl.networks.create(name, driver="overlay", attachable=True, labels=mesh_labels(mesh))
-    return str(net.id)
+    with subnets.host_lock():
+        for found in cl.api.networks(names=[name]):
+            if found.get("Name") == name:
+                cfg = (found.get("IPAM") or {}).get("Config") or [{}]
+                return str(found["Id"]), str(cfg[0].get("Subnet", ""))
+        used = engine_subnets(cl) + subnets.host_networks()
+        last: Exception = RuntimeError("no free subnet")
+        for _ in range(OVERLAY_TRIES):
+            net = subnets.reserve("swarm", mesh, owner, OVERLAY_PREFIX, used)
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))])
+            try:
+                made = cl.api.create_network(name, driver="overlay", attachable=True, ipam=ipam,
+                                             labels=mesh_labels(mesh), check_duplicate=True)
+            except docker.errors.APIError as exc:
+                subnets.release(owner)
+                if "overlap" not in str(exc).lower():
+                    raise
+                last = exc  # a network this host cannot see (another engine's): next one
+                used.append(net)
+                continue
+            return str(made["Id"]), str(net)
+    raise RuntimeError(f"no free overlay subnet for {name}: {last}")
+
+
+def release_subnet(owner: str) -> None:
+    """Give the overlay's subnet back to the pool (its network is gone)."""
+    from orchestrator.hostnet import subnets
+
+    with subnets.host_lock():
+        subnets.release(owner)
 
 
 def ensure_secret(cl: Any, mesh: str, token: str) -> str:
