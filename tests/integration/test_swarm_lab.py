@@ -153,6 +153,31 @@ def test_down_tolerates_containers_vanishing_under_it(lab: swarm_lab.Lab, topo_f
     assert seen["subnet_owner"] not in {r.owner for r in subnets.reservations()}
 
 
+def test_lost_state_folder_is_cleaned_by_doctor_on_every_engine(lab: swarm_lab.Lab, topo_file: Any) -> None:
+    import shutil
+    import subprocess
+
+    from orchestrator import orphans
+    from orchestrator.backends.swarm import SwarmBackend
+
+    groups = {"seeders": {"count": 1, "placement": ["node.role == manager"]},
+              "leechers": {"count": 1, "placement": [f"node.labels.{swarm_lab.ROLE_LABEL} == worker1"]}}
+    topo = topo_file(groups, [])
+    asyncio.run(Mesh(topo).up())
+    shutil.rmtree(state.home() / topo.name)  # the state is lost; the mesh runs on
+    found = {o.mesh: o for o in SwarmBackend.find_orphans(orphans.has_state_in(state.home()))}
+    things = found[topo.name].things
+    assert sum(t.startswith("service ") for t in things) == 2, things
+    assert f"network {cluster.network_name(topo.name)}" in things
+    assert any(t.startswith("reserved subnet 10.2") for t in things), things
+    clean = subprocess.run([sys.executable, "-m", "orchestrator", "doctor", "--clean-orphans",
+                            topo.name], capture_output=True, text=True, timeout=180)
+    assert clean.returncode == 0 and f"swarm: {topo.name}: removed" in clean.stdout, \
+        clean.stderr + clean.stdout
+    assert swarmlab.mesh_leftovers(lab, topo.name) == []  # worker volumes included
+    assert topo.name not in {r.mesh for r in subnets.reservations()}
+
+
 def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo_file: Any) -> None:
     groups = {"seeders": {"count": 1, "placement": ["node.role == manager"]},
               "leechers": {"count": 1, "placement": [f"node.labels.{swarm_lab.ROLE_LABEL} == worker1"]}}

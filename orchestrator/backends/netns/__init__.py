@@ -31,9 +31,12 @@ from orchestrator.backends.base import (
     Capability,
     Description,
     Endpoint,
+    HasState,
+    MeshContext,
+    Orphan,
     agent_args,
 )
-from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.backends.netns import addressing, bridge, firewall, namespaces, orphans
 from orchestrator.clients import MESHBED, client_of, client_option, node_command
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes, subnets
@@ -91,6 +94,36 @@ class NetnsBackend(Backend):
             return "backend netns needs /sys/class/net (sysfs)"
         return None
 
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Namespaces, bridges, veths, chains and rules named after a mesh tag whose state
+        is gone (the bridge's mark names its state folder; else the rules name the mesh)."""
+        out = []
+        for tag, info in sorted(orphans.find().items()):
+            state_dir = Path(info["state_dir"]) if info["state_dir"] else None
+            mesh = info["mesh"] or f"netns-{tag}"  # nothing left says the name
+            if info["mesh"] and has_state(mesh, state_dir):
+                continue
+            out.append(Orphan(cls.name, mesh, tuple(info["things"]), {"tag": tag, "info": info}))
+        return out
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        import tempfile
+
+        tag = orphan.detail["tag"]
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = MeshContext(mesh=orphan.mesh, token="", state_dir=Path(tmp),
+                              state=orphans.state_for(tag, orphan.detail["info"]),
+                              save=lambda: None, say=lambda _: None)
+            try:
+                asyncio.run(cls(ctx).teardown())
+                asyncio.run(orphans.delete_veths(tag))
+            except (DeployError, RuntimeError) as exc:
+                return [str(exc)]
+        left = orphans.find().get(tag)
+        return list(left["things"]) if left else []
+
     # --- state helpers ------------------------------------------------------------------
     @property
     def st(self) -> dict[str, Any]:
@@ -125,6 +158,7 @@ class NetnsBackend(Backend):
             )
             self.ctx.save()
             bridge.create_bridge_sync(self.st["bridge"], self.st["host_ip"], net.prefixlen)
+            orphans.mark_bridge(self.st["bridge"], self.ctx.state_dir)  # whose it is, after a crash
 
     def _record_nodes(self, nodes: Sequence[Node]) -> list[dict[str, Any]]:
         import ipaddress

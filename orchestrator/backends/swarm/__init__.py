@@ -20,7 +20,9 @@ from orchestrator.backends.base import (
     Backend,
     Capability,
     Endpoint,
+    HasState,
     MeshContext,
+    Orphan,
     agent_args,
 )
 from orchestrator.backends.swarm import cluster, placement, services
@@ -74,6 +76,32 @@ class SwarmBackend(Backend):
             f"swarm services of a mesh named {mesh!r} already exist (another MESHBED_HOME?): "
             f"`meshbed down {mesh}` there, or pick another name"
         )
+
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Labelled services, overlays and secrets of meshes without state, and overlay
+        subnets the host-wide ledger still holds for such meshes."""
+        from orchestrator.hostnet import subnets
+
+        present = cluster.meshes_present(cluster.client(timeout=30))
+        for r in subnets.reservations():
+            if r.kind == "swarm":
+                present.setdefault(r.mesh, []).append(f"reserved subnet {r.subnet}")
+        return [Orphan(cls.name, mesh, tuple(things)) for mesh, things in sorted(present.items())
+                if not has_state(mesh, None)]
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        """Services, task volumes on every engine, secrets and the overlay (teardown finds
+        them all by label); then the mesh's ledger entries."""
+        cl = cluster.client()
+        try:
+            left = swarm_teardown.run(cl, orphan.mesh, {})
+        finally:
+            cl.close()
+        if not any(w.startswith("network ") for w in left):
+            cluster.release_subnets_of(orphan.mesh)
+        return left
 
     @property
     def client(self) -> Any:

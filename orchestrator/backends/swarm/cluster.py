@@ -158,3 +158,30 @@ def ensure_secret(cl: Any, mesh: str, token: str) -> str:
             s.remove()  # a stale secret of an earlier mesh with the same name
     sec = cl.secrets.create(name=name, data=token.encode(), labels=mesh_labels(mesh))
     return str(sec.id)
+
+
+def meshes_present(cl: Any) -> dict[str, list[str]]:
+    """Mesh name -> its swarm objects (services, overlay networks, secrets), by label."""
+    flt = {"label": [f"{MANAGED}=1"]}
+    found: dict[str, list[str]] = {}
+    objs = [((s.get("Spec") or {}).get("Labels") or {}, f"service {s['Spec']['Name']}")
+            for s in cl.api.services(filters=flt)]
+    objs += [(n.get("Labels") or {}, f"network {n.get('Name')}")
+             for n in cl.api.networks(filters=flt) if n.get("Driver") == "overlay"]
+    objs += [((s.get("Spec") or {}).get("Labels") or {}, f"secret {s['Spec']['Name']}")
+             for s in cl.api.secrets(filters=flt)]
+    for labels, what in objs:
+        if labels.get(MESH):
+            found.setdefault(labels[MESH], []).append(what)
+    return found
+
+
+def release_subnets_of(mesh: str) -> None:
+    """Every overlay subnet the ledger holds for ``mesh`` (its state, with the owner's
+    name, is lost: only the mesh name is known)."""
+    from orchestrator.hostnet import subnets
+
+    with subnets.host_lock():
+        for r in subnets.reservations():
+            if r.kind == "swarm" and r.mesh == mesh:
+                subnets.release(r.owner)
