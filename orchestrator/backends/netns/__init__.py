@@ -79,7 +79,8 @@ class NetnsBackend(Backend):
             return None
         return (
             f"network namespaces of a mesh named {mesh!r} already exist ({taken[0]} ...; another "
-            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, or pick another name"
+            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, "
+            f"`meshbed doctor --clean-orphans {mesh}`, or pick another name"
         )
 
     @classmethod
