@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from orchestrator.hostnet.files import write_atomic
 
@@ -90,8 +91,9 @@ def choose(pool: Sequence[Net], prefix: int, start: int, used: Iterable[Net]) ->
 
 
 @contextlib.contextmanager
-def host_lock(path: str = LOCK_FILE, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def host_lock(path: Optional[str] = None, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Exclusive, host-wide, across processes and users. Blocking: call it in a thread."""
+    path = path or LOCK_FILE
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
     try:
         deadline = time.monotonic() + timeout
@@ -124,24 +126,24 @@ class Reservation:
         return {"subnet": str(self.subnet), "kind": self.kind, "mesh": self.mesh, "owner": self.owner}
 
 
-def reservations(path: str = LEDGER_FILE) -> list[Reservation]:
+def reservations(path: Optional[str] = None) -> list[Reservation]:
     """Every entry of the ledger (an unreadable ledger reads as empty: the host routes and
     the engines' own network lists still guard the pick)."""
     try:
-        data = json.loads(Path(path).read_text() or "[]")
+        data = json.loads(Path(path or LEDGER_FILE).read_text() or "[]")
         return [Reservation(Net(d["subnet"]), str(d["kind"]), str(d["mesh"]), str(d["owner"]))
                 for d in data]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
 
-def _write(items: Sequence[Reservation], path: str) -> None:
+def _write(items: Sequence[Reservation], path: Optional[str]) -> None:
     body = json.dumps([r.to_json() for r in items], indent=1).encode()
-    write_atomic(Path(path), body, mode=0o644)
+    write_atomic(Path(path or LEDGER_FILE), body, mode=0o644)
 
 
 def reserve(kind: str, mesh: str, owner: str, prefix: int, used: Iterable[Net],
-            path: str = LEDGER_FILE) -> Net:
+            path: Optional[str] = None) -> Net:
     """A /prefix of pool ``kind`` overlapping nothing in ``used`` nor in the ledger, entered
     in the ledger for ``owner`` (the one it already holds, when it holds one).
     Hold ``host_lock()`` around this and the creation of the network."""
@@ -154,7 +156,7 @@ def reserve(kind: str, mesh: str, owner: str, prefix: int, used: Iterable[Net],
     return net
 
 
-def release(owner: str, path: str = LEDGER_FILE) -> bool:
+def release(owner: str, path: Optional[str] = None) -> bool:
     """Drop ``owner``'s reservation; False when it held none. Under ``host_lock()``."""
     items = reservations(path)
     kept = [r for r in items if r.owner != owner]

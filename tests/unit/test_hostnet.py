@@ -8,6 +8,7 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,43 @@ def test_a_full_pool_or_a_broken_ledger(tmp_path: Path) -> None:
     assert subnets.reservations(str(ledger)) == []  # the routes and engines still guard the pick
     net = subnets.reserve("swarm", "m", "o", 22, [], path=str(ledger))
     assert subnets.reservations(str(ledger))[0].subnet == net
+
+
+class _FakeSwarmApi:
+    """The two calls the overlay pick makes; the first create overlaps a network only the
+    engine knows of (another host's), as dockerd says "Pool overlaps"."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.refuse = 1
+
+    def networks(self, names: Any = None) -> list[dict[str, Any]]:
+        return [{"Name": "other", "IPAM": {"Config": [{"Subnet": "10.224.4.0/22"}]}}]
+
+    def create_network(self, name: str, **kw: Any) -> dict[str, str]:
+        import docker.errors
+
+        subnet = kw["ipam"]["Config"][0]["Subnet"]
+        if self.refuse:
+            self.refuse -= 1
+            raise docker.errors.APIError(f"Pool overlaps with other one on this address space ({subnet})")
+        self.created.append(subnet)
+        return {"Id": "net1"}
+
+
+def test_overlay_pick_skips_engine_networks_and_moves_on_when_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.backends.swarm import cluster
+
+    monkeypatch.setattr(subnets, "LEDGER_FILE", str(tmp_path / "ledger.json"))
+    monkeypatch.setattr(subnets, "LOCK_FILE", str(tmp_path / "lock"))
+    monkeypatch.setattr(subnets, "host_networks", lambda: [subnets.Net("10.224.0.0/22")])
+    monkeypatch.setattr(subnets, "start_for", lambda key: 0)  # the pool's first /22s
+    fake = _FakeSwarmApi()
+    cl = type("Client", (), {"api": fake})()
+    net_id, subnet = cluster.ensure_network(cl, "m", "swarm:m:1")
+    # 10.224.0.0/22: a host route; .4.0: the engine's network; .8.0 refused; .12.0 taken
+    assert (net_id, subnet) == ("net1", "10.224.12.0/22") and fake.created == [subnet]
+    assert [(r.owner, str(r.subnet)) for r in subnets.reservations()] == [("swarm:m:1", subnet)]
+    cluster.release_subnet("swarm:m:1")
+    assert subnets.reservations() == []
