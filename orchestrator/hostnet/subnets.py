@@ -156,6 +156,13 @@ def reserve(kind: str, mesh: str, owner: str, prefix: int, used: Iterable[Net],
     return net
 
 
+def claim(kind: str, mesh: str, owner: str, net: Net, path: Optional[str] = None) -> None:
+    """Enter an existing network's ``net`` for ``owner``, replacing whoever held it (a
+    crashed deploy whose network a new deploy of the mesh takes over). Under ``host_lock()``."""
+    kept = [r for r in reservations(path) if r.subnet != net and r.owner != owner]
+    _write([*kept, Reservation(net, kind, mesh, owner)], path)
+
+
 def release(owner: str, path: Optional[str] = None) -> bool:
     """Drop ``owner``'s reservation; False when it held none. Under ``host_lock()``."""
     items = reservations(path)

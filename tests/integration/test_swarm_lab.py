@@ -212,6 +212,8 @@ def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo
     assert report["ok"] is True and f["resumed_pieces"] == 0, f
     assert sum(f["bytes_from"].values()) >= 6 * MiB, f
     assert swarmlab.mesh_leftovers(lab, name) == []  # the stale volume went with `down` too
+    # the second deploy took the crashed one's overlay over, with its ledger entry
+    assert name not in {r.mesh for r in subnets.reservations()}
 
 
 def test_validate_refuses_a_constraint_no_engine_meets(lab: swarm_lab.Lab, tmp_path: Path) -> None:

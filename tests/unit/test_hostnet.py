@@ -137,3 +137,20 @@ def test_overlay_pick_skips_engine_networks_and_moves_on_when_refused(
     assert [(r.owner, str(r.subnet)) for r in subnets.reservations()] == [("swarm:m:1", subnet)]
     cluster.release_subnet("swarm:m:1")
     assert subnets.reservations() == []
+
+
+def test_a_new_deploy_taking_over_a_leftover_overlay_owns_its_subnet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.backends.swarm import cluster
+
+    monkeypatch.setattr(subnets, "LEDGER_FILE", str(tmp_path / "ledger.json"))
+    monkeypatch.setattr(subnets, "LOCK_FILE", str(tmp_path / "lock"))
+    stale = subnets.reserve("swarm", "m", "swarm:m:crashed", 22, [])
+    leftover = {"Name": cluster.network_name("m"), "Id": "old",
+                "IPAM": {"Config": [{"Subnet": str(stale)}]}}
+    api = type("Api", (), {"networks": lambda self, names=None: [leftover]})()
+    cl = type("Client", (), {"api": api})()
+    assert cluster.ensure_network(cl, "m", "swarm:m:new") == ("old", str(stale))
+    assert [(r.owner, r.subnet) for r in subnets.reservations()] == [("swarm:m:new", stale)]
+    cluster.release_subnet("swarm:m:new")  # so `down` of the new deploy frees it
+    assert subnets.reservations() == []

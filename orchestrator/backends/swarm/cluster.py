@@ -3,6 +3,7 @@ and token secret. Blocking docker SDK calls only (the backend runs them in threa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from typing import Any, Optional
@@ -123,7 +124,10 @@ def ensure_network(cl: Any, mesh: str, owner: str) -> tuple[str, str]:
         for found in cl.api.networks(names=[name]):
             if found.get("Name") == name:
                 cfg = (found.get("IPAM") or {}).get("Config") or [{}]
-                return str(found["Id"]), str(cfg[0].get("Subnet", ""))
+                subnet = str(cfg[0].get("Subnet", ""))
+                with contextlib.suppress(ValueError):  # this deploy now owns its ledger entry
+                    subnets.claim("swarm", mesh, owner, subnets.Net(subnet))
+                return str(found["Id"]), subnet
         used = engine_subnets(cl) + subnets.host_networks()
         last: Exception = RuntimeError("no free subnet")
         for _ in range(OVERLAY_TRIES):
