@@ -186,16 +186,12 @@ def _join(host: str, port: int) -> str:
 
 
 async def _run_agent(args: argparse.Namespace, token: Optional[str]) -> int:
-    from prometheus_client import (
-        CollectorRegistry,
-        GCCollector,
-        PlatformCollector,
-        ProcessCollector,
-    )
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
     from peer import metainfo
     from peer.agent import Agent
     from peer.control import ControlServer
+    from peer.metrics import new_registry
     from peer.shaping import LinkEmulator
 
     seeds = []
@@ -207,7 +203,7 @@ async def _run_agent(args: argparse.Namespace, token: Optional[str]) -> int:
         if not payload.is_file():
             raise UsageError(f"--file {payload}: not a file")
 
-    registry = CollectorRegistry()
+    registry = new_registry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         try:
             collector(registry=registry)

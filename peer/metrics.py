@@ -12,17 +12,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from peer import __version__
 
-try:  # `_created` series would double every counter: scrape size and time matter (100s of contents)
-    from prometheus_client import disable_created_metrics
 
+def new_registry() -> CollectorRegistry:
+    """A fresh registry for one agent's metrics, without `_created` series (they would
+    double every counter; scrape size and time matter at hundreds of contents).
+    prometheus_client's switch is process-wide: it is thrown where an agent's registry is
+    built, not as a side effect of importing this module."""
     disable_created_metrics()
-except ImportError:  # prometheus_client < 0.17
-    pass
+    return CollectorRegistry()
+
 
 COPY_BUCKETS = ("0", "1", "2", "3", "4", "5-8", "9-16", "17+")
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
@@ -49,6 +49,23 @@ class Description:
     rate: str = "agent"  # who caps up/down rates
     delay: str = "agent"  # who adds latency/jitter/loss
     partition: str = "agent blocklists"  # who cuts traffic between sides
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """What a backend created on this host for a mesh that no state names any more (its
+    folder was lost, or its orchestrator crashed before recording it)."""
+
+    backend: str
+    mesh: str  # the mesh's name; the resources' own tag when they no longer say it
+    things: tuple[str, ...]  # one line each, for the user: "namespace mb-1a2b3c-0"
+    # what the backend needs to remove them (names, ids, a reconstructed state)
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+# Whether a mesh still has state, so its resources are no orphans: (mesh name, the state
+# folder the resources record, when they record one) -> True when that state exists.
+HasState = Callable[[str, Optional[Path]], bool]
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,18 @@ class Backend(ABC):
         Checked before anything is created, so a refused `up` touches nothing of the other mesh.
         """
         return None
+
+    # --- orphans (`meshbed doctor --clean-orphans`): blocking, called from the CLI --------
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """This backend's resources on this host (or its cluster) of meshes for which
+        ``has_state`` is False; only things carrying meshbed's names, labels or marks."""
+        return []
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        """Remove what ``find_orphans`` found; return what could not be removed."""
+        return list(orphan.things)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def prepare(self, nodes: Sequence[Node]) -> None:  # noqa: B027 - optional hook

@@ -27,13 +27,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry
-
 from orchestrator.clients import adapter_class
 from orchestrator.clients.base import ClientAdapter, ClientError, ClientTorrent, NodeSetup
 from peer.cli import build_parser
 from peer.control import ControlServer
-from peer.metrics import AgentMetrics, ContentSnapshot
+from peer.metrics import AgentMetrics, ContentSnapshot, new_registry
 from peer.shaping import LinkEmulator
 
 log = logging.getLogger("meshbed.client")
@@ -221,7 +219,7 @@ async def run_node(client_name: str, args: Any, token: Optional[str]) -> int:
         torrent = data_dir / "torrents" / f"{ih}.torrent"
         if torrent.exists():
             await asyncio.to_thread(client.add, torrent.read_bytes(), ih)
-    registry = CollectorRegistry()
+    registry = new_registry()
     AgentMetrics(registry, node=args.node, group=args.group).set_source(agent.snapshots)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
-"""`meshbed doctor`: what this host supports, and what each backend will use here
-(kernel shaping or the agents' own emulation). Read-only; exit 0."""
+"""`meshbed doctor`: what this host supports, what each backend will use here (kernel
+shaping or the agents' own emulation) and what backends left for meshes with no state.
+Read-only, exit 0; `--clean-orphans` removes those leftovers (exit 1 if some stay)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ Row = tuple[str, str, str]  # facility, yes/no, detail
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.add_argument("--clean-orphans", nargs="*", metavar="MESH", default=None,
-                        help="remove docker containers/networks/volumes of meshes that have no "
-                             "state in $MESHBED_HOME (left by a lost state folder); only the "
-                             "named meshes when given")
+                        help="remove what any backend left for meshes that have no state "
+                             "(a lost state folder, a crash); only the named meshes when given")
 
 
 def _version(cmd: list[str]) -> str:
@@ -135,59 +135,45 @@ def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def docker_orphans() -> dict[str, int]:
-    """Meshes with labelled docker objects but no state folder here: mesh -> object count."""
-    from orchestrator import state
-    from orchestrator.backends.docker import client, containers, ping_error
+def _clean(wanted: list[str]) -> int:
+    from orchestrator import orphans, state
 
-    if ping_error() is not None:
-        return {}
-    c = client(timeout=30)
-    try:
-        present = containers.meshes_present(c)
-    finally:
-        c.close()
-    known = {p.name for p in state.mesh_dirs(state.home())}
-    return {m: n for m, n in sorted(present.items()) if m not in known}
-
-
-def clean_orphans(orphans: dict[str, int]) -> None:
-    import asyncio
-    import tempfile
-    from pathlib import Path
-
-    from orchestrator.backends.base import MeshContext
-    from orchestrator.backends.docker import DockerBackend
-
-    for mesh in orphans:
-        with tempfile.TemporaryDirectory() as tmp:
-            ctx = MeshContext(mesh=mesh, token="", state_dir=Path(tmp), state={},
-                              save=lambda: None)
-            asyncio.run(DockerBackend(ctx).teardown())
+    found, failed = orphans.find(state.home())
+    if wanted:
+        found = [o for o in found if o.mesh in wanted]
+    left = orphans.remove(found)
+    for o in found:
+        status = "could not remove " + "; ".join(left[o]) if o in left else "removed"
+        print(f"{o.backend}: {o.mesh}: {status} ({len(o.things)} objects)")
+    for name, why in failed.items():
+        print(f"{name}: cannot look for orphans: {why}")
+    print(f"{len(found) - len(left)} of {len(found)} orphaned meshes removed")
+    return 1 if left else 0
 
 
 def main(args: argparse.Namespace) -> int:
-    orphans = docker_orphans()
+    from orchestrator import orphans, state
+
     wanted = getattr(args, "clean_orphans", None)
     if wanted is not None:
-        if wanted:
-            orphans = {m: n for m, n in orphans.items() if m in wanted}
-        clean_orphans(orphans)
-        print(f"removed the docker objects of {len(orphans)} orphaned meshes"
-              + (f": {', '.join(orphans)}" if orphans else ""))
-        return 0
+        return _clean(list(wanted))
+    found, failed = orphans.find(state.home())
     hosts = host_rows()
     backs = backend_rows()
     options = option_rows()
     if getattr(args, "json", False):
         import json
 
+        by_backend: dict[str, dict[str, list[str]]] = {}
+        for o in found:
+            by_backend.setdefault(o.backend, {})[o.mesh] = list(o.things)
         print(json.dumps({
             "host": {r[0]: {"ok": r[1] == "yes", "detail": r[2]} for r in hosts},
             "backends": {b[0]: {"available": b[1], "rate": b[2], "delay": b[3], "partition": b[4]}
                          for b in backs},
             "group_options": {f"{b}.{k}": d for b, k, d in options},
-            "docker_orphans": orphans,
+            "orphans": by_backend,
+            "orphan_search_failed": failed,
         }, indent=1))
         return 0
     print(_table(("facility", "ok", "detail"), hosts))
@@ -196,10 +182,11 @@ def main(args: argparse.Namespace) -> int:
     if options:
         print()
         print(_table(("backend", "group option", "meaning"), options))
-    if orphans:
+    if found:
         print()
-        print("docker objects of meshes with no state in $MESHBED_HOME (another MESHBED_HOME, "
-              "or a lost state folder): "
-              + ", ".join(f"{m} ({n})" for m, n in orphans.items())
-              + "; `meshbed doctor --clean-orphans` removes them")
+        print("left by meshes with no state (a lost state folder, a crash, or another "
+              "MESHBED_HOME): " + ", ".join(f"{o.mesh} ({o.backend}, {len(o.things)})" for o in found)
+              + "; `meshbed doctor --clean-orphans [MESH ...]` removes them")
+    for name, why in failed.items():
+        print(f"{name}: cannot look for orphans: {why}")
     return 0

@@ -144,3 +144,25 @@ def find_by_argument(fragment: str) -> list[int]:
         if fragment.encode() in cmdline and b"peer" in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def agents_with_data_dirs() -> list[tuple[Target, str]]:
+    """Every agent process on this host (``peer`` in its command line, a ``--data-dir``
+    argument) with its data dir: what orphan searches match against their own layouts."""
+    found: list[tuple[Target, str]] = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--data-dir" not in argv or not any(b"peer" in a for a in argv):
+            continue
+        i = argv.index(b"--data-dir")
+        if i + 1 < len(argv):
+            pid = int(entry.name)
+            started = start_time(pid)
+            if started is not None:
+                found.append(((pid, started), argv[i + 1].decode(errors="replace")))
+    return found

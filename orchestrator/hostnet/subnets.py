@@ -5,6 +5,10 @@ and the pools do not overlap, so a netns mesh and a docker mesh never pick the s
 addresses even when neither is up yet. A pick avoids every route and address of the host;
 it is made under ``host_lock()``, held until the new network exists (so the next pick,
 from any backend and any process, sees its route).
+
+A network that leaves no route on this host (a swarm overlay lives in namespaces of its
+own, on every engine) is also entered in a host-wide ledger (``reserve``) until its mesh
+is torn down (``release``): the next pick sees it there.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ import os
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from orchestrator.hostnet.files import write_atomic
 
 Net = ipaddress.IPv4Network
 
@@ -31,6 +40,7 @@ POOLS = {"netns": NETNS_POOL, "docker": DOCKER_POOL, "swarm": SWARM_POOL}
 
 LOCK_FILE = "/tmp/meshbed-hostnet.lock"  # one path for every user: the lock is host-wide
 LOCK_TIMEOUT = 120.0
+LEDGER_FILE = "/tmp/meshbed-hostnet-subnets.json"  # reservations, read and written under the lock
 
 
 def host_networks() -> list[Net]:
@@ -81,8 +91,9 @@ def choose(pool: Sequence[Net], prefix: int, start: int, used: Iterable[Net]) ->
 
 
 @contextlib.contextmanager
-def host_lock(path: str = LOCK_FILE, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def host_lock(path: Optional[str] = None, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Exclusive, host-wide, across processes and users. Blocking: call it in a thread."""
+    path = path or LOCK_FILE
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
     try:
         deadline = time.monotonic() + timeout
@@ -99,3 +110,64 @@ def host_lock(path: str = LOCK_FILE, timeout: float = LOCK_TIMEOUT) -> Iterator[
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+# --- the ledger: subnets reserved by meshes whose networks leave no route here -----------
+
+
+@dataclass(frozen=True)
+class Reservation:
+    subnet: Net
+    kind: str  # the pool it came from (a key of POOLS)
+    mesh: str
+    owner: str  # unique per deploy (backend, mesh, a run id): what `release` names
+
+    def to_json(self) -> dict[str, str]:
+        return {"subnet": str(self.subnet), "kind": self.kind, "mesh": self.mesh, "owner": self.owner}
+
+
+def reservations(path: Optional[str] = None) -> list[Reservation]:
+    """Every entry of the ledger (an unreadable ledger reads as empty: the host routes and
+    the engines' own network lists still guard the pick)."""
+    try:
+        data = json.loads(Path(path or LEDGER_FILE).read_text() or "[]")
+        return [Reservation(Net(d["subnet"]), str(d["kind"]), str(d["mesh"]), str(d["owner"]))
+                for d in data]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _write(items: Sequence[Reservation], path: Optional[str]) -> None:
+    body = json.dumps([r.to_json() for r in items], indent=1).encode()
+    write_atomic(Path(path or LEDGER_FILE), body, mode=0o644)
+
+
+def reserve(kind: str, mesh: str, owner: str, prefix: int, used: Iterable[Net],
+            path: Optional[str] = None) -> Net:
+    """A /prefix of pool ``kind`` overlapping nothing in ``used`` nor in the ledger, entered
+    in the ledger for ``owner`` (the one it already holds, when it holds one).
+    Hold ``host_lock()`` around this and the creation of the network."""
+    items = reservations(path)
+    for r in items:
+        if r.owner == owner:
+            return r.subnet
+    net = choose(POOLS[kind], prefix, start_for(mesh), [*used, *(r.subnet for r in items)])
+    _write([*items, Reservation(net, kind, mesh, owner)], path)
+    return net
+
+
+def claim(kind: str, mesh: str, owner: str, net: Net, path: Optional[str] = None) -> None:
+    """Enter an existing network's ``net`` for ``owner``, replacing whoever held it (a
+    crashed deploy whose network a new deploy of the mesh takes over). Under ``host_lock()``."""
+    kept = [r for r in reservations(path) if r.subnet != net and r.owner != owner]
+    _write([*kept, Reservation(net, kind, mesh, owner)], path)
+
+
+def release(owner: str, path: Optional[str] = None) -> bool:
+    """Drop ``owner``'s reservation; False when it held none. Under ``host_lock()``."""
+    items = reservations(path)
+    kept = [r for r in items if r.owner != owner]
+    if len(kept) == len(items):
+        return False
+    _write(kept, path)
+    return True

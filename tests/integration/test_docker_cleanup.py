@@ -175,8 +175,18 @@ def test_lost_state_folder_is_cleaned_by_label(tmp_path: Path) -> None:
     up = _meshbed("up", str(path), env=env)
     assert up.returncode == 0, up.stderr + up.stdout
     shutil.rmtree(home / name)
-    doctor = _meshbed("doctor", env=env)
-    assert f"{name} (" in doctor.stdout, doctor.stdout
-    clean = _meshbed("doctor", "--clean-orphans", name, env=env)
-    assert clean.returncode == 0 and name in clean.stdout, clean.stderr + clean.stdout
-    assert leftovers(name) == []
+    c = client()
+    # a look-alike: the mesh's container name pattern, no meshbed label
+    image = c.api.inspect_container(f"meshbed-{name}-peers-0")["Config"]["Image"]
+    impostor = c.api.create_container(image, name=f"meshbed-{name}-impostor")["Id"]
+    try:
+        doctor = _meshbed("doctor", env=env)
+        assert f"{name} (docker, " in doctor.stdout, doctor.stdout
+        clean = _meshbed("doctor", "--clean-orphans", name, env=env)
+        assert clean.returncode == 0 and f"docker: {name}: removed" in clean.stdout, \
+            clean.stderr + clean.stdout
+        assert leftovers(name) == []
+        assert c.api.inspect_container(impostor)["Name"] == f"/meshbed-{name}-impostor"
+    finally:
+        c.api.remove_container(impostor, force=True)
+        c.close()

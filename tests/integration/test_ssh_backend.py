@@ -230,6 +230,38 @@ def test_down_from_state_alone(ssh_lab: SshLab, tmp_path: Path) -> None:
     assert not (home / "crashy").exists()
 
 
+def test_lost_state_folder_is_cleaned_by_doctor_from_the_journal(ssh_lab: SshLab, tmp_path: Path) -> None:
+    """The state folder is gone: the journal copy of the ssh section still names the
+    devices, dirs and agents, and `meshbed doctor --clean-orphans` removes them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    topo_path = topology(ssh_lab, tmp_path, "orphy", extra_group=False)
+    home = tmp_path / "home"
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MESHBED_HOME": str(home), "PYTHONPATH": str(repo),
+           "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    journal = tmp_path / "xdg" / "meshbed" / "ssh"
+
+    def meshbed(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", *args],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    up = meshbed("up", str(topo_path))
+    assert up.returncode == 0, up.stderr
+    assert len(ssh_lab.agent_pids()) == 3 and len(list(journal.glob("*.json"))) == 1
+    shutil.rmtree(home / "orphy")
+    listed = meshbed("doctor")
+    assert "orphy (ssh, " in listed.stdout, listed.stdout
+    clean = meshbed("doctor", "--clean-orphans", "orphy")
+    assert clean.returncode == 0 and "ssh: orphy: removed" in clean.stdout, clean.stderr + clean.stdout
+    assert ssh_lab.agent_pids() == []
+    assert not (ssh_lab.shared_dir / "meshbed" / "orphy").exists()
+    assert list(journal.glob("*.json")) == []  # the journal entry went with them
+
+
 def test_deploy_through_a_jump_host(ssh_lab: SshLab, tmp_path: Path) -> None:
     """dev-2 is reached through dev-0 (a bastion that is itself an inventory device)."""
     inv = tmp_path / "inv.yaml"

@@ -23,6 +23,7 @@ import yaml
 from orchestrator import state
 from orchestrator.backends.swarm import cluster
 from orchestrator.backends.swarm import lab as swarm_lab
+from orchestrator.hostnet import subnets
 from orchestrator.loader import load_topology
 from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
@@ -128,6 +129,11 @@ def test_down_tolerates_containers_vanishing_under_it(lab: swarm_lab.Lab, topo_f
     async def go() -> None:
         mesh = Mesh(topo)
         await mesh.up()
+        assert mesh.state is not None
+        seen.update(mesh.state.backend_section("swarm"))
+        nets = lab.client().api.networks(names=[cluster.network_name(topo.name)])
+        seen["overlay"] = [c["Subnet"] for n in nets for c in n["IPAM"]["Config"]]
+        seen["reserved"] = {r.owner: str(r.subnet) for r in subnets.reservations()}
         t = threading.Thread(target=yank, daemon=True)
         t.start()
         try:
@@ -136,8 +142,40 @@ def test_down_tolerates_containers_vanishing_under_it(lab: swarm_lab.Lab, topo_f
             stop.set()
             t.join(10)
 
+    seen: dict[str, Any] = {}
     asyncio.run(go())
     assert swarmlab.mesh_leftovers(lab, topo.name) == []
+    # the overlay's subnet came from the host-wide swarm pool, was recorded in state and
+    # reserved in the ledger while the mesh was up, and `down` released it
+    net = subnets.Net(seen["subnet"])
+    assert any(net.subnet_of(p) for p in subnets.SWARM_POOL), net
+    assert seen["overlay"] == [str(net)] and seen["reserved"][seen["subnet_owner"]] == str(net)
+    assert seen["subnet_owner"] not in {r.owner for r in subnets.reservations()}
+
+
+def test_lost_state_folder_is_cleaned_by_doctor_on_every_engine(lab: swarm_lab.Lab, topo_file: Any) -> None:
+    """One service on a worker (its volume lives there), its state folder lost: the swarm
+    backend's orphan search finds the service, overlay, secret and ledger entry by label and
+    mesh, and removing the orphan clears every engine (~4 s once the lab is up)."""
+    import shutil
+
+    from orchestrator import orphans
+    from orchestrator.backends.swarm import SwarmBackend
+
+    groups = {"seeders": {"count": 1, "placement": [f"node.labels.{swarm_lab.ROLE_LABEL} == worker1"]}}
+    topo = topo_file(groups, [])
+    asyncio.run(Mesh(topo).up())
+    assert any(x.startswith("volume") and "worker1" in x for x in swarmlab.mesh_leftovers(lab, topo.name))
+    shutil.rmtree(state.home() / topo.name)  # the state is lost; the mesh runs on
+    found = {o.mesh: o for o in SwarmBackend.find_orphans(orphans.has_state_in(state.home()))}
+    things = found[topo.name].things
+    assert f"service {cluster.service_name(topo.name, 'seeders-0')}" in things, things
+    assert f"network {cluster.network_name(topo.name)}" in things
+    assert f"secret {cluster.secret_name(topo.name)}" in things
+    assert any(t.startswith("reserved subnet 10.2") for t in things), things
+    assert orphans.remove([found[topo.name]]) == {}
+    assert swarmlab.mesh_leftovers(lab, topo.name) == []  # the worker's volume included
+    assert topo.name not in {r.mesh for r in subnets.reservations()}
 
 
 def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo_file: Any) -> None:
@@ -174,6 +212,8 @@ def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo
     assert report["ok"] is True and f["resumed_pieces"] == 0, f
     assert sum(f["bytes_from"].values()) >= 6 * MiB, f
     assert swarmlab.mesh_leftovers(lab, name) == []  # the stale volume went with `down` too
+    # the second deploy took the crashed one's overlay over, with its ledger entry
+    assert name not in {r.mesh for r in subnets.reservations()}
 
 
 def test_validate_refuses_a_constraint_no_engine_meets(lab: swarm_lab.Lab, tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ from orchestrator.backends.base import (
     Capability,
     Description,
     Endpoint,
+    HasState,
     MeshContext,
+    Orphan,
     agent_args,
 )
 from orchestrator.backends.docker import containers, networks, shaping
@@ -124,6 +126,32 @@ class DockerBackend(Backend):
             f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, "
             f"`meshbed doctor --clean-orphans {mesh}`, or pick another name"
         )
+
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Labelled containers, networks and volumes of meshes without state (the labels
+        name the mesh, not its state folder)."""
+        c = client(timeout=30)
+        try:
+            present = containers.meshes_present(c)
+        finally:
+            c.close()
+        return [Orphan(cls.name, mesh, tuple(things)) for mesh, things in sorted(present.items())
+                if not has_state(mesh, None)]
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        """The mesh's teardown from an empty state: it finds everything by label and name."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = MeshContext(mesh=orphan.mesh, token="", state_dir=Path(tmp), state={},
+                              save=lambda: None, say=lambda _: None)
+            try:
+                asyncio.run(cls(ctx).teardown())
+            except DeployError as exc:
+                return [str(exc)]
+        return []
 
     @property
     def client(self) -> Any:

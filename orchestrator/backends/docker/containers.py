@@ -207,19 +207,24 @@ def memory_bytes(cid: str) -> Optional[int]:
     return None
 
 
-def meshes_present(client: Any) -> dict[str, int]:
-    """Mesh name -> number of docker objects (containers, networks, volumes) labelled with it.
-    Swarm tasks are left out: their service owns them."""
-    counts: dict[str, int] = {}
+def meshes_present(client: Any) -> dict[str, list[str]]:
+    """Mesh name -> its docker objects here ("container NAME", "network NAME", "volume NAME").
+    A swarm mesh's objects are left out (its tasks, overlay and volumes are the swarm
+    backend's, though they carry the same labels)."""
+    found: dict[str, list[str]] = {}
     flt = labels.managed_filter()
-    objs: list[dict[str, Any]] = [
-        c.get("Labels") or {} for c in client.api.containers(all=True, filters=flt)
+    objs: list[tuple[dict[str, Any], str]] = [
+        (c.get("Labels") or {}, "container " + str((c.get("Names") or ["?"])[0]).lstrip("/"))
+        for c in client.api.containers(all=True, filters=flt)
         if "com.docker.swarm.service.id" not in (c.get("Labels") or {})
     ]
-    objs += [n.get("Labels") or {} for n in client.api.networks(filters=flt)]
-    objs += [v.get("Labels") or {} for v in (client.api.volumes(filters=flt) or {}).get("Volumes") or []]
-    for lab in objs:
+    objs += [(n.get("Labels") or {}, f"network {n.get('Name')}")
+             for n in client.api.networks(filters=flt) if n.get("Driver") != "overlay"]
+    objs += [(v.get("Labels") or {}, f"volume {v.get('Name')}")
+             for v in (client.api.volumes(filters=flt) or {}).get("Volumes") or []
+             if str(v.get("Name", "")).startswith("meshbed-")]
+    for lab, what in objs:
         mesh = lab.get(labels.MESH)
         if mesh:
-            counts[mesh] = counts.get(mesh, 0) + 1
-    return counts
+            found.setdefault(mesh, []).append(what)
+    return found

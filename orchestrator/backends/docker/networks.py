@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator import settings
 from orchestrator.dockerlib import labels
+from orchestrator.dockerlib.subnets import engine_subnets
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import subnets
 
@@ -26,22 +27,9 @@ MAX_TRIES = 8
 REMOVE_TRIES = 12  # ~20 s in all
 
 
-def _docker_networks(client: Any) -> list[ipaddress.IPv4Network]:
-    nets: list[ipaddress.IPv4Network] = []
-    for info in client.api.networks():
-        for cfg in (info.get("IPAM") or {}).get("Config") or []:
-            try:
-                net = ipaddress.ip_network(cfg.get("Subnet", ""), strict=False)
-            except ValueError:
-                continue
-            if isinstance(net, ipaddress.IPv4Network):
-                nets.append(net)
-    return nets
-
-
 def free_subnets(client: Any, mesh: str) -> list[ipaddress.IPv4Network]:
     """Candidate subnets in preference order, none overlapping anything in use now."""
-    used = _docker_networks(client) + subnets.host_networks()
+    used = engine_subnets(client) + subnets.host_networks()
     return subnets.free(subnets.DOCKER_POOL, PREFIX, subnets.start_for(mesh), used)
 
 

@@ -10,6 +10,7 @@ we wait for it, so `meshbed down` after a crash ends exactly our processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from orchestrator.backends.base import Backend, Capability, Endpoint, MeshContext, agent_args
+from orchestrator import state
+from orchestrator.backends.base import (
+    Backend,
+    Capability,
+    Endpoint,
+    HasState,
+    MeshContext,
+    Orphan,
+    agent_args,
+)
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
 from orchestrator.hostnet.files import write_token_file
@@ -43,6 +53,44 @@ class LocalBackend(Backend):
         if not Path("/proc/self/stat").exists():
             return "the local backend needs Linux /proc (to track its agent processes)"
         return None
+
+    # --- orphans ------------------------------------------------------------------------
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Agents whose data dir (``<state folder>/local/<node>/data``) lies in a state folder
+        without state, and such folders' ``local/`` homes under $MESHBED_HOME."""
+        homes: dict[Path, list[processes.Target]] = {}
+        for target, data_dir in processes.agents_with_data_dirs():
+            path = Path(data_dir)
+            if path.name == "data" and path.parent.parent.name == "local":
+                homes.setdefault(path.parents[2], []).append(target)
+        for mesh_dir in state.mesh_dirs(state.home()):
+            if (mesh_dir / "local").is_dir():
+                homes.setdefault(mesh_dir, [])
+        out = []
+        for state_dir, targets in sorted(homes.items()):
+            if has_state(state_dir.name, state_dir):
+                continue
+            things = [f"agent process {pid}" for pid, _ in targets]
+            if (state_dir / "local").is_dir():
+                things.append(f"folder {state_dir / 'local'}")
+            out.append(Orphan(cls.name, state_dir.name, tuple(things),
+                              {"state_dir": str(state_dir), "targets": targets}))
+        return out
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        targets = [(int(p), s) for p, s in orphan.detail["targets"]]
+        survivors = asyncio.run(processes.terminate(targets, grace=TEARDOWN_GRACE))
+        left = [f"agent process {pid}" for pid in survivors]
+        state_dir = Path(orphan.detail["state_dir"])
+        if not survivors and not (state_dir / state.STATE_FILE).exists():
+            shutil.rmtree(state_dir / "local", ignore_errors=True)
+            with contextlib.suppress(OSError):
+                state_dir.rmdir()  # when nothing else is in it
+            if (state_dir / "local").exists():
+                left.append(f"folder {state_dir / 'local'}")
+        return left
 
     # --- paths --------------------------------------------------------------------------
     @property

@@ -31,9 +31,12 @@ from orchestrator.backends.base import (
     Capability,
     Description,
     Endpoint,
+    HasState,
+    MeshContext,
+    Orphan,
     agent_args,
 )
-from orchestrator.backends.netns import addressing, bridge, firewall, namespaces
+from orchestrator.backends.netns import addressing, bridge, firewall, namespaces, orphans
 from orchestrator.clients import MESHBED, client_of, client_option, node_command
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes, subnets
@@ -76,7 +79,8 @@ class NetnsBackend(Backend):
             return None
         return (
             f"network namespaces of a mesh named {mesh!r} already exist ({taken[0]} ...; another "
-            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, or pick another name"
+            f"MESHBED_HOME, or a crash without state): `meshbed down {mesh}` there, "
+            f"`meshbed doctor --clean-orphans {mesh}`, or pick another name"
         )
 
     @classmethod
@@ -90,6 +94,36 @@ class NetnsBackend(Backend):
         if not os.path.isdir("/sys/class/net"):
             return "backend netns needs /sys/class/net (sysfs)"
         return None
+
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Namespaces, bridges, veths, chains and rules named after a mesh tag whose state
+        is gone (the bridge's mark names its state folder; else the rules name the mesh)."""
+        out = []
+        for tag, info in sorted(orphans.find().items()):
+            state_dir = Path(info["state_dir"]) if info["state_dir"] else None
+            mesh = info["mesh"] or f"netns-{tag}"  # nothing left says the name
+            if info["mesh"] and has_state(mesh, state_dir):
+                continue
+            out.append(Orphan(cls.name, mesh, tuple(info["things"]), {"tag": tag, "info": info}))
+        return out
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        import tempfile
+
+        tag = orphan.detail["tag"]
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = MeshContext(mesh=orphan.mesh, token="", state_dir=Path(tmp),
+                              state=orphans.state_for(tag, orphan.detail["info"]),
+                              save=lambda: None, say=lambda _: None)
+            try:
+                asyncio.run(cls(ctx).teardown())
+                asyncio.run(orphans.delete_veths(tag))
+            except (DeployError, RuntimeError) as exc:
+                return [str(exc)]
+        left = orphans.find().get(tag)
+        return list(left["things"]) if left else []
 
     # --- state helpers ------------------------------------------------------------------
     @property
@@ -125,6 +159,7 @@ class NetnsBackend(Backend):
             )
             self.ctx.save()
             bridge.create_bridge_sync(self.st["bridge"], self.st["host_ip"], net.prefixlen)
+            orphans.mark_bridge(self.st["bridge"], self.ctx.state_dir)  # whose it is, after a crash
 
     def _record_nodes(self, nodes: Sequence[Node]) -> list[dict[str, Any]]:
         import ipaddress

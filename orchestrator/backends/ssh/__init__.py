@@ -28,12 +28,14 @@ from orchestrator.backends.base import (
     Capability,
     Description,
     Endpoint,
+    HasState,
     MeshContext,
+    Orphan,
     agent_args,
 )
 from orchestrator.backends.ssh import deploy as steps
+from orchestrator.backends.ssh import journal, remote, shaping
 from orchestrator.backends.ssh import options as group_options
-from orchestrator.backends.ssh import remote, shaping
 from orchestrator.backends.ssh.connection import (
     CONNECT_TIMEOUT,
     ConnectionPool,
@@ -99,6 +101,38 @@ class SshBackend(Backend):
         self.ctx.state.setdefault("devices", {})
         self.ctx.state.setdefault("nodes", {})
 
+    def _save(self) -> None:
+        """Save the state, and its journal copy (what `doctor` finds if the folder is lost)."""
+        self.ctx.save()
+        journal.write(self.ctx.state_dir, self.ctx.mesh, self.ctx.state)
+
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Devices' dirs and agents recorded in the journal for state folders without state."""
+        out = []
+        for data in journal.entries():
+            state_dir, mesh = Path(data["state_dir"]), str(data["mesh"])
+            if has_state(mesh, state_dir):
+                continue
+            section = data["section"]
+            things = [f"dir {d} on {dev}" for dev, e in section.get("devices", {}).items()
+                      for d in e.get("mesh_dirs") or []]
+            things += [f"agent {n} on {e.get('device')}" for n, e in section.get("nodes", {}).items()]
+            out.append(Orphan(cls.name, mesh, tuple(things), {"entry": data}))
+        return out
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        """The backend's teardown from the journal's copy of the section."""
+        data = orphan.detail["entry"]
+        ctx = MeshContext(mesh=str(data["mesh"]), token="", state_dir=Path(data["state_dir"]),
+                          state=data["section"], save=lambda: None, say=lambda _: None)
+        try:
+            asyncio.run(cls(ctx).teardown())
+        except DeployError as exc:
+            return [str(exc)]
+        return []
+
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:
         try:
@@ -147,7 +181,7 @@ class SshBackend(Backend):
             python = device.python or profile.python
             entry = self.ctx.state["devices"].setdefault(name, {})
             entry.update({"target": asdict(target), "profile": profile.name, "python": python})
-            self.ctx.save()
+            self._save()
             conn = await self.pool.get(target)
             found = await steps.probe(conn, profile, python)
             for problem in (
@@ -167,7 +201,7 @@ class SshBackend(Backend):
                 "data_dir": found.data_dir,
                 "created": True,
             })
-            self.ctx.save()
+            self._save()
             session = _DeviceSession(conn, profile, python, found)
             local, sha = await self._pyz_file()
             session.pyz, session.pushed = await steps.ensure_pyz(conn, local, sha, found.install_dir)
@@ -224,7 +258,7 @@ class SshBackend(Backend):
                 "unit": remote.unit_name(self.ctx.mesh, node.name)
                 if self.ctx.state["devices"][device]["detach"] == "systemd-run" else None,
             }
-            self.ctx.save()
+            self._save()
             return await self._launch(node, session, paths, 0, 0, fresh=True)
         except DeviceError as exc:
             raise DeployError(str(exc)) from None
@@ -263,12 +297,12 @@ class SshBackend(Backend):
             )
         entry["pid"] = pid
         self.launched_at[node.name] = time.monotonic()
-        self.ctx.save()
+        self._save()
         async with session.channels:
             ready = await steps.wait_ready(session.conn, node.name, paths)
         api, wire = remote.ports_of(ready)
         entry.update({"pid": ready.get("pid", pid), "api_port": api, "wire_port": wire})
-        self.ctx.save()
+        self._save()
         host = session.conn.target.host
         why = await steps.tcp_reachable(host, api)
         if why is not None:
@@ -363,7 +397,7 @@ class SshBackend(Backend):
                                  f"qdiscs; {node.name}'s link is emulated by the agent")
                     return frozenset()
                 entry["tc"] = {"dev": dev, "ifb": shaping.ifb_name(self.ctx.mesh, node.name), "owner": owner}
-                self.ctx.save()  # recorded before the qdiscs exist
+                self._save()  # recorded before the qdiscs exist
             rec = entry["tc"]
             try:
                 await session.conn.run(
@@ -375,7 +409,7 @@ class SshBackend(Backend):
                 if rec.get("owner"):
                     await session.conn.run(shaping.release_command(rec["owner"], self.ctx.mesh), check=False)
                 entry.pop("tc", None)
-                self.ctx.save()
+                self._save()
                 return frozenset()
         return frozenset({"up_bps", "down_bps"})
 
@@ -428,7 +462,7 @@ class SshBackend(Backend):
                 devices.pop(name, None)
                 for n in on(name):
                     nodes.pop(n, None)
-        self.ctx.save()
+        self._save()
         await self.pool.close()
         self.sessions.clear()
         if left:  # the state keeps those devices, so a later `meshbed down` retries them

@@ -20,7 +20,9 @@ from orchestrator.backends.base import (
     Backend,
     Capability,
     Endpoint,
+    HasState,
     MeshContext,
+    Orphan,
     agent_args,
 )
 from orchestrator.backends.swarm import cluster, placement, services
@@ -75,6 +77,32 @@ class SwarmBackend(Backend):
             f"`meshbed down {mesh}` there, or pick another name"
         )
 
+    @classmethod
+    def find_orphans(cls, has_state: HasState) -> list[Orphan]:
+        """Labelled services, overlays and secrets of meshes without state, and overlay
+        subnets the host-wide ledger still holds for such meshes."""
+        from orchestrator.hostnet import subnets
+
+        present = cluster.meshes_present(cluster.client(timeout=30))
+        for r in subnets.reservations():
+            if r.kind == "swarm":
+                present.setdefault(r.mesh, []).append(f"reserved subnet {r.subnet}")
+        return [Orphan(cls.name, mesh, tuple(things)) for mesh, things in sorted(present.items())
+                if not has_state(mesh, None)]
+
+    @classmethod
+    def remove_orphan(cls, orphan: Orphan) -> list[str]:
+        """Services, task volumes on every engine, secrets and the overlay (teardown finds
+        them all by label); then the mesh's ledger entries."""
+        cl = cluster.client()
+        try:
+            left = swarm_teardown.run(cl, orphan.mesh, {})
+        finally:
+            cl.close()
+        if not any(w.startswith("network ") for w in left):
+            cluster.release_subnets_of(orphan.mesh)
+        return left
+
     @property
     def client(self) -> Any:
         if self._client is None:
@@ -106,7 +134,12 @@ class SwarmBackend(Backend):
         else:
             pyz = await asyncio.to_thread(ensure_pyz)
             st["image"] = await asyncio.to_thread(images.ensure_peer_image, self.client, pyz, None, None, self.ctx.say)
-        st["network_id"] = await asyncio.to_thread(cluster.ensure_network, self.client, self.ctx.mesh)
+        # recorded before the network exists: `down` releases the subnet even after a crash
+        st["subnet_owner"] = cluster.subnet_owner(self.ctx.mesh, str(st["run"]))
+        self.ctx.save()
+        st["network_id"], st["subnet"] = await asyncio.to_thread(
+            cluster.ensure_network, self.client, self.ctx.mesh, st["subnet_owner"])
+        self.ctx.save()
         st["secret_id"] = await asyncio.to_thread(cluster.ensure_secret, self.client, self.ctx.mesh, self.ctx.token)
         taken = frozenset(int(v["api_port"]) for v in self._nodes_state().values() if "api_port" in v)
         ports = await asyncio.to_thread(services.free_ports, len(nodes), 21000, taken)
@@ -117,7 +150,7 @@ class SwarmBackend(Backend):
             self._nodes_state()[node.name] = rec
         self.ctx.save()
         self.ctx.say(
-            f"swarm: {len(nodes)} services on overlay {st['network']}; links and partitions "
+            f"swarm: {len(nodes)} services on overlay {st['network']} ({st['subnet']}); links and partitions "
             "are emulated by the agents (no tc inside swarm tasks)"
         )
 
@@ -272,6 +305,10 @@ class SwarmBackend(Backend):
             if rec.get("node_id"):
                 expected.setdefault(str(rec["node_id"]), []).append(services.volume_name(self.ctx.mesh, node, run))
         left = swarm_teardown.run(cl, self.ctx.mesh, expected)
+        if st.get("subnet_owner") and not any(w.startswith("network ") for w in left):
+            cluster.release_subnet(str(st["subnet_owner"]))  # the overlay is gone everywhere
+            del st["subnet_owner"]
+            self.ctx.save()
         if left:
             st["left"] = left  # `down` again (once the engine is back) retries from here
             self.ctx.save()

@@ -3,6 +3,7 @@ and token secret. Blocking docker SDK calls only (the backend runs them in threa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from typing import Any, Optional
@@ -98,13 +99,60 @@ def service_name(mesh: str, node: str) -> str:
     return name
 
 
-def ensure_network(cl: Any, mesh: str) -> str:
+OVERLAY_PREFIX = 22  # 1,022 addresses: a task takes one, each engine's endpoint one more
+OVERLAY_TRIES = 8
+
+
+def subnet_owner(mesh: str, run: str) -> str:
+    """The ledger owner of one deploy's overlay subnet (``run``: the deploy's id)."""
+    return f"swarm:{mesh}:{run}"
+
+
+def ensure_network(cl: Any, mesh: str, owner: str) -> tuple[str, str]:
+    """The mesh's attachable overlay (id, subnet). Its subnet comes from the host-wide swarm
+    pool, entered in the ledger for ``owner`` and picked under the host lock until the
+    network exists: no other mesh of any backend, nor any network the manager knows, shares
+    it. A leftover of the same name (a crashed deploy) is reused with its subnet."""
+    import docker.errors
+    import docker.types
+
+    from orchestrator.dockerlib.subnets import engine_subnets
+    from orchestrator.hostnet import subnets
+
     name = network_name(mesh)
-    found = cl.networks.list(names=[name])
-    if found:
-        return str(found[0].id)
-    net = cl.networks.create(name, driver="overlay", attachable=True, labels=mesh_labels(mesh))
-    return str(net.id)
+    with subnets.host_lock():
+        for found in cl.api.networks(names=[name]):
+            if found.get("Name") == name:
+                cfg = (found.get("IPAM") or {}).get("Config") or [{}]
+                subnet = str(cfg[0].get("Subnet", ""))
+                with contextlib.suppress(ValueError):  # this deploy now owns its ledger entry
+                    subnets.claim("swarm", mesh, owner, subnets.Net(subnet))
+                return str(found["Id"]), subnet
+        used = engine_subnets(cl) + subnets.host_networks()
+        last: Exception = RuntimeError("no free subnet")
+        for _ in range(OVERLAY_TRIES):
+            net = subnets.reserve("swarm", mesh, owner, OVERLAY_PREFIX, used)
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net))])
+            try:
+                made = cl.api.create_network(name, driver="overlay", attachable=True, ipam=ipam,
+                                             labels=mesh_labels(mesh), check_duplicate=True)
+            except docker.errors.APIError as exc:
+                subnets.release(owner)
+                if "overlap" not in str(exc).lower():
+                    raise
+                last = exc  # a network this host cannot see (another engine's): next one
+                used.append(net)
+                continue
+            return str(made["Id"]), str(net)
+    raise RuntimeError(f"no free overlay subnet for {name}: {last}")
+
+
+def release_subnet(owner: str) -> None:
+    """Give the overlay's subnet back to the pool (its network is gone)."""
+    from orchestrator.hostnet import subnets
+
+    with subnets.host_lock():
+        subnets.release(owner)
 
 
 def ensure_secret(cl: Any, mesh: str, token: str) -> str:
@@ -114,3 +162,30 @@ def ensure_secret(cl: Any, mesh: str, token: str) -> str:
             s.remove()  # a stale secret of an earlier mesh with the same name
     sec = cl.secrets.create(name=name, data=token.encode(), labels=mesh_labels(mesh))
     return str(sec.id)
+
+
+def meshes_present(cl: Any) -> dict[str, list[str]]:
+    """Mesh name -> its swarm objects (services, overlay networks, secrets), by label."""
+    flt = {"label": [f"{MANAGED}=1"]}
+    found: dict[str, list[str]] = {}
+    objs = [((s.get("Spec") or {}).get("Labels") or {}, f"service {s['Spec']['Name']}")
+            for s in cl.api.services(filters=flt)]
+    objs += [(n.get("Labels") or {}, f"network {n.get('Name')}")
+             for n in cl.api.networks(filters=flt) if n.get("Driver") == "overlay"]
+    objs += [((s.get("Spec") or {}).get("Labels") or {}, f"secret {s['Spec']['Name']}")
+             for s in cl.api.secrets(filters=flt)]
+    for labels, what in objs:
+        if labels.get(MESH):
+            found.setdefault(labels[MESH], []).append(what)
+    return found
+
+
+def release_subnets_of(mesh: str) -> None:
+    """Every overlay subnet the ledger holds for ``mesh`` (its state, with the owner's
+    name, is lost: only the mesh name is known)."""
+    from orchestrator.hostnet import subnets
+
+    with subnets.host_lock():
+        for r in subnets.reservations():
+            if r.kind == "swarm" and r.mesh == mesh:
+                subnets.release(r.owner)
