@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from orchestrator.clients.aria2 import Aria2Client
 from orchestrator.clients.base import ClientAdapter
@@ -19,8 +19,9 @@ from orchestrator.clients.deluge import DelugeClient
 from orchestrator.clients.libtorrent_session import LibtorrentClient
 from orchestrator.clients.qbittorrent import QbittorrentClient
 from orchestrator.clients.transmission import TransmissionClient
-from orchestrator.fields import did_you_mean
-from orchestrator.options import GroupInput, GroupOption
+
+if TYPE_CHECKING:  # the translator runs this package inside client images: no yaml there
+    from orchestrator.options import GroupInput, GroupOption
 
 MESHBED = "meshbed"  # the default: the meshbed agent itself
 ADAPTERS: dict[str, type[ClientAdapter]] = {
@@ -40,6 +41,8 @@ def installed(name: str) -> bool:
 
 
 def parse_client(g: GroupInput) -> str:
+    from orchestrator.fields import did_you_mean
+
     value = g.reader.get_str(g.spec, "client", f"{g.where}: client") or MESHBED
     line = g.spec.value_line("client")
     if value not in NAMES:
@@ -53,6 +56,8 @@ def parse_client(g: GroupInput) -> str:
 
 
 def client_option() -> GroupOption:
+    from orchestrator.options import GroupOption
+
     return GroupOption(
         "client", "the BitTorrent client on this group's nodes: " + ", ".join(NAMES)
         + f" (default {MESHBED})", parse_client, default=MESHBED)

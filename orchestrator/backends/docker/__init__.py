@@ -36,11 +36,12 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.docker import containers, networks, shaping
+from orchestrator.clients import MESHBED, client_of, client_option
 from orchestrator.dockerlib import images, labels
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, InputError
 from orchestrator.hostnet.files import write_token_file
-from orchestrator.model import Link, Node
-from orchestrator.options import GroupOption, parse_word
+from orchestrator.model import Link, Node, Topology
+from orchestrator.options import GroupInput, GroupOption, parse_word
 
 T = TypeVar("T")
 POOL_SIZE = 16  # concurrent SDK calls: dockerd serialises much of the work anyway
@@ -87,7 +88,32 @@ class DockerBackend(Backend):
     group_options = (
         GroupOption("image", "the agent image for this group's containers (default: built "
                     "from this checkout)", parse_word("image", "an image name")),
+        # real clients (docs/clients.md): images built offline from this host's packages
+        client_option(),
     )
+
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        client = client_of(options)
+        return [{} if client == MESHBED else {"client": client} for _ in range(group.count())]
+
+    @classmethod
+    def validate(cls, topology: Topology) -> None:
+        """A client group needs its image, made from this host's files: refuse one that
+        cannot be built (and `image:` with `client:`: the client image is meshbed's own)."""
+        from orchestrator.clients.image import image_problem
+
+        for group in topology.groups:
+            kind = client_of(group.options)
+            if group.backend != cls.name or kind == MESHBED:
+                continue
+            if group.options.get("image"):
+                raise InputError(f"group {group.name!r}: image and client cannot go together "
+                                 f"(client nodes run meshbed's {kind} image)",
+                                 topology.source, group.line)
+            problem = image_problem(kind)
+            if problem:
+                raise InputError(f"group {group.name!r}: {problem}", topology.source, group.line)
 
     @classmethod
     def describe(cls) -> Description:
@@ -167,6 +193,15 @@ class DockerBackend(Backend):
         for note in notes:
             self._say(note)
         self.ctx.state["image"] = image
+        kinds = sorted({client_of(n.options) for n in nodes} - {MESHBED})
+        if kinds:
+            from orchestrator.clients.image import ensure_client_images
+
+            built: list[str] = []
+            self.ctx.state["client_images"] = await self._call(
+                ensure_client_images, self.client, kinds, built.append)
+            for note in built:
+                self._say(note)
         await asyncio.to_thread(write_token_file, self._token_file(), self.ctx.token)
         self.ctx.state["network"] = {"name": labels.network_name(mesh),
                                      "bridge": labels.bridge_name(mesh)}
@@ -236,6 +271,9 @@ class DockerBackend(Backend):
                 image = topo.group(node.group).options.get("image") or image
             except KeyError:
                 pass
+        kind = client_of(node.options)
+        if kind != MESHBED:  # the translator + the client (entry point names the client)
+            image = self._client_image(kind)
         args = agent_args(
             node, mesh=self.ctx.mesh, data_dir=containers.DATA_DIR,
             api=f"0.0.0.0:{API_PORT}", wire=f"0.0.0.0:{WIRE_PORT}",
@@ -252,12 +290,29 @@ class DockerBackend(Backend):
             token_file=str(self._token_file()),
         )
 
+    def _client_image(self, kind: str) -> str:
+        tags: dict[str, str] = self.ctx.state.get("client_images") or {}
+        return tags[kind]
+
+    async def _ensure_client_image(self, kind: str) -> None:
+        """A client node deploy() sees without prepare() having built its image."""
+        tags: dict[str, str] = self.ctx.state.setdefault("client_images", {})
+        if kind == MESHBED or kind in tags:
+            return
+        from orchestrator.clients.image import ensure_client_images
+
+        built: list[str] = []
+        tags.update(await self._call(ensure_client_images, self.client, [kind], built.append))
+        for note in built:
+            self._say(note)
+
     async def deploy(self, node: Node) -> Endpoint:
         if "subnet" not in self.ctx.state.get("network", {}):
             await self.prepare([node])
         elif node.name not in self._nodes:
             self._plan_extra(node)
         clean = not self._nodes[node.name].pop("swept", False)
+        await self._ensure_client_image(client_of(node.options))
         spec = self._spec(node)
         try:
             await self._call(containers.create_and_start, self.client, spec, clean)
