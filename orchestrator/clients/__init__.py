@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from orchestrator.clients.aria2 import Aria2Client
 from orchestrator.clients.base import ClientAdapter
@@ -40,7 +40,8 @@ def installed(name: str) -> bool:
     return name == MESHBED or ADAPTERS[name].installed()
 
 
-def parse_client(g: GroupInput) -> str:
+def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
+    """The group's client; ``check(kind)`` -> why the backend cannot run it here, or None."""
     from orchestrator.fields import did_you_mean
 
     value = g.reader.get_str(g.spec, "client", f"{g.where}: client") or MESHBED
@@ -52,15 +53,21 @@ def parse_client(g: GroupInput) -> str:
         cls = ADAPTERS[value]
         raise g.error(f"{g.where}: client {value} is not installed on this host "
                       f"(apt-get install {cls.package})", line)
+    problem = check(value) if check is not None and value != MESHBED else None
+    if problem:
+        raise g.error(f"{g.where}: {problem}", line)
     return value
 
 
-def client_option() -> GroupOption:
+def client_option(check: Optional[Callable[[str], Optional[str]]] = None) -> GroupOption:
+    """The `client` group option; ``check``: the backend's own test of a client kind (docker:
+    can its image be built from this host's files)."""
     from orchestrator.options import GroupOption
 
     return GroupOption(
         "client", "the BitTorrent client on this group's nodes: " + ", ".join(NAMES)
-        + f" (default {MESHBED})", parse_client, default=MESHBED)
+        + f" (default {MESHBED})", functools.partial(parse_client, check=check),
+        default=MESHBED)
 
 
 def client_of(options: dict[str, object]) -> str:

@@ -37,6 +37,7 @@ from orchestrator.backends.base import (
 )
 from orchestrator.backends.docker import containers, networks, shaping
 from orchestrator.clients import MESHBED, client_of, client_option
+from orchestrator.clients import image as client_image
 from orchestrator.dockerlib import images, labels
 from orchestrator.errors import DeployError, InputError
 from orchestrator.hostnet.files import write_token_file
@@ -89,7 +90,7 @@ class DockerBackend(Backend):
         GroupOption("image", "the agent image for this group's containers (default: built "
                     "from this checkout)", parse_word("image", "an image name")),
         # real clients (docs/clients.md): images built offline from this host's packages
-        client_option(),
+        client_option(check=lambda kind: client_image.image_problem(kind)),
     )
 
     @classmethod
@@ -99,10 +100,7 @@ class DockerBackend(Backend):
 
     @classmethod
     def validate(cls, topology: Topology) -> None:
-        """A client group needs its image, made from this host's files: refuse one that
-        cannot be built (and `image:` with `client:`: the client image is meshbed's own)."""
-        from orchestrator.clients.image import image_problem
-
+        """`image:` and `client:` do not go together (the client image is meshbed's own)."""
         for group in topology.groups:
             kind = client_of(group.options)
             if group.backend != cls.name or kind == MESHBED:
@@ -111,9 +109,6 @@ class DockerBackend(Backend):
                 raise InputError(f"group {group.name!r}: image and client cannot go together "
                                  f"(client nodes run meshbed's {kind} image)",
                                  topology.source, group.line)
-            problem = image_problem(kind)
-            if problem:
-                raise InputError(f"group {group.name!r}: {problem}", topology.source, group.line)
 
     @classmethod
     def describe(cls) -> Description:
@@ -195,11 +190,9 @@ class DockerBackend(Backend):
         self.ctx.state["image"] = image
         kinds = sorted({client_of(n.options) for n in nodes} - {MESHBED})
         if kinds:
-            from orchestrator.clients.image import ensure_client_images
-
             built: list[str] = []
             self.ctx.state["client_images"] = await self._call(
-                ensure_client_images, self.client, kinds, built.append)
+                client_image.ensure_client_images, self.client, kinds, built.append)
             for note in built:
                 self._say(note)
         await asyncio.to_thread(write_token_file, self._token_file(), self.ctx.token)
@@ -299,10 +292,9 @@ class DockerBackend(Backend):
         tags: dict[str, str] = self.ctx.state.setdefault("client_images", {})
         if kind == MESHBED or kind in tags:
             return
-        from orchestrator.clients.image import ensure_client_images
-
         built: list[str] = []
-        tags.update(await self._call(ensure_client_images, self.client, [kind], built.append))
+        tags.update(await self._call(client_image.ensure_client_images, self.client, [kind],
+                                     built.append))
         for note in built:
             self._say(note)
 
