@@ -40,17 +40,21 @@ class Recipe:
     globs: tuple[str, ...] = ()  # more host files (loaded at run time, so ldd cannot list them)
 
 
+# OpenSSL 3 keeps RC4 in its legacy provider, loaded at run time: Transmission's encrypted
+# handshake (MSE) needs it (without it the daemon died at the first encrypted peer), and so
+# does cryptography (deluged's TLS)
+OPENSSL_PROVIDERS = "/usr/lib/*/ossl-modules/*.so"
+
 RECIPES: dict[str, Recipe] = {
-    "aria2": Recipe(commands=("aria2c",)),
-    "transmission": Recipe(commands=("transmission-daemon",)),
-    "qbittorrent": Recipe(commands=("qbittorrent-nox",)),
-    "libtorrent": Recipe(modules=("libtorrent",)),
+    "aria2": Recipe(commands=("aria2c",), globs=(OPENSSL_PROVIDERS,)),
+    "transmission": Recipe(commands=("transmission-daemon",), globs=(OPENSSL_PROVIDERS,)),
+    "qbittorrent": Recipe(commands=("qbittorrent-nox",), globs=(OPENSSL_PROVIDERS,)),
+    "libtorrent": Recipe(modules=("libtorrent",), globs=(OPENSSL_PROVIDERS,)),
     # deluged is a Python script: its package, Twisted & co. come through the import
     "deluge": Recipe(commands=("deluged",),
                      modules=("deluge.core.daemon_entry", "deluge.core.daemon", "deluge.core.core",
                               "deluge.core.rpcserver", "rencode", "libtorrent"),
-                     # cryptography (Twisted's TLS) loads OpenSSL's legacy provider
-                     globs=("/usr/lib/*/ossl-modules/*.so",)),
+                     globs=(OPENSSL_PROVIDERS,)),
 }
 
 # what the test import prints: every loaded module file under a dist-packages folder

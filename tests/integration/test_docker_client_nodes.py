@@ -88,3 +88,47 @@ def test_client_node_fetches_from_a_meshbed_seeder_survives_kill_and_start(
             if line.startswith("meshbed_completion_ratio{") and 'content="blob"' in line]
     assert done and float(done[0].rsplit(" ", 1)[1]) == 1.0, seen["metrics"][:2000]
     assert leftovers(name) == []
+
+
+KINDS = {"lt": "libtorrent", "qbt": "qbittorrent", "trans": "transmission", "aria": "aria2",
+         "del": "deluge"}
+
+
+def test_a_mixed_swarm_of_every_client_kind_in_containers_is_verified(tmp_path: Path) -> None:
+    """One meshbed seeder and a leecher of each kind, each in its own client image (also:
+    Transmission's encrypted handshakes with the other clients need OpenSSL's legacy
+    provider in its image)."""
+    for client in KINDS.values():
+        _need(client)
+    name = mesh_name("dclmix")
+    groups: dict[str, Any] = {"seed": {"count": 1}}
+    groups.update({g: {"count": 1, "client": kind} for g, kind in KINDS.items()})
+    topo = topology(tmp_path, name, groups, {"album": {"size": "4MiB", "seeders": ["seed"]}},
+                    [{"at": "0s", "fetch": {"content": "album", "by": sorted(KINDS)}}],
+                    chunk_size="256KiB", expect={"all_complete_within": "90s"})
+
+    async def go() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        mesh = Mesh(topo, home=tmp_path / "home")
+        try:
+            await mesh.up()
+            await mesh.play()
+            assert mesh.state is not None
+            return mesh.report(), target_groups(name, mesh.state.nodes)
+        finally:
+            await mesh.down()
+
+    report, targets = asyncio.run(go())
+    assert report["ok"], report
+    clients = {n: e["client"] for n, e in report["nodes"].items()}
+    assert clients == {"seed-0": "meshbed", **{f"{g}-0": k for g, k in KINDS.items()}}
+    for group in KINDS:
+        fetch = report["nodes"][f"{group}-0"]["fetches"]["album"]
+        assert fetch["complete"] and fetch["verified"], (group, fetch)
+    for group, kind in KINDS.items():  # by node, from the clients whose API gives them
+        got = report["nodes"][f"{group}-0"]["fetches"]["album"]["bytes_from"]
+        if kind in ("libtorrent", "qbittorrent"):
+            assert got is not None and set(got) <= set(report["nodes"]), (group, got)
+        else:
+            assert got is None, (group, got)
+    assert {t["labels"]["client"] for t in targets} == {"meshbed", *KINDS.values()}
+    assert leftovers(name) == []
