@@ -71,3 +71,15 @@ def test_validate_exits_2_and_deploys_nothing(unbuildable: None, tmp_path: Path,
     assert len(err) == 1 and err[0].startswith(f"{topo}:7: "), err
     assert "cannot be built" in err[0]
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
+
+
+def test_client_nodes_on_docker_need_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without root nothing shapes a container's link in the kernel, and a real client
+    cannot emulate links as the agent does."""
+    import orchestrator.backends.docker as docker_backend
+
+    monkeypatch.setattr(clients, "installed", lambda name: True)
+    monkeypatch.setattr(docker_backend.os, "geteuid", lambda: 1000)
+    with pytest.raises(InputError) as err:
+        load_topology_text(TOPO, Path("t.yaml"))
+    assert err.value.line == 7 and "needs root" in err.value.message

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,14 @@ def ping_error(timeout: float = PING_TIMEOUT) -> Optional[str]:
     return None
 
 
+def client_problem(kind: str) -> Optional[str]:
+    """Why a `client: KIND` group cannot run on docker here, or None."""
+    if os.geteuid() != 0:  # the agent's link emulation does not exist in a real client
+        return (f"client {kind} on docker needs root: its links and partitions are applied "
+                f"in the kernel from the host")
+    return client_image.image_problem(kind)
+
+
 def pyz_path() -> Path:
     """The agent zipapp (built and cached by ``orchestrator.pyz``)."""
     from orchestrator import pyz
@@ -90,7 +99,7 @@ class DockerBackend(Backend):
         GroupOption("image", "the agent image for this group's containers (default: built "
                     "from this checkout)", parse_word("image", "an image name")),
         # real clients (docs/clients.md): images built offline from this host's packages
-        client_option(check=lambda kind: client_image.image_problem(kind)),
+        client_option(check=lambda kind: client_problem(kind)),
     )
 
     @classmethod
