@@ -132,3 +132,39 @@ def test_a_mixed_swarm_of_every_client_kind_in_containers_is_verified(tmp_path: 
             assert got is None, (group, got)
     assert {t["labels"]["client"] for t in targets} == {"meshbed", *KINDS.values()}
     assert leftovers(name) == []
+
+
+def test_partition_and_link_are_applied_in_the_kernel_to_client_containers(
+        tmp_path: Path) -> None:
+    """Cut off from the only seeder, no client container can finish before the heal (client
+    nodes have no blocklists: the cut is iptables on the mesh's bridge)."""
+    for client in ("libtorrent", "aria2"):
+        _need(client)
+    name = mesh_name("dclpart")
+    topo = topology(
+        tmp_path, name,
+        {"seed": {"count": 1}, "lt": {"count": 1, "client": "libtorrent"},
+         "aria": {"count": 1, "client": "aria2"}},
+        {"f": {"size": "4MiB", "seeders": ["seed"]}},
+        [{"at": "0s", "partition": [["seed"], ["lt", "aria"]]},
+         {"at": "0s", "fetch": {"content": "f", "by": ["lt", "aria"]}},
+         {"at": "3s", "heal": True},
+         {"at": "3s", "link": {"nodes": "lt", "down": "8mbit"}}],
+        chunk_size="256KiB", expect={"all_complete_within": "60s"})
+
+    async def go() -> dict[str, Any]:
+        mesh = Mesh(topo, home=tmp_path / "home")
+        try:
+            await mesh.up()
+            await mesh.play()
+            return mesh.report()
+        finally:
+            await mesh.down()
+
+    report = asyncio.run(go())
+    assert report["ok"], report
+    heal_at = next(e["t"] for e in report["events"] if e["kind"] == "heal")
+    for node in ("lt-0", "aria-0"):
+        fetch = report["nodes"][node]["fetches"]["f"]
+        assert fetch["verified"] and fetch["seconds"] >= heal_at, (node, fetch, heal_at)
+    assert leftovers(name) == []
