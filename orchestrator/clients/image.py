@@ -29,7 +29,6 @@ from orchestrator.clients.libtorrent_session import SYSTEM_PYTHON
 
 REPO = "meshbed/client-"  # + kind
 CODE_DIR = "/opt/meshbed/py"  # the translator's packages in the image
-DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
 
 @dataclass(frozen=True)

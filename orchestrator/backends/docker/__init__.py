@@ -99,7 +99,7 @@ class DockerBackend(Backend):
         GroupOption("image", "the agent image for this group's containers (default: built "
                     "from this checkout)", parse_word("image", "an image name")),
         # real clients (docs/clients.md): images built offline from this host's packages
-        client_option(check=lambda kind: client_problem(kind)),
+        client_option(check=client_problem),
     )
 
     @classmethod
