@@ -30,6 +30,7 @@ def unbuildable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_client_nodes_on_docker_carry_their_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clients, "installed", lambda name: True)
+    monkeypatch.setattr(image, "image_problem", lambda kind: None)  # hosts without libtorrent
     topo = load_topology_text(TOPO, Path("t.yaml"))
     assert [clients.client_of(n.options) for n in topo.nodes] == ["meshbed", "libtorrent",
                                                                    "libtorrent"]
@@ -55,6 +56,7 @@ def test_a_missing_command_names_its_package(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_image_and_client_together_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clients, "installed", lambda name: True)
+    monkeypatch.setattr(image, "image_problem", lambda kind: None)
     with pytest.raises(InputError) as err:
         load_topology_text(TOPO + "    image: my/peer:1\n", Path("t.yaml"))
     assert err.value.line == 6 and "image and client" in err.value.message  # the group
