@@ -6,6 +6,8 @@ one fails)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.clients import ADAPTERS, installed
+from orchestrator.clients.image import image_tag
 from orchestrator.mesh import Mesh
 from orchestrator.monitor import target_groups
 from tests.facilities import require
@@ -170,3 +173,21 @@ def test_partition_and_link_are_applied_in_the_kernel_to_client_containers(
         fetch = report["nodes"][node]["fetches"]["f"]
         assert fetch["verified"] and fetch["seconds"] >= heal_at, (node, fetch, heal_at)
     assert leftovers(name) == []
+
+
+def test_cli_builds_a_client_image_ahead_and_refuses_an_unknown_kind(tmp_path: Path) -> None:
+    """`meshbed image build --offline --client aria2` leaves the image `up` would use."""
+    _need("aria2")
+    cmd = [sys.executable, "-m", "orchestrator", "image", "build", "--offline"]
+    env = {"MESHBED_HOME": str(tmp_path / "home"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    proc = subprocess.run([*cmd, "--client", "aria2"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    tag = image_tag("aria2")
+    assert f"image {tag} ready (aria2)" in proc.stdout, proc.stdout
+    inspect = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Entrypoint}}",
+                              tag], capture_output=True, text=True, timeout=30)
+    assert '"orchestrator.clients.node","aria2"' in inspect.stdout, inspect
+    bad = subprocess.run([*cmd, "--client", "utorrent"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert bad.returncode == 2 and "utorrent: not a client" in bad.stderr, bad.stderr
