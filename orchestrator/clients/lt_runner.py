@@ -31,7 +31,6 @@ INFO: dict[str, Any] = {}  # infohash -> torrent_info
 BY_NAME: dict[str, str] = {}  # torrent name -> infohash (the mesh's content names are unique)
 BLOCK = 16 * 1024
 GOT: dict[str, dict[str, int]] = {}  # infohash -> "ip:port" -> payload bytes received
-SENT: dict[str, dict[str, int]] = {}
 
 
 def session(ip: str, port: int) -> Any:
@@ -44,11 +43,11 @@ def session(ip: str, port: int) -> Any:
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        # every block received from / sent to a peer is an alert: bytes per peer counted
-        # from those stay right when a connection closes before anyone looked at it
+        # every block received from a peer is an alert: bytes per peer counted from those
+        # stay right when a connection closes before anyone looked at it (the report's
+        # bytes_from; bytes sent are read from live connections, as nothing reports them)
         "alert_mask": (lt.alert.category_t.error_notification
-                       | lt.alert.category_t.block_progress_notification
-                       | lt.alert.category_t.upload_notification),
+                       | lt.alert.category_t.block_progress_notification),
     })
 
 
@@ -61,21 +60,17 @@ def block_bytes(ih: str, piece: int, block: int) -> int:
 
 
 def count_blocks(ses: Any) -> None:
-    """Sum finished (received) and uploaded blocks per torrent and peer, for ever."""
+    """Sum finished (received) blocks per torrent and peer, for ever."""
     while True:
         ses.wait_for_alert(500)
         for a in ses.pop_alerts():
-            if isinstance(a, lt.block_finished_alert):
-                into = GOT
-            elif isinstance(a, lt.block_uploaded_alert):
-                into = SENT
-            else:
+            if not isinstance(a, lt.block_finished_alert):
                 continue
             ih = BY_NAME.get(a.torrent_name) or str(a.handle.info_hash())
             ep = a.ip
             key = f"{ep[0]}:{ep[1]}"
             with LOCK:
-                per = into.setdefault(ih, {})
+                per = GOT.setdefault(ih, {})
                 per[key] = per.get(key, 0) + block_bytes(ih, a.piece_index, a.block_index)
 
 
@@ -105,7 +100,7 @@ def torrents(ses: Any) -> dict[str, Any]:
         ih = str(st.info_hashes.v1 if hasattr(st, "info_hashes") else st.info_hash)
         with LOCK:
             got = dict(GOT.get(ih, {}))
-            sent = dict(SENT.get(ih, {}))
+        sent = {f"{p.ip[0]}:{p.ip[1]}": int(p.total_upload) for p in h.get_peer_info()}
         out[ih] = {
             "pieces": PIECES.get(ih, 0),
             "have": int(st.num_pieces),
