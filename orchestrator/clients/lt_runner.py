@@ -6,7 +6,7 @@ python3-libtorrent lives), stdlib + libtorrent only:
 
 Settings: TCP only, no DHT/LSD/UPnP/NAT-PMP, no rate limits (the kernel shapes the link).
 Each added .torrent is kept in --state; a restart adds them again and libtorrent checks the
-pieces already on disk (its own resume). Bytes per peer are summed from block alerts.
+pieces already on disk (its own resume).
 
 POST /add {"torrent": base64}; POST /peers {"infohash", "peers": ["ip:port"]};
 GET /torrents -> {infohash: {pieces, have, downloaded, uploaded, rate_down, rate_up, peers,
@@ -27,10 +27,6 @@ import libtorrent as lt  # type: ignore[import-not-found]
 
 LOCK = threading.Lock()
 PIECES: dict[str, int] = {}  # infohash -> pieces in the torrent
-INFO: dict[str, Any] = {}  # infohash -> torrent_info
-BY_NAME: dict[str, str] = {}  # torrent name -> infohash (the mesh's content names are unique)
-BLOCK = 16 * 1024
-GOT: dict[str, dict[str, int]] = {}  # infohash -> "ip:port" -> payload bytes received
 
 
 def session(ip: str, port: int) -> Any:
@@ -43,43 +39,14 @@ def session(ip: str, port: int) -> Any:
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        # every block received from a peer is an alert: bytes per peer counted from those
-        # stay right when a connection closes before anyone looked at it (the report's
-        # bytes_from; bytes sent are read from live connections, as nothing reports them)
-        "alert_mask": (lt.alert.category_t.error_notification
-                       | lt.alert.category_t.block_progress_notification),
+        "alert_mask": lt.alert.category_t.error_notification,
     })
-
-
-def block_bytes(ih: str, piece: int, block: int) -> int:
-    """Payload bytes of one 16 KiB block (the torrent's last block may be shorter)."""
-    info = INFO.get(ih)
-    if info is None:
-        return BLOCK
-    return max(0, min(BLOCK, int(info.piece_size(piece)) - block * BLOCK))
-
-
-def count_blocks(ses: Any) -> None:
-    """Sum finished (received) blocks per torrent and peer, for ever."""
-    while True:
-        ses.wait_for_alert(500)
-        for a in ses.pop_alerts():
-            if not isinstance(a, lt.block_finished_alert):
-                continue
-            ih = BY_NAME.get(a.torrent_name) or str(a.handle.info_hash())
-            ep = a.ip
-            key = f"{ep[0]}:{ep[1]}"
-            with LOCK:
-                per = GOT.setdefault(ih, {})
-                per[key] = per.get(key, 0) + block_bytes(ih, a.piece_index, a.block_index)
 
 
 def add(ses: Any, raw: bytes, save: str, state: str) -> str:
     info = lt.torrent_info(lt.bdecode(raw))  # type: ignore[arg-type]
     ih = str(info.info_hash())
     PIECES[ih] = int(info.num_pieces())
-    INFO[ih] = info
-    BY_NAME[str(info.name())] = ih
     path = os.path.join(state, ih + ".torrent")
     if not os.path.exists(path):
         with open(path + ".tmp", "wb") as f:
@@ -97,10 +64,13 @@ def torrents(ses: Any) -> dict[str, Any]:
         handles = ses.get_torrents()
     for h in handles:
         st = h.status()
+        got: dict[str, int] = {}
+        sent: dict[str, int] = {}
+        for p in h.get_peer_info():
+            addr = f"{p.ip[0]}:{p.ip[1]}"
+            got[addr] = int(p.total_download)
+            sent[addr] = int(p.total_upload)
         ih = str(st.info_hashes.v1 if hasattr(st, "info_hashes") else st.info_hash)
-        with LOCK:
-            got = dict(GOT.get(ih, {}))
-        sent = {f"{p.ip[0]}:{p.ip[1]}": int(p.total_upload) for p in h.get_peer_info()}
         out[ih] = {
             "pieces": PIECES.get(ih, 0),
             "have": int(st.num_pieces),
@@ -127,7 +97,6 @@ def main() -> None:
     args = ap.parse_args()
     os.makedirs(args.state, exist_ok=True)
     ses = session(args.ip, args.port)
-    threading.Thread(target=count_blocks, args=(ses,), daemon=True).start()
     for name in sorted(os.listdir(args.state)):  # resume: libtorrent checks what is on disk
         if name.endswith(".torrent"):
             with open(os.path.join(args.state, name), "rb") as f:

@@ -77,7 +77,7 @@ def test_client_node_fetches_from_a_meshbed_seeder_survives_kill_and_start(
     node = report["nodes"]["leech-0"]
     assert node["client"] == client
     fetch = node["fetches"]["blob"]
-    assert fetch["complete"] and fetch["verified"], report
+    assert fetch["complete"] and fetch["verified"], (fetch, report["problems"], report["events"])
     assert report["ok"], report
     kinds = [e["kind"] for e in report["events"]]
     assert "kill" in kinds and "start" in kinds
@@ -131,8 +131,6 @@ def test_a_mixed_swarm_of_every_client_kind_in_containers_is_verified(tmp_path: 
         got = report["nodes"][f"{group}-0"]["fetches"]["album"]["bytes_from"]
         if kind in ("libtorrent", "qbittorrent"):
             assert got is not None and set(got) <= set(report["nodes"]), (group, got)
-            if kind == "libtorrent":  # it keeps connections to seeders: every byte is named
-                assert sum(got.values()) == 4 << 20, got
         else:
             assert got is None, (group, got)
     assert {t["labels"]["client"] for t in targets} == {"meshbed", *KINDS.values()}
