@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from orchestrator.clients.aria2 import Aria2Client
 from orchestrator.clients.base import ClientAdapter
@@ -19,8 +19,9 @@ from orchestrator.clients.deluge import DelugeClient
 from orchestrator.clients.libtorrent_session import LibtorrentClient
 from orchestrator.clients.qbittorrent import QbittorrentClient
 from orchestrator.clients.transmission import TransmissionClient
-from orchestrator.fields import did_you_mean
-from orchestrator.options import GroupInput, GroupOption
+
+if TYPE_CHECKING:  # the translator runs this package inside client images: no yaml there
+    from orchestrator.options import GroupInput, GroupOption
 
 MESHBED = "meshbed"  # the default: the meshbed agent itself
 ADAPTERS: dict[str, type[ClientAdapter]] = {
@@ -39,7 +40,10 @@ def installed(name: str) -> bool:
     return name == MESHBED or ADAPTERS[name].installed()
 
 
-def parse_client(g: GroupInput) -> str:
+def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
+    """The group's client; ``check(kind)`` -> why the backend cannot run it here, or None."""
+    from orchestrator.fields import did_you_mean
+
     value = g.reader.get_str(g.spec, "client", f"{g.where}: client") or MESHBED
     line = g.spec.value_line("client")
     if value not in NAMES:
@@ -49,13 +53,21 @@ def parse_client(g: GroupInput) -> str:
         cls = ADAPTERS[value]
         raise g.error(f"{g.where}: client {value} is not installed on this host "
                       f"(apt-get install {cls.package})", line)
+    problem = check(value) if check is not None and value != MESHBED else None
+    if problem:
+        raise g.error(f"{g.where}: {problem}", line)
     return value
 
 
-def client_option() -> GroupOption:
+def client_option(check: Optional[Callable[[str], Optional[str]]] = None) -> GroupOption:
+    """The `client` group option; ``check``: the backend's own test of a client kind (docker:
+    can its image be built from this host's files)."""
+    from orchestrator.options import GroupOption
+
     return GroupOption(
         "client", "the BitTorrent client on this group's nodes: " + ", ".join(NAMES)
-        + f" (default {MESHBED})", parse_client, default=MESHBED)
+        + f" (default {MESHBED})", functools.partial(parse_client, check=check),
+        default=MESHBED)
 
 
 def client_of(options: dict[str, object]) -> str:

@@ -45,7 +45,8 @@ class Aria2Client(ClientAdapter):
         log = open(s.log, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([
             self.binary, "--enable-rpc", f"--rpc-listen-port={RPC_PORT}", "--rpc-listen-all=false",
-            f"--dir={s.downloads}", f"--listen-port={s.wire_port}", f"--interface={s.ip}",
+            f"--dir={s.downloads}", f"--listen-port={s.wire_port}",
+            *([] if s.any_address else [f"--interface={s.ip}"]),
             "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
             "--enable-peer-exchange=true", "--seed-ratio=0.0", "--bt-seed-unverified=false",
             "--check-integrity=true", "--bt-max-peers=0", "--max-overall-upload-limit=0",

@@ -55,6 +55,12 @@ class NodeSetup:
     log: Path
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def any_address(self) -> bool:
+        """Listening on every address (a container: its only interface gets its address
+        after the start, so nothing can be bound to that address at start)."""
+        return self.ip in ("0.0.0.0", "")
+
 
 class ClientAdapter(ABC):
     name: ClassVar[str]

@@ -23,7 +23,7 @@ def core_conf(ip: str, port: int, downloads: str) -> dict[str, Any]:
         "dht": False, "lsd": False, "upnp": False, "natpmp": False, "utpex": True,
         "new_release_check": False, "send_info": False, "allow_remote": False,
         "listen_ports": [port, port], "random_port": False, "listen_interface": ip,
-        "outgoing_interface": ip, "daemon_port": DAEMON_PORT, "download_location": downloads,
+        "outgoing_interface": "" if ip == "0.0.0.0" else ip, "daemon_port": DAEMON_PORT, "download_location": downloads,
         "max_active_seeding": -1, "max_active_downloading": -1, "max_active_limit": -1,
         "stop_seed_at_ratio": False, "max_upload_slots_global": -1, "enabled_plugins": [],
         "add_paused": False, "auto_managed": False,
@@ -49,7 +49,8 @@ class DelugeClient(RunnerClient):
             conf.write_text(json.dumps({"file": 1, "format": 1}) + "\n"
                             + json.dumps(core_conf(s.ip, s.wire_port, str(s.downloads)), indent=1))
         daemon = self.spawn([self.binary, "-d", "-c", str(s.home), "-p", str(DAEMON_PORT),
-                             "-u", "127.0.0.1", "-i", s.ip, "-o", s.ip, "-L", "warning"])
+                             "-u", "127.0.0.1", "-i", s.ip,
+                             *([] if s.any_address else ["-o", s.ip]), "-L", "warning"])
         runner = self.spawn([
             SYSTEM_PYTHON, str(Path(__file__).with_name("deluge_runner.py")),
             "--config", str(s.home), "--daemon-port", str(DAEMON_PORT),

@@ -32,7 +32,7 @@ PIECES: dict[str, int] = {}  # infohash -> pieces in the torrent
 def session(ip: str, port: int) -> Any:
     return lt.session({
         "listen_interfaces": f"{ip}:{port}",
-        "outgoing_interfaces": ip,
+        "outgoing_interfaces": "" if ip == "0.0.0.0" else ip,  # 0.0.0.0: in a container
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,

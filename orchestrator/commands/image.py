@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "mirror; slower) instead of copying the host's Python")
     build.add_argument("--rebuild-base", action="store_true",
                        help="with --offline: make the offline base again even if present")
+    build.add_argument("--client", action="append", metavar="KIND", default=[],
+                       help="also build the image of this real client (docs/clients.md), always "
+                            "offline from this host's packages; `all`: every client installed "
+                            "here; repeatable")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,6 +62,36 @@ def main(args: argparse.Namespace) -> int:
         else:
             images.build_peer_image(c, agent, base, tag)
         print(f"image {tag} ready in {time.monotonic() - t0:.1f} s")
+        for kind, client_tag in build_client_images(c, client_kinds(args.client)).items():
+            print(f"image {client_tag} ready ({kind})")
     finally:
         c.close()
     return 0
+
+
+def client_kinds(asked: list[str]) -> list[str]:
+    """`--client` values: kinds by name, or `all` for every client installed here."""
+    from orchestrator import clients
+
+    kinds: list[str] = []
+    for value in asked:
+        for kind in value.split(","):
+            if kind == "all":
+                kinds += [k for k in clients.ADAPTERS if clients.installed(k)]
+            elif kind in clients.ADAPTERS:
+                kinds.append(kind)
+            else:
+                raise InputError(f"--client {kind}: not a client (use one of "
+                                 f"{', '.join(clients.ADAPTERS)} or all)")
+    return sorted(set(kinds))
+
+
+def build_client_images(docker: object, kinds: list[str]) -> dict[str, str]:
+    """kind -> tag, each built when missing (the image of a client not on this host: exit 2)."""
+    from orchestrator.clients import image
+
+    for kind in kinds:
+        problem = image.image_problem(kind)
+        if problem:
+            raise InputError(f"--client {kind}: {problem}")
+    return image.ensure_client_images(docker, kinds)

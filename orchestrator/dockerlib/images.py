@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -177,8 +178,22 @@ def _add_bytes(tar: tarfile.TarFile, arcname: str, data: bytes, mode: int = 0o64
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_host_rootfs(out: Path, python: str = "/usr/bin/python3") -> int:
-    """Write a minimal rootfs tarball (python + stdlib + libs) to ``out``; return file count."""
+def is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def write_host_rootfs(out: Path, python: str = "/usr/bin/python3",
+                      extra: Sequence[tuple[str, str]] = (),
+                      data: Sequence[tuple[str, bytes]] = ()) -> int:
+    """Write a minimal rootfs tarball (python + stdlib + libs) to ``out``; return file count.
+
+    ``extra``: more host files as (host path, path in the image); ELF ones bring the shared
+    libraries they need. ``data``: files made on the fly, (path in the image, bytes).
+    """
     exe, stdlib = _host_python(python)
     seen: set[str] = set()
     elves: list[Path] = [exe]
@@ -208,18 +223,28 @@ def write_host_rootfs(out: Path, python: str = "/usr/bin/python3") -> int:
                         continue
                     elves.append(Path(src))
                 _add_file(tar, src, _canonical(src), seen)
+        for src, arc in extra:
+            if is_elf(src):
+                elves.append(Path(src))
+            _add_file(tar, src, arc, seen)
+        for arc, blob in data:
+            seen.add(arc)
+            _add_bytes(tar, arc, blob)
         for lib in sorted(_ldd(elves)):
             _add_file(tar, lib, _canonical(lib), seen)
     return len(seen)
 
 
 def build_offline_base(client: Any, tag: str = OFFLINE_BASE, python: str = "/usr/bin/python3",
-                       say: Callable[[str], None] = print) -> str:
-    """``docker import`` a rootfs made from the host's Python as ``tag``."""
+                       say: Callable[[str], None] = print,
+                       extra: Sequence[tuple[str, str]] = (), data: Sequence[tuple[str, bytes]] = (),
+                       changes: Sequence[str] = (), what: str = "base image") -> str:
+    """``docker import`` a rootfs made from the host's Python as ``tag`` (plus ``extra`` and
+    ``data`` files and Dockerfile ``changes``: how the client images are made too)."""
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="meshbed-rootfs-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
-        n = write_host_rootfs(tarball, python)
+        n = write_host_rootfs(tarball, python, extra, data)
         client.api.import_image(
             src=str(tarball),
             repository=tag.rsplit(":", 1)[0],
@@ -231,11 +256,12 @@ def build_offline_base(client: Any, tag: str = OFFLINE_BASE, python: str = "/usr
                 "WORKDIR /data",
                 f"LABEL {labels.MANAGED}=1",
                 f"LABEL {PYTHON_LABEL}={python}",
+                *changes,
             ],
         )
     if not image_exists(client, tag):
         raise DeployError(f"backend docker: importing {tag} did not produce an image")
-    say(f"docker: base image {tag} made from {python} ({n} files) in "
+    say(f"docker: {what} {tag} made from {python} ({n} files) in "
         f"{time.monotonic() - t0:.1f} s")
     return tag
 

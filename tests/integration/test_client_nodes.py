@@ -80,7 +80,7 @@ def test_fetch_then_kill_and_start_resumes_to_a_verified_file(client: str, tmp_p
     node = report["nodes"]["leech-0"]
     assert node["client"] == client
     fetch = node["fetches"]["blob"]
-    assert fetch["complete"] and fetch["verified"], report
+    assert fetch["complete"] and fetch["verified"], (fetch, report["problems"], report["events"])
     assert report["ok"], report
     kinds = [e["kind"] for e in report["events"]]
     assert "kill" in kinds and "start" in kinds

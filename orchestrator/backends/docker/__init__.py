@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +39,13 @@ from orchestrator.backends.base import (
     agent_args,
 )
 from orchestrator.backends.docker import containers, networks, shaping
+from orchestrator.clients import MESHBED, client_of, client_option
+from orchestrator.clients import image as client_image
 from orchestrator.dockerlib import images, labels
-from orchestrator.errors import DeployError
+from orchestrator.errors import DeployError, InputError
 from orchestrator.hostnet.files import write_token_file
-from orchestrator.model import Link, Node
-from orchestrator.options import GroupOption, parse_word
+from orchestrator.model import Link, Node, Topology
+from orchestrator.options import GroupInput, GroupOption, parse_word
 
 T = TypeVar("T")
 POOL_SIZE = 16  # concurrent SDK calls: dockerd serialises much of the work anyway
@@ -76,6 +79,14 @@ def ping_error(timeout: float = PING_TIMEOUT) -> Optional[str]:
     return None
 
 
+def client_problem(kind: str) -> Optional[str]:
+    """Why a `client: KIND` group cannot run on docker here, or None."""
+    if os.geteuid() != 0:  # the agent's link emulation does not exist in a real client
+        return (f"client {kind} on docker needs root: its links and partitions are applied "
+                f"in the kernel from the host")
+    return client_image.image_problem(kind)
+
+
 def pyz_path() -> Path:
     """The agent zipapp (built and cached by ``orchestrator.pyz``)."""
     from orchestrator import pyz
@@ -89,7 +100,26 @@ class DockerBackend(Backend):
     group_options = (
         GroupOption("image", "the agent image for this group's containers (default: built "
                     "from this checkout)", parse_word("image", "an image name")),
+        # real clients (docs/clients.md): images built offline from this host's packages
+        client_option(check=client_problem),
     )
+
+    @classmethod
+    def plan_nodes(cls, group: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
+        client = client_of(options)
+        return [{} if client == MESHBED else {"client": client} for _ in range(group.count())]
+
+    @classmethod
+    def validate(cls, topology: Topology) -> None:
+        """`image:` and `client:` do not go together (the client image is meshbed's own)."""
+        for group in topology.groups:
+            kind = client_of(group.options)
+            if group.backend != cls.name or kind == MESHBED:
+                continue
+            if group.options.get("image"):
+                raise InputError(f"group {group.name!r}: image and client cannot go together "
+                                 f"(client nodes run meshbed's {kind} image)",
+                                 topology.source, group.line)
 
     @classmethod
     def describe(cls) -> Description:
@@ -195,6 +225,13 @@ class DockerBackend(Backend):
         for note in notes:
             self._say(note)
         self.ctx.state["image"] = image
+        kinds = sorted({client_of(n.options) for n in nodes} - {MESHBED})
+        if kinds:
+            built: list[str] = []
+            self.ctx.state["client_images"] = await self._call(
+                client_image.ensure_client_images, self.client, kinds, built.append)
+            for note in built:
+                self._say(note)
         await asyncio.to_thread(write_token_file, self._token_file(), self.ctx.token)
         self.ctx.state["network"] = {"name": labels.network_name(mesh),
                                      "bridge": labels.bridge_name(mesh)}
@@ -264,6 +301,9 @@ class DockerBackend(Backend):
                 image = topo.group(node.group).options.get("image") or image
             except KeyError:
                 pass
+        kind = client_of(node.options)
+        if kind != MESHBED:  # the translator + the client (entry point names the client)
+            image = self._client_image(kind)
         args = agent_args(
             node, mesh=self.ctx.mesh, data_dir=containers.DATA_DIR,
             api=f"0.0.0.0:{API_PORT}", wire=f"0.0.0.0:{WIRE_PORT}",
@@ -280,12 +320,28 @@ class DockerBackend(Backend):
             token_file=str(self._token_file()),
         )
 
+    def _client_image(self, kind: str) -> str:
+        tags: dict[str, str] = self.ctx.state.get("client_images") or {}
+        return tags[kind]
+
+    async def _ensure_client_image(self, kind: str) -> None:
+        """A client node deploy() sees without prepare() having built its image."""
+        tags: dict[str, str] = self.ctx.state.setdefault("client_images", {})
+        if kind == MESHBED or kind in tags:
+            return
+        built: list[str] = []
+        tags.update(await self._call(client_image.ensure_client_images, self.client, [kind],
+                                     built.append))
+        for note in built:
+            self._say(note)
+
     async def deploy(self, node: Node) -> Endpoint:
         if "subnet" not in self.ctx.state.get("network", {}):
             await self.prepare([node])
         elif node.name not in self._nodes:
             self._plan_extra(node)
         clean = not self._nodes[node.name].pop("swept", False)
+        await self._ensure_client_image(client_of(node.options))
         spec = self._spec(node)
         try:
             await self._call(containers.create_and_start, self.client, spec, clean)

@@ -170,7 +170,11 @@ async def attach_veth(pid: int, host_dev: str, bridge: str, ip: str, prefixlen: 
 
     if os.path.exists(f"/sys/class/net/{host_dev}"):  # the old end, if its netns lingers
         await tc.run(["ip", "link", "del", host_dev], check=False)
-    host = (f"link add {host_dev} type veth peer name eth0 netns {pid}\n"
+    # the MAC follows from the address (as docker's own): a restarted container keeps it, so
+    # its neighbours' ARP caches stay right (a new MAC left them sending to the old one for
+    # up to ~30 s, until the entry went stale: every connection to a restarted node waited)
+    mac = "02:42:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
+    host = (f"link add {host_dev} type veth peer name eth0 address {mac} netns {pid}\n"
             f"link set {host_dev} master {bridge} up\n")
     await tc.run(["ip", "-batch", "-"], input=host.encode())
     inside = f"addr add {ip}/{prefixlen} dev eth0\nlink set eth0 up\n"
