@@ -118,16 +118,28 @@ def pipeline_bytes(rate: float, block: int, seconds: float = REQUEST_QUEUE_SECON
 class RateMeter:
     """Bytes counter with a rate over a sliding window of ~2 s (ticked once a second)."""
 
-    __slots__ = ("total", "rate", "peak", "_samples")
+    __slots__ = ("total", "rate", "peak", "_samples", "_first")
 
     def __init__(self) -> None:
         self.total = 0
         self.rate = 0.0
         self.peak = 0.0  # the best rate lately (10 % less a tick): what the peer can do
         self._samples: list[tuple[float, int]] = []
+        self._first: Optional[tuple[float, int]] = None  # (when, bytes) of the first add
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, now: Optional[float] = None) -> None:
+        if self._first is None and now is not None:
+            self._first = (now, self.total + n)
         self.total += n
+
+    def estimate(self, now: float) -> float:
+        """The rate; before the first tick measured one, what came after the first
+        ``add`` over the time since (a loopback peer should not wait a second to be
+        known as fast)."""
+        if self.rate or self._first is None:
+            return self.rate
+        t0, b0 = self._first
+        return (self.total - b0) / (now - t0) if now > t0 else 0.0
 
     def tick(self, now: float, window: float = 2.0) -> None:
         samples = self._samples

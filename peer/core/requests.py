@@ -44,8 +44,8 @@ class RequestScheduler:
             return
         if core.verify_backlog > MAX_VERIFY_BACKLOG:
             return
-        rate = c.rate_from.rate
-        if not rate:  # not measured yet (first second): guess 1 MiB/s, like a TCP initial window
+        rate = c.rate_from.estimate(now)
+        if not rate:  # nothing measured yet: guess 1 MiB in flight, like a TCP initial window
             rate = INITIAL_RATE_GUESS
         block = block_for_rate(rate, min(c.block, core.piece_length), min(wire.BLOCK, core.piece_length))
         endgame = picker.endgame

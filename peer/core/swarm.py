@@ -502,7 +502,7 @@ class SwarmCore:
             self.wasted += length
             return
         picker = self.picker
-        c.rate_from.add(length)
+        c.rate_from.add(length, now)
         self.rate_down.add(length)
         label = c.label
         self.bytes_from[label] = self.bytes_from.get(label, 0) + length
