@@ -47,7 +47,8 @@ class RequestScheduler:
         rate = c.rate_from.estimate(now)
         if not rate:  # nothing measured yet: guess 1 MiB in flight, like a TCP initial window
             rate = INITIAL_RATE_GUESS
-        block = block_for_rate(rate, min(c.block, core.piece_length), min(wire.BLOCK, core.piece_length))
+        block = block_for_rate(rate, min(c.block, core.piece_length), min(wire.BLOCK, core.piece_length),
+                               core.config.block_seconds)
         endgame = picker.endgame
         if c.snubbed and not endgame:
             # one block at a time, never none: a snubbed peer may be the only source
