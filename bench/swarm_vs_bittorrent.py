@@ -1,7 +1,8 @@
 """meshbed against real BitTorrent clients on the very same emulated network.
 
 Hosts are network namespaces on one Linux bridge with tbf-shaped access links (the netns
-backend's plumbing): 1 seeder (up 40 mbit) and N leechers (up 10 mbit, down 50 mbit),
+backend's plumbing): 1 seeder (up 40 mbit) and N leechers (up 10 mbit, down 50 mbit; case
+hetero: half "fast" up 20 / down 80 mbit, half "slow" up 4 / down 16 mbit),
 one file in 256 KiB pieces, v1 torrents, opentracker as the BitTorrent clients' tracker.
 Time = from starting the leechers until the last one holds a complete copy whose SHA-256
 matches (the external clients' files are hashed after the clock stops). Lower bound =
@@ -9,6 +10,7 @@ max(F/u_s, F/d_min, N·F/(u_s+Σu_i)); efficiency = bound / time.
 
     sudo python3 bench/swarm_vs_bittorrent.py                      # 1 + 16, 64 MiB, all
     sudo python3 bench/swarm_vs_bittorrent.py --case large         # 1 + 64, 32 MiB
+    sudo python3 bench/swarm_vs_bittorrent.py --case hetero        # 8 fast + 8 slow, 32 MiB
     sudo python3 bench/swarm_vs_bittorrent.py --scalability        # N = 4..64, meshbed
     sudo python3 bench/swarm_vs_bittorrent.py --contestants aria2,aria2@meshbed   # product vs alone
 
@@ -60,9 +62,23 @@ EXTERNAL = {
 }
 
 
-def bounds(n: int, size: int) -> tuple[float, float]:
-    lo = lower_bound(size, [SEEDER_UP], [LEECHER_UP] * n, [LEECHER_DOWN] * n)
-    cs = client_server_bound(size, [SEEDER_UP], [LEECHER_DOWN] * n)
+HETERO = ((20 * MBIT, 80 * MBIT), (4 * MBIT, 16 * MBIT))  # fast, slow: (up, down)
+Classes = tuple[tuple[str, int, int, int], ...]  # (group, count, up, down)
+
+
+def leecher_classes(case: str, n: int) -> Classes:
+    if case == "hetero":
+        (fu, fd), (su, sd) = HETERO
+        return (("fast", n - n // 2, fu, fd), ("slow", n // 2, su, sd))
+    return (("leechers", n, LEECHER_UP, LEECHER_DOWN),)
+
+
+def bounds(n: int, size: int, classes: Classes = ()) -> tuple[float, float]:
+    classes = classes or leecher_classes("default", n)
+    ups = [up for _, count, up, _ in classes for _ in range(count)]
+    downs = [down for _, count, _, down in classes for _ in range(count)]
+    lo = lower_bound(size, [SEEDER_UP], ups, downs)
+    cs = client_server_bound(size, [SEEDER_UP], downs)
     assert lo is not None and cs is not None
     return lo, cs
 
@@ -127,16 +143,20 @@ def summarize(outs: list[Outcome], bound: float) -> dict[str, Any]:
 
 
 async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str]) -> dict[str, Any]:
-    lo, cs = bounds(n, size)
-    plan = meshbed.Plan(n, size, args.piece, SEEDER_UP, LEECHER_UP, LEECHER_DOWN, args.timeout)
-    print(f"case: 1 seeder + {n} leechers, {size / 2**20:g} MiB, {args.piece // 1024} KiB pieces;"
+    classes = leecher_classes(args.case, n)
+    lo, cs = bounds(n, size, classes)
+    plan = meshbed.Plan(n, size, args.piece, SEEDER_UP, LEECHER_UP, LEECHER_DOWN, args.timeout,
+                        classes=classes if args.case == "hetero" else ())
+    kinds = ", ".join(f"{count} {group} (up {up / MBIT:g} / down {down / MBIT:g} mbit)"
+                      for group, count, up, down in classes)
+    print(f"case: 1 seeder + {kinds}, {size / 2**20:g} MiB, {args.piece // 1024} KiB pieces;"
           f" lower bound {lo:.2f}s, client-server bound {cs:.2f}s", flush=True)
     lab = Lab("bench-lab")
     results: dict[str, list[Outcome]] = {c: [] for c in wanted}
     try:
         hosts = [("seeders-0", "seeders", Link(up_bps=SEEDER_UP, down_bps=LEECHER_DOWN))]
-        hosts += [(f"leechers-{i}", "leechers", Link(up_bps=LEECHER_UP, down_bps=LEECHER_DOWN))
-                  for i in range(n)]
+        hosts += [(f"{group}-{i}", group, Link(up_bps=up, down_bps=down))
+                  for group, count, up, down in classes for i in range(count)]
         t = time.monotonic()
         await lab.open(hosts)
         print(f"  lab of {n + 1} namespaces up in {time.monotonic() - t:.1f}s", flush=True)
@@ -183,6 +203,8 @@ async def one_case(args: argparse.Namespace, n: int, size: int, wanted: list[str
             if c != "meshbed" and s["seconds"]:
                 s["meshbed_time_ratio"] = round(mb / s["seconds"], 3)
     return {"leechers": n, "size": size, "piece_length": args.piece,
+            "leecher_classes": [{"group": g, "count": k, "up_bps": u, "down_bps": d}
+                                for g, k, u, d in classes],
             "lower_bound_seconds": round(lo, 3), "client_server_bound_seconds": round(cs, 3),
             "contestants": summary}
 
@@ -249,7 +271,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--size", default=None, help="file size (default 64MiB; --case large: 32MiB)")
     ap.add_argument("--leechers", type=int, default=None, help="default 16 (--case large: 64)")
     ap.add_argument("--piece", default="256KiB", help="piece length")
-    ap.add_argument("--case", choices=("default", "large"), default="default")
+    ap.add_argument("--case", choices=("default", "large", "hetero"), default="default",
+                    help="default: 1+16, 64 MiB; large: 1+64, 32 MiB; hetero: 8 fast + 8 slow "
+                         "leechers, 32 MiB")
     ap.add_argument("--scalability", action="store_true",
                     help="meshbed swarm vs client-server for N = 4, 8, 16, 32, 64 (16 MiB)")
     ap.add_argument("--scale-ns", default="4,8,16,32,64",
@@ -262,7 +286,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.size_given = args.size is not None
     args.scale_ns = [int(x) for x in args.scale_ns.split(",") if x.strip()]
-    default_size = "32MiB" if args.case == "large" else "64MiB"
+    default_size = "64MiB" if args.case == "default" else "32MiB"
     args.size = parse_size(args.size or default_size)
     args.piece = parse_size(args.piece)
     if args.leechers is None:
@@ -315,7 +339,7 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     case = await one_case(args, args.leechers, args.size, wanted)
     data = {**meta, "case": args.case, **case}
-    suffix = "-large" if args.case == "large" else ""
+    suffix = "" if args.case == "default" else f"-{args.case}"
     out = args.out or RESULTS / f"swarm_vs_bittorrent{suffix}.json"
     out.write_text(json.dumps(data, indent=1))
     svg = out.with_suffix(".svg")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -30,6 +31,11 @@ NOT_READING = 4 << 20  # more queued than an honest upload ever holds (high wate
 SEND_BUDGET = 16 << 20  # the agent's send queues together, beyond which non-readers are cut
 UPLOAD_STALL = 60.0  # seconds a block may wait for the peer to read before we give up
 SEGMENT = 64 * 1024  # upload granularity under a rate cap, so connections interleave
+# Piece data queued ahead of a connection's control messages (requests, HAVEs, cancels,
+# chokes), which wait behind it: about one block (blocks are ~50 ms of the peer's rate)
+# in our buffer, and at least this much unsent in the kernel's (TCP_NOTSENT_LOWAT; left
+# alone the kernel holds up to 4 MB: seconds of a slow link).
+MIN_UNSENT = 16 * 1024
 READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of processing
 CLIENT = "meshbed/0.1"
 
@@ -76,6 +82,7 @@ class PeerConnection:
         )
         self._queue_event = asyncio.Event()
         self.closed = False
+        self._unsent_limit = 0  # the TCP_NOTSENT_LOWAT set on the socket (0: not yet)
 
     @property
     def label(self) -> str:
@@ -213,6 +220,20 @@ class PeerConnection:
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         return await self.torrent.read_block(index, begin, length)
 
+    def _bound_backlog(self, block: int) -> None:
+        """Queue at most about one block ahead of control messages (see MIN_UNSENT)."""
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=block)  # drain() then waits for 1/4 of it
+        limit = max(MIN_UNSENT, block)
+        if limit != self._unsent_limit and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, limit)
+                except OSError:  # not TCP (a test's socketpair), or an old kernel
+                    pass
+            self._unsent_limit = limit
+
     async def _send_piece(self, index: int, begin: int, data: bytes) -> None:
         link = self.agent.link
         writer = self.writer
@@ -224,6 +245,7 @@ class PeerConnection:
             await link.send_gate(min(SEGMENT, total - off) if link.up_bps is not None else total)
             if self.closed:
                 return
+        self._bound_backlog(total)
         writer.write(header)
         writer.write(data)
         try:

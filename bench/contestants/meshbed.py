@@ -37,6 +37,11 @@ class Plan:
     leecher_down: int
     timeout: float
     strategy: str = "swarm"  # or client-server
+    # leecher link classes (group, count, up, down bits/s); empty: ``leechers`` of one class
+    classes: tuple[tuple[str, int, int, int], ...] = ()
+
+    def leecher_classes(self) -> tuple[tuple[str, int, int, int], ...]:
+        return self.classes or (("leechers", self.leechers, self.leecher_up, self.leecher_down),)
 
 
 def topology_yaml(plan: Plan, name: str, client: str = "meshbed") -> str:
@@ -44,6 +49,12 @@ def topology_yaml(plan: Plan, name: str, client: str = "meshbed") -> str:
     groups, with the mesh's opentracker), else meshbed agents."""
     kind = "" if client == "meshbed" else f"\n    client: {client}"
     tracker = "" if client == "meshbed" else "\ntracker: opentracker"
+    classes = plan.leecher_classes()
+    groups = "".join(f"""
+  {group}:
+    count: {count}
+    link: {{up: {up}bit, down: {down}bit}}{kind}""" for group, count, up, down in classes)
+    by = classes[0][0] if len(classes) == 1 else "[" + ", ".join(c[0] for c in classes) + "]"
     return f"""\
 name: {name}
 backend: netns{tracker}
@@ -55,15 +66,13 @@ defaults:
 groups:
   seeders:
     count: 1
-    link: {{up: {plan.seeder_up}bit}}{kind}
-  leechers:
-    count: {plan.leechers}{kind}
+    link: {{up: {plan.seeder_up}bit}}{kind}{groups}
 content:
   {CONTENT}:
     size: {plan.size}B
     seeders: [seeders]
 scenario:
-  - {{at: 0s, fetch: {{content: {CONTENT}, by: leechers}}}}
+  - {{at: 0s, fetch: {{content: {CONTENT}, by: {by}}}}}
 expect:
   all_complete_within: {int(plan.timeout)}s
 """
@@ -123,7 +132,7 @@ async def run_agents(plan: Plan, lab: Lab, seeder: str, leechers: tuple[str, ...
         d = h.dir / "agent"
         d.mkdir(parents=True, exist_ok=True)
         (d / "token").write_text(TOKEN)
-        group = "seeders" if name == seeder else "leechers"
+        group = name.rsplit("-", 1)[0]
         lab.spawn(name, [sys.executable, "-m", "peer", "run", "--node", name, "--group", group,
                          "--mesh", "bench", "--backend", "netns", "--data-dir", str(d),
                          "--api", f"{h.ip}:7000", "--listen", f"{h.ip}:6881",

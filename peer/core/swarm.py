@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, Union
 
 from peer import extensions as ext
 from peer import wire
-from peer.choker import RateMeter
+from peer.choker import BLOCK_SECONDS, RateMeter
 from peer.core import admission
 from peer.core.actions import (
     Action,
@@ -58,6 +58,10 @@ class CoreConfig:
     max_peers: int = 50  # connections per torrent we open or accept
     max_dials: int = 8  # connection attempts in flight per torrent
     max_known: int = 1000  # addresses remembered per torrent
+    # request blocks toward meshbed peers: this many seconds of the peer's rate (see
+    # peer/choker.py BLOCK_SECONDS); a large value asks for whole pieces (the simulator's
+    # coarse mode at scale: one event per piece instead of one per 16 KiB)
+    block_seconds: float = BLOCK_SECONDS
 
 
 def _never(node: Optional[str], ip: str, port: Optional[int]) -> bool:
@@ -502,7 +506,7 @@ class SwarmCore:
             self.wasted += length
             return
         picker = self.picker
-        c.rate_from.add(length)
+        c.rate_from.add(length, now)
         self.rate_down.add(length)
         label = c.label
         self.bytes_from[label] = self.bytes_from.get(label, 0) + length

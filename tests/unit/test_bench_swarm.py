@@ -69,3 +69,22 @@ def test_meshbed_topology_loads_with_the_links_of_the_lab() -> None:
     assert seeder.link.up_bps == 40_000_000
     assert (leecher.link.up_bps, leecher.link.down_bps) == (10_000_000, 50_000_000)
     assert topo.content("movie").chunk_size == 262144
+
+
+def test_hetero_case_has_two_link_classes_in_the_lab_and_the_topology() -> None:
+    from bench.swarm_vs_bittorrent import bounds, leecher_classes
+    from orchestrator.loader import load_topology_text
+
+    args = parse_args(["--case", "hetero"])
+    assert (args.leechers, args.size) == (16, 32 * MiB)
+    classes = leecher_classes("hetero", 16)
+    assert [(g, k) for g, k, _, _ in classes] == [("fast", 8), ("slow", 8)]
+    topo = load_topology_text(topology_yaml(
+        Plan(16, 32 * MiB, 262144, 40_000_000, 10_000_000, 50_000_000, 300, classes=classes), "b"))
+    assert (topo.node("fast-7").link.up_bps, topo.node("fast-7").link.down_bps) == (20_000_000, 80_000_000)
+    assert (topo.node("slow-0").link.up_bps, topo.node("slow-0").link.down_bps) == (4_000_000, 16_000_000)
+    (fetch,) = topo.scenario
+    assert set(fetch.nodes) == {n.name for n in topo.nodes if n.group in ("fast", "slow")}
+    lo, _ = bounds(16, 32 * MiB, classes)
+    # N*F/(u_s + sum u_i) = 16 * 268.4 Mbit / 232 mbit binds (F/d_min = 16.8 s)
+    assert lo == pytest.approx(16 * 32 * MiB * 8 / 232e6, rel=1e-3)

@@ -6,7 +6,16 @@ import random
 
 import pytest
 
-from peer.choker import Candidate, RateMeter, pick_optimistic, pipeline_bytes, regular_unchokes
+from peer.choker import (
+    Candidate,
+    RateMeter,
+    block_for_rate,
+    much_slower,
+    pick_optimistic,
+    pipeline_bytes,
+    regular_slots,
+    regular_unchokes,
+)
 
 
 def cand(key: str, interested: bool = True, rate_from: float = 0.0, rate_to: float = 0.0,
@@ -60,10 +69,10 @@ def test_optimistic_unchoke_is_outside_the_regular_set_and_prefers_newcomers() -
 
 
 @pytest.mark.timeout(10)
-def test_pipeline_is_three_seconds_of_rate_within_bounds() -> None:
+def test_pipeline_is_a_second_and_a_half_of_rate_within_bounds() -> None:
     block = 16384
     assert pipeline_bytes(0, block) == 2 * block
-    assert pipeline_bytes(250_000, block) == 750_000
+    assert pipeline_bytes(250_000, block) == 375_000
     assert pipeline_bytes(1_000_000, block) == 64 * block
     assert pipeline_bytes(1e9, block) == 64 * block
     assert pipeline_bytes(1e9, 1 << 20) == 32 << 20
@@ -92,3 +101,43 @@ def test_neediest_policy_serves_the_peers_furthest_behind() -> None:
     for seeding in (False, True):
         assert regular_unchokes(cands, 2, seeding=seeding, now=0, policy="neediest") == [
             "behind", "middle"]
+
+
+@pytest.mark.timeout(10)
+def test_a_leecher_serves_no_more_peers_than_it_has_pieces() -> None:
+    assert regular_slots(8, have=0, complete=False) == 1  # still one: the optimistic rule aside
+    assert regular_slots(8, have=3, complete=False) == 3
+    assert regular_slots(8, have=200, complete=False) == 8
+    assert regular_slots(8, have=0, complete=True) == 8  # a seed (have counts nothing here)
+
+
+@pytest.mark.timeout(10)
+def test_blocks_are_a_twentieth_of_a_second_of_rate_as_a_power_of_two() -> None:
+    small, large = 16384, 1 << 20
+    assert block_for_rate(0, large, small) == small
+    assert block_for_rate(125_000, large, small) == small  # 1 mbit: 6 KB a 20th of a second
+    assert block_for_rate(1_500_000, large, small) == 65536  # 75 KB -> 64 KiB
+    assert block_for_rate(100e6, large, small) == large  # loopback: as large as agreed
+    assert block_for_rate(100e6, small, small) == small  # a BitTorrent client: 16 KiB always
+    assert block_for_rate(100e6, 8192, 8192) == 8192  # pieces smaller than a block
+
+
+@pytest.mark.timeout(10)
+def test_end_game_takes_over_only_from_peers_four_times_slower() -> None:
+    assert much_slower([100.0, 200.0], mine=1000.0)
+    assert not much_slower([100.0, 300.0], mine=1000.0)  # one holder is fast enough
+    assert not much_slower([], mine=1000.0)  # nobody is sending it: nothing to take over
+    assert not much_slower([0.0], mine=0.0)  # our own rate unknown: no guess
+    assert much_slower([0.0], mine=10.0)  # a holder that sends nothing
+
+
+@pytest.mark.timeout(10)
+def test_rate_meter_peak_holds_the_best_rate_and_fades() -> None:
+    m = RateMeter()
+    m.tick(0.0)
+    m.add(1000)
+    m.tick(1.0)
+    assert m.peak == m.rate == 1000.0
+    m.tick(2.0)
+    m.tick(3.0)  # nothing more came: the rate falls to 0 at once, the peak by 10 % a tick
+    assert m.rate == 0.0 and m.peak == pytest.approx(1000.0 * 0.9 ** 2)

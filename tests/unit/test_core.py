@@ -41,10 +41,12 @@ def test_a_leecher_fetches_every_piece_from_a_seeder_with_virtual_payloads() -> 
     assert leech.downloaded == seed.uploaded == 8 * PIECE
     assert leech.bytes_from == {"s": 8 * PIECE} and seed.bytes_to == {"l": 8 * PIECE}
     assert any(isinstance(a, Completed) for a in pump.seen)
-    # whole-piece requests between meshbed peers: one Request per piece
+    # each piece asked for once, whole, in blocks sized to the (virtual, unmeasured) rate
     reqs = [m for a in pump.seen if isinstance(a, Send) for m in a.msgs
             if isinstance(m, wire.Request)]
-    assert len(reqs) == 8 and all(r.length == PIECE for r in reqs)
+    assert sorted((r.index, r.begin) for r in reqs) == [
+        (i, b) for i in range(8) for b in range(0, PIECE, wire.BLOCK)]
+    assert {r.length for r in reqs} == {wire.BLOCK}
     # a complete leecher that uploads keeps the seed? no: two seeds close
     assert pa.closed and pb.closed
 
@@ -65,6 +67,7 @@ def test_the_first_messages_announce_what_we_hold() -> None:
 def test_have_makes_us_interested_and_unchoke_starts_requests() -> None:
     core = make_core(4, False, "l")
     p = PeerState(4, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True, block=PIECE)
+    p.rate_from.rate = 100e6  # a fast meshbed peer: whole-piece blocks
     core.peer_connected(p, 0.0)
     core.take_actions()
     core.message(p, wire.Have(2), 1.0)
@@ -127,6 +130,7 @@ def test_a_bad_piece_from_one_source_bans_it() -> None:
     core = make_core(2, False, "l", bans=bans)
     p = PeerState(2, 0.0, peer_id=b"p" * 20, ip="1.2.3.4", port=1, outgoing=True,
                   listen_port=7000, block=PIECE)
+    p.rate_from.rate = 100e6  # a fast meshbed peer: whole-piece blocks
     core.peer_connected(p, 0.0)
     core.message(p, wire.HaveAll(), 0.0)
     core.message(p, wire.Unchoke(), 0.0)

@@ -67,10 +67,14 @@ def test_requests_cover_the_piece_in_blocks_and_the_short_last_piece() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_budget_limits_the_pipeline() -> None:
+def test_budget_limits_the_pipeline_but_a_new_piece_goes_whole() -> None:
     p = make()
     p.seed_joined()
     reqs = p.pick(everything, True, UNIT, 3 * UNIT)
+    assert len({r[0] for r in reqs}) == 1 and sum(r[2] for r in reqs) == PL  # one whole piece
+    q = make()
+    q.seed_joined()
+    reqs = q.pick(everything, True, UNIT, 3 * UNIT, whole_pieces=False)  # a snubbed peer's probe
     assert sum(r[2] for r in reqs) == 3 * UNIT
 
 
@@ -78,7 +82,7 @@ def test_budget_limits_the_pipeline() -> None:
 def test_partial_pieces_are_finished_before_new_ones() -> None:
     p = make(have=(0, 1, 2, 3))
     p.seed_joined()
-    first = p.pick(everything, True, UNIT, 2 * UNIT)
+    first = p.pick(everything, True, UNIT, 2 * UNIT, whole_pieces=False)
     piece = first[0][0]
     assert {r[0] for r in first} == {piece}
     nxt = p.pick(everything, True, UNIT, 2 * UNIT)
