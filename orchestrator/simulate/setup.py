@@ -13,6 +13,7 @@ from orchestrator import loader
 from orchestrator.errors import InputError
 from orchestrator.model import Topology
 from orchestrator.units import format_size
+from peer.core import CoreConfig
 
 MAX_SIM_NODES = 1_000_000
 # Fitted to bench/simulate_scale.py (peak RSS: 300 peers 154 MiB, 1000 peers 610 MiB) and
@@ -24,8 +25,20 @@ NODE_BYTES = 12 << 10
 CONN_SIDE_BYTES = 2560
 KNOWN_BYTES = 400
 PIECE_BYTES = 40
-SIDES_PER_NODE = 55
+SIDES_SLACK = 5  # connections per node settle a little above max_peers (evictions, races)
 MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
+# Beyond this many nodes every agent keeps fewer connections and addresses (the costs that
+# grow with them: HAVE fan-out, ticks, PEX, memory); below it, the agent's own defaults.
+LARGE_SWARM = 1000
+LARGE_MAX_PEERS = 20
+LARGE_MAX_KNOWN = 100
+
+
+def core_config(topo: Topology) -> CoreConfig:
+    """The agents' CoreConfig: the agent's defaults, capped in swarms of > LARGE_SWARM nodes."""
+    if len(topo.nodes) > LARGE_SWARM:
+        return CoreConfig(max_peers=LARGE_MAX_PEERS, max_known=LARGE_MAX_KNOWN)
+    return CoreConfig()
 
 
 @contextlib.contextmanager
@@ -61,15 +74,16 @@ def backend_only_note(topo: Topology) -> Optional[str]:
     return f"note: simulate ignores {', '.join(found)} (only a real backend uses them)"
 
 
-def memory_estimate(topo: Topology, max_known: int = 1000) -> int:
+def memory_estimate(topo: Topology) -> int:
     """Bytes the simulation of ``topo`` is expected to need at its peak."""
     n = len(topo.nodes)
+    cfg = core_config(topo)
     total = BASE_BYTES + n * NODE_BYTES
     for c in topo.contents:
         pieces = -(-(c.size or 0) // c.chunk_size)
         holders = len(set(topo.fetchers(c.name)) | set(c.seeders)) if n <= 5000 else n
-        sides = min(holders - 1, SIDES_PER_NODE)
-        known = min(holders - 1, max_known)
+        sides = min(holders - 1, cfg.max_peers + SIDES_SLACK)
+        known = min(holders - 1, cfg.max_known)
         total += holders * (pieces * PIECE_BYTES + sides * (CONN_SIDE_BYTES + pieces // 8) + known * KNOWN_BYTES)
     return total
 

@@ -26,6 +26,7 @@ from orchestrator.model import (
     Topology,
 )
 from orchestrator.scenario import Sample
+from orchestrator.simulate import setup
 from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent
 from orchestrator.simulate.clock import VirtualClock
 from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
@@ -66,7 +67,7 @@ class World:
         self.say = say
         self.seed = topology.seed
         self.mesh = topology.name
-        self.core_config = core_config or CoreConfig()
+        self.core_config = core_config or setup.core_config(topology)
         self.clock = VirtualClock()
         kernel = all(b in KERNEL_SHAPED for b in topology.backends_used())
         self.net = Network(self.clock, payload_share=KERNEL_PAYLOAD_SHARE if kernel else 1.0)
