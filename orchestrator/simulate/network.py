@@ -83,12 +83,15 @@ class Port:
 
 
 class Flow:
-    __slots__ = ("channel", "src", "dst", "remaining", "rate", "since", "timer", "msg", "size", "new")
+    __slots__ = ("channel", "src", "dst", "ku", "kd", "remaining", "rate", "since", "timer", "msg", "size",
+                 "new")
 
     def __init__(self, channel: Channel, msg: Any, size: int) -> None:
         self.channel = channel
         self.src = channel.src
         self.dst = channel.dst
+        self.ku = 2 * self.src.index  # keys of its two links in Network._reshare
+        self.kd = 2 * self.dst.index + 1
         self.msg = msg
         self.size = size
         self.remaining = float(size)
@@ -306,7 +309,8 @@ class Network:
 
     def _reshare(self, flows: list[Flow]) -> None:
         """Max-min fair rates for ``flows`` (progressive filling, a heap of link shares that
-        only grow as flows are fixed) with every other flow of their links held at its rate."""
+        only grow as flows are fixed) with every other flow of their links held at its rate.
+        (The hottest code of a big run: one call per block started or ended.)"""
         if not flows:
             return
         self.reshares += 1
@@ -314,53 +318,68 @@ class Network:
         rem: dict[int, float] = {}
         users: dict[int, list[Flow]] = {}
         for f in flows:
-            src, dst = f.src, f.dst
-            ku, kd = 2 * src.index, 2 * dst.index + 1
-            if ku not in rem:
-                rem[ku] = src.up - src.up_used
-                users[ku] = []
-            if kd not in rem:
-                rem[kd] = dst.down - dst.down_used
-                users[kd] = []
-            rem[ku] += f.rate  # its own share is up for grabs
-            rem[kd] += f.rate
-            users[ku].append(f)
-            users[kd].append(f)
+            r = f.rate
+            k = f.ku
+            us = users.get(k)
+            if us is None:
+                src = f.src
+                rem[k] = src.up - src.up_used + r  # its own share is up for grabs
+                users[k] = [f]
+            else:
+                rem[k] += r
+                us.append(f)
+            k = f.kd
+            us = users.get(k)
+            if us is None:
+                dst = f.dst
+                rem[k] = dst.down - dst.down_used + r
+                users[k] = [f]
+            else:
+                rem[k] += r
+                us.append(f)
         heap = [(max(rem[k], 0.0) / len(us), k) for k, us in users.items()]
         heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
         while heap:
-            share, k = heapq.heappop(heap)
+            share, k = pop(heap)
             us = users[k]
             if not us:
                 continue
             cur = max(rem[k], 0.0) / len(us)
             if cur > share * (1 + 1e-9) + 1e-12:  # grew since pushed: look again later
-                heapq.heappush(heap, (cur, k))
+                push(heap, (cur, k))
                 continue
             for f in us:
                 f.new = cur
-                ku, kd = 2 * f.src.index, 2 * f.dst.index + 1
-                other = kd if ku == k else ku
+                other = f.kd if f.ku == k else f.ku
                 lst = users[other]
                 if lst:
                     lst.remove(f)
                     rem[other] -= cur
             users[k] = []
         clock = self.clock
+        now = clock.now
+        total = 0.0
         for f in flows:
             rate = f.new
-            if rate == f.rate and f.timer is not None:
+            old = f.rate
+            timer = f.timer
+            if rate == old and timer is not None:
                 continue
-            self._settle(f)
-            delta = rate - f.rate
-            self._set_total(delta)
+            if old:  # settle at the old rate
+                f.remaining = max(0.0, f.remaining - old * (now - f.since))
+            f.since = now
+            delta = rate - old
+            total += delta
             f.src.up_used += delta
             f.dst.down_used += delta
             f.rate = rate
-            if f.timer is not None:
-                f.timer.cancel()
+            if timer is not None:
+                timer.cancel()
                 f.timer = None
             if rate > 0:
-                f.timer = clock.at(clock.now + f.remaining / rate, self._finish, f)
+                f.timer = clock.at(now + f.remaining / rate, self._finish, f)
             elif f.remaining <= EPS_BYTES:
-                f.timer = clock.at(clock.now, self._finish, f)
+                f.timer = clock.at(now, self._finish, f)
+        if total:
+            self._set_total(total)
