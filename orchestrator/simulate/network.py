@@ -83,8 +83,8 @@ class Port:
 
 
 class Flow:
-    __slots__ = ("channel", "src", "dst", "ku", "kd", "remaining", "rate", "since", "timer", "msg", "size",
-                 "new")
+    __slots__ = ("channel", "src", "dst", "ku", "kd", "remaining", "rate", "since", "timer", "due", "msg",
+                 "size", "new")
 
     def __init__(self, channel: Channel, msg: Any, size: int) -> None:
         self.channel = channel
@@ -97,7 +97,8 @@ class Flow:
         self.remaining = float(size)
         self.rate = 0.0
         self.since = 0.0
-        self.timer: Optional[Timer] = None
+        self.timer: Optional[Timer] = None  # due at or before ``due``
+        self.due = math.inf  # when its last byte leaves at the current rate
         self.new = 0.0  # rate being computed by Network._reshare
 
 
@@ -181,20 +182,6 @@ class Channel:
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
 
-    def post(self, msg: Any) -> None:
-        """A HAVE: handed over at the next ``HAVE_QUANTUM`` boundary after its latency, with
-        the other HAVEs arriving at this node then (one event for all of them). It may pass
-        messages sent after it on this channel; nothing in the protocol depends on that."""
-        if self.closed:
-            return
-        dst, clock = self.dst, self.net.clock
-        slot = math.ceil((clock.now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
-        batch = dst.batches.get(slot)
-        if batch is None:
-            batch = dst.batches[slot] = []
-            clock.at(slot, _hand_over_batch, dst, slot)
-        batch.append((self, msg))
-
     def close(self) -> None:
         if self.closed:
             return
@@ -207,6 +194,29 @@ class Channel:
         if self.flow is not None:
             self.net.stop_flow(self.flow)
             self.flow = None
+
+
+def post_all(channels: list[Channel], msg: Any) -> None:
+    """A HAVE on each channel: handed over at the next ``HAVE_QUANTUM`` boundary after its
+    latency, with the other HAVEs arriving at that node then (one event for all of them).
+    It may pass messages sent after it on the channel; nothing in the protocol depends on
+    that. (Every verified piece goes to every neighbour lacking it: the most frequent
+    message of a big run.)"""
+    if not channels:
+        return
+    clock = channels[0].net.clock
+    now = clock.now
+    ceil = math.ceil
+    for ch in channels:
+        if ch.closed:
+            continue
+        dst = ch.dst
+        slot = ceil((now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
+        batch = dst.batches.get(slot)
+        if batch is None:
+            batch = dst.batches[slot] = []
+            clock.at(slot, _hand_over_batch, dst, slot)
+        batch.append((ch, msg))
 
 
 def _drop(_: Any) -> None:
@@ -288,6 +298,9 @@ class Network:
         sender's next upload): its start re-shares these same two links, so the re-share of
         the end is only needed when nothing followed (no time passes in between)."""
         flow.timer = None
+        if flow.due > self.clock.now:  # it slowed down since the timer was set: not yet
+            flow.timer = self.clock.at(flow.due, self._finish, flow)
+            return
         self._detach(flow)
         flow.src.sent += flow.size
         channel = flow.channel
@@ -374,12 +387,16 @@ class Network:
             f.src.up_used += delta
             f.dst.down_used += delta
             f.rate = rate
+            if rate > 0:
+                due = f.due = now + f.remaining / rate
+                if timer is not None and timer.when <= due:
+                    continue  # slower: the timer fires early and is set again (fewer heap entries)
+            else:
+                due = f.due = now if f.remaining <= EPS_BYTES else math.inf
             if timer is not None:
                 timer.cancel()
                 f.timer = None
-            if rate > 0:
-                f.timer = clock.at(now + f.remaining / rate, self._finish, f)
-            elif f.remaining <= EPS_BYTES:
-                f.timer = clock.at(now, self._finish, f)
+            if due < math.inf:
+                f.timer = clock.at(due, self._finish, f)
         if total:
             self._set_total(total)
