@@ -77,7 +77,10 @@ class Peering:
         if room <= 0:
             return 0
         local = is_loopback(c.ip)
-        fresh = [a for a in addrs if a not in self.known and _dialable(a, local)]
+        known = self.known
+        fresh: list[Addr] = []
+        if len(known) < self.core.config.max_known:  # full: none would be taken, parse none
+            fresh = [a for a in addrs if a not in known and _dialable(a, local)]
         added = self.add(fresh[:room], "pex")
         if len(self.pex_budget) >= 1000 and src not in self.pex_budget:
             self.pex_budget.pop(next(iter(self.pex_budget)))
