@@ -197,21 +197,22 @@ class Channel:
 
 
 def post_all(channels: list[Channel], msg: Any) -> None:
-    """A HAVE on each channel: handed over at the next ``HAVE_QUANTUM`` boundary after its
+    """A HAVE on each channel: handed over at the next ``Network.have_quantum`` boundary after its
     latency, with the other HAVEs arriving at that node then (one event for all of them).
     It may pass messages sent after it on the channel; nothing in the protocol depends on
     that. (Every verified piece goes to every neighbour lacking it: the most frequent
     message of a big run.)"""
     if not channels:
         return
-    clock = channels[0].net.clock
+    net = channels[0].net
+    clock, q = net.clock, net.have_quantum
     now = clock.now
     ceil = math.ceil
     for ch in channels:
         if ch.closed:
             continue
         dst = ch.dst
-        slot = ceil((now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
+        slot = ceil((now + dst.latency) / q) * q
         batch = dst.batches.get(slot)
         if batch is None:
             batch = dst.batches[slot] = []
@@ -237,6 +238,7 @@ class Network:
     def __init__(self, clock: VirtualClock, payload_share: float = 1.0) -> None:
         self.clock = clock
         self.payload_share = payload_share
+        self.have_quantum = HAVE_QUANTUM
         self.ports: list[Port] = []
         self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
         self._moved_at = 0.0

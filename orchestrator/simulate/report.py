@@ -3,7 +3,7 @@ the same distribution and expectation rules) plus what only a simulation has:
 
 - ``"simulated": true``, ``wall_seconds`` and ``events_processed``;
 - ``agent_limits``: only in swarms of more than ``setup.LARGE_SWARM`` nodes, the caps on
-  connections and known addresses every agent ran with;
+  connections and known addresses every agent ran with and the HAVE batching interval;
 - ``distribution.CONTENT.completions``: every fetcher's seconds from the fetch event to its
   completion, sorted (the completion curve);
 - ``utilisation``: per virtual second, the swarm's upload used / its capacity (live nodes
@@ -126,7 +126,8 @@ def build_report(world: World, wall_seconds: float) -> dict[str, Any]:
     report["events_processed"] = world.clock.events
     cfg, default = world.core_config, CoreConfig()
     if (cfg.max_peers, cfg.max_known) != (default.max_peers, default.max_known):
-        report["agent_limits"] = {"max_peers": cfg.max_peers, "max_known": cfg.max_known}
+        report["agent_limits"] = {"max_peers": cfg.max_peers, "max_known": cfg.max_known,
+                                  "have_batch_seconds": world.net.have_quantum}
     report["virtual_seconds"] = round(world.clock.now, 3)
     report["utilisation"] = world.utilisation
     return report

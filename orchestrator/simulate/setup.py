@@ -32,6 +32,9 @@ MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
 LARGE_SWARM = 1000
 LARGE_MAX_PEERS = 20
 LARGE_MAX_KNOWN = 100
+# ... and HAVEs reach a node in one event per 50 ms instead of 10 ms (40 % fewer events; at
+# 400 peers x 256 pieces the distribution time moved 20.57 -> 20.26 s, the median 18.0 -> 17.9 s)
+LARGE_HAVE_QUANTUM = 0.050
 
 
 def core_config(topo: Topology) -> CoreConfig:
