@@ -207,12 +207,14 @@ def post_all(channels: list[Channel], msg: Any) -> None:
     net = channels[0].net
     clock, q = net.clock, net.have_quantum
     now = clock.now
-    ceil = math.ceil
+    slots: dict[float, float] = {}  # latency -> slot (links mostly share a few latencies)
     for ch in channels:
         if ch.closed:
             continue
         dst = ch.dst
-        slot = ceil((now + dst.latency) / q) * q
+        slot = slots.get(dst.latency)
+        if slot is None:
+            slot = slots[dst.latency] = math.ceil((now + dst.latency) / q) * q
         batch = dst.batches.get(slot)
         if batch is None:
             batch = dst.batches[slot] = []
