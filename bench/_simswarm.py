@@ -4,6 +4,9 @@ seeder (50 mbit up) and N fetchers (10 mbit up, 50 mbit down, 10 ms), one 16 MiB
 
 from __future__ import annotations
 
+import json
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,11 @@ def write_topology(workdir: Path, fetchers: int, strategy: str = "swarm", timeou
     return path
 
 
-def play(path: Path) -> tuple[dict[str, Any], float]:
-    """Simulate the topology at ``path``: its report and the CPU seconds it took."""
+def play(path: Path, progress: bool = False) -> tuple[dict[str, Any], float]:
+    """Simulate the topology at ``path``: its report and the CPU seconds it took. With
+    ``progress``, one JSON line per virtual second on stderr ("progress {...}": how far a
+    run got if it is stopped)."""
+    from orchestrator.scenario import Sample
     from orchestrator.simulate import setup
     from orchestrator.simulate.report import build_report
     from orchestrator.simulate.world import World
@@ -44,5 +50,13 @@ def play(path: Path) -> tuple[dict[str, Any], float]:
     topo = setup.load(path)
     cpu = time.process_time()
     world = World(topo)
-    report = build_report(world, world.play())
+
+    def show(sample: Sample) -> None:
+        have, want = sample.progress.get("movie", (0, 0))
+        print("progress " + json.dumps({
+            "virtual": sample.elapsed, "cpu": round(time.process_time() - cpu, 1), "events": world.clock.events,
+            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "pieces_held": round(have / want, 3) if want else 0.0}), file=sys.stderr, flush=True)
+
+    report = build_report(world, world.play(on_sample=show if progress else None))
     return report, time.process_time() - cpu

@@ -35,7 +35,7 @@ sys.path.insert(0, sys.argv[2])
 from _simswarm import play
 from orchestrator.simulate import setup
 w0 = time.monotonic()
-report, cpu = play(sys.argv[1])
+report, cpu = play(sys.argv[1], progress=True)
 d = report["distribution"]["movie"]
 print(json.dumps({
     "wall": time.monotonic() - w0, "cpu": cpu,
@@ -61,13 +61,24 @@ def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
     try:
         out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")], capture_output=True, text=True,
                              env=env, timeout=limit, check=True)
-    except subprocess.TimeoutExpired:
-        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall"}
+    except subprocess.TimeoutExpired as exc:
+        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(exc.stderr)}"}
     except subprocess.CalledProcessError as exc:
         return {"n": n, "skipped": f"failed: {exc.stderr.strip().splitlines()[-1:]}"}
     row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     row["n"] = n
     return row
+
+
+def reached(stderr: Any) -> str:
+    """How far a stopped run got, from its last progress line."""
+    text = stderr.decode() if isinstance(stderr, bytes) else (stderr or "")
+    lines = [ln for ln in text.splitlines() if ln.startswith("progress ")]
+    if not lines:
+        return ""
+    p = json.loads(lines[-1].split(" ", 1)[1])
+    return (f": reached virtual {p['virtual']:.0f} s ({100 * p['pieces_held']:.0f} % of pieces held) after "
+            f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
 
 
 def caps(row: dict[str, Any]) -> str:
