@@ -35,6 +35,10 @@ LARGE_MAX_KNOWN = 100
 # ... and HAVEs reach a node in one event per 50 ms instead of 10 ms (40 % fewer events; at
 # 400 peers x 256 pieces the distribution time moved 20.57 -> 20.26 s, the median 18.0 -> 17.9 s)
 LARGE_HAVE_QUANTUM = 0.050
+# Capped agents meet and drop more peers than they hold; what they keep beyond the terms
+# above is not attributed yet: fitted to bench/simulate_scale.py (peak RSS 367 MiB at 1,500
+# peers, 701 MiB at 3,000, 2.2 GiB at 10,000: ~218 KiB per node in all).
+LARGE_NODE_BYTES = 92 << 10
 
 
 def core_config(topo: Topology) -> CoreConfig:
@@ -81,7 +85,7 @@ def memory_estimate(topo: Topology) -> int:
     """Bytes the simulation of ``topo`` is expected to need at its peak."""
     n = len(topo.nodes)
     cfg = core_config(topo)
-    total = BASE_BYTES + n * NODE_BYTES
+    total = BASE_BYTES + n * (NODE_BYTES + (LARGE_NODE_BYTES if n > LARGE_SWARM else 0))
     for c in topo.contents:
         pieces = -(-(c.size or 0) // c.chunk_size)
         holders = len(set(topo.fetchers(c.name)) | set(c.seeders)) if n <= 5000 else n
