@@ -18,55 +18,24 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _simswarm import DOWN, SEED_UP, SIZE, UP, play, write_topology  # noqa: E402
+
 from orchestrator.bounds import client_server_bound, lower_bound  # noqa: E402
 from orchestrator.simulate.scalechart import chart  # noqa: E402
 
-SEED_UP, UP, DOWN, SIZE = 50_000_000, 10_000_000, 50_000_000, 16 << 20
-TOPOLOGY = """\
-name: scalability{n}
-backend: local
-seed: 1
-strategy: {strategy}
-chunk_size: 64KiB
-defaults:
-  link: {{up: 10mbit, down: 50mbit, latency: 10ms}}
-groups:
-  seeders:
-    count: 1
-    link: {{up: 50mbit}}
-  leechers:
-    count: {n}
-content:
-  movie:
-    size: 16MiB
-    seeders: [seeders]
-scenario:
-  - {{at: 0s, fetch: {{content: movie, by: leechers}}}}
-timeout: 24h
-"""
-
 
 def simulate(n: int, strategy: str, tmp: Path) -> dict[str, Any]:
-    from orchestrator.simulate import setup
-    from orchestrator.simulate.report import build_report
-    from orchestrator.simulate.world import World
-
-    path = tmp / f"{strategy}{n}.yaml"
-    path.write_text(TOPOLOGY.format(n=n, strategy=strategy))
-    cpu = time.process_time()
-    world = World(setup.load(path))
-    report = build_report(world, world.play())
+    report, cpu = play(write_topology(tmp, n, strategy))
     d = report["distribution"]["movie"]
     return {"peers": n, "strategy": strategy, "seconds": d["seconds"], "verified": d["verified"],
             "lower_bound": d["lower_bound_seconds"], "client_server_bound": d["client_server_bound_seconds"],
-            "cpu_seconds": round(time.process_time() - cpu, 1), "events": report["events_processed"]}
+            "cpu_seconds": round(cpu, 1), "events": report["events_processed"]}
 
 
 def bounds(ns: list[int]) -> dict[str, list[tuple[float, float]]]:

@@ -5,8 +5,9 @@ memory per N (default 1k, 10k, 100k peers x 256 pieces), each N in its own proce
     python3 bench/simulate_scale.py                      # 1000,10000,100000
     python3 bench/simulate_scale.py --sizes 1000,3000 --json out.json
 
-The topology: one seeder (50 mbit up) and N-1 fetchers (10 mbit up, 50 mbit down, 10 ms),
-one 16 MiB content in 256 pieces of 64 KiB, all fetching at 0 s. The last columns compare
+The topology (bench/_simswarm.py): one seeder (50 mbit up) and N-1 fetchers (10 mbit up,
+50 mbit down, 10 ms), one 16 MiB content in 256 pieces of 64 KiB, all fetching at 0 s.
+Beyond 1,000 peers the agents run capped (report ``agent_limits``: column "caps"). The last columns compare
 the growth with N log N: "cpu / (N log N)" should stay flat (or fall); a rise means a part
 grows worse than N log N. A size whose memory estimate does not fit is reported, not run.
 """
@@ -26,46 +27,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TOPOLOGY = """\
-name: scale{n}
-backend: local
-seed: 1
-chunk_size: 64KiB
-defaults:
-  link: {{up: 10mbit, down: 50mbit, latency: 10ms}}
-groups:
-  seeders:
-    count: 1
-    link: {{up: 50mbit}}
-  leechers:
-    count: {fetchers}
-content:
-  movie:
-    size: 16MiB
-    seeders: [seeders]
-scenario:
-  - {{at: 0s, fetch: {{content: movie, by: leechers}}}}
-timeout: 2h
-"""
+from _simswarm import write_topology  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+from _simswarm import play
 from orchestrator.simulate import setup
-from orchestrator.simulate.report import build_report
-from orchestrator.simulate.world import World
-topo = setup.load(sys.argv[1])
-w0, c0 = time.monotonic(), time.process_time()
-world = World(topo)
-wall = world.play()
-report = build_report(world, wall)
+w0 = time.monotonic()
+report, cpu = play(sys.argv[1], progress=True)
 d = report["distribution"]["movie"]
 print(json.dumps({
-    "wall": time.monotonic() - w0, "cpu": time.process_time() - c0,
+    "wall": time.monotonic() - w0, "cpu": cpu,
     "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "events": report["events_processed"], "virtual": report["virtual_seconds"],
     "seconds": d["seconds"], "lower": d["lower_bound_seconds"], "efficiency": d["efficiency"],
     "verified": d["verified"], "fetchers": d["fetchers"], "ok": report["ok"],
-    "estimate": setup.memory_estimate(topo),
+    "estimate": setup.memory_estimate(setup.load(sys.argv[1])), "limits": report.get("agent_limits"),
 }))
 """
 
@@ -74,23 +52,39 @@ def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
     from orchestrator.errors import InputError
     from orchestrator.simulate import setup
 
-    path = workdir / f"scale{n}.yaml"
-    path.write_text(TOPOLOGY.format(n=n, fetchers=n - 1))
+    path = write_topology(workdir, n - 1, timeout="2h")
     try:
         setup.check_memory(setup.load(path))
     except InputError as exc:
         return {"n": n, "skipped": str(exc).split(": ", 1)[-1]}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")], capture_output=True, text=True,
                              env=env, timeout=limit, check=True)
-    except subprocess.TimeoutExpired:
-        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall"}
+    except subprocess.TimeoutExpired as exc:
+        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(exc.stderr)}"}
     except subprocess.CalledProcessError as exc:
         return {"n": n, "skipped": f"failed: {exc.stderr.strip().splitlines()[-1:]}"}
     row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     row["n"] = n
     return row
+
+
+def reached(stderr: Any) -> str:
+    """How far a stopped run got, from its last progress line."""
+    text = stderr.decode() if isinstance(stderr, bytes) else (stderr or "")
+    lines = [ln for ln in text.splitlines() if ln.startswith("progress ")]
+    if not lines:
+        return ""
+    p = json.loads(lines[-1].split(" ", 1)[1])
+    return (f": reached virtual {p['virtual']:.0f} s ({100 * p['pieces_held']:.0f} % of pieces held) after "
+            f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
+
+
+def caps(row: dict[str, Any]) -> str:
+    """"peers/known" per agent when the run was capped (setup.LARGE_SWARM), else "-"."""
+    lim = row.get("limits")
+    return f"{lim['max_peers']}/{lim['max_known']}" if lim else "-"
 
 
 def main() -> int:
@@ -107,7 +101,7 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(f"{'peers':>7} {'virtual s':>9} {'dist s':>7} {'bound s':>7} {'eff':>5} {'wall s':>8} {'cpu s':>8} "
-          f"{'peak MiB':>8} {'est MiB':>8} {'events':>10} {'cpu/NlogN us':>12}")
+          f"{'peak MiB':>8} {'est MiB':>8} {'events':>10} {'cpu/NlogN us':>12} {'caps':>8}")
     for r in rows:
         if "skipped" in r:
             print(f"{r['n']:>7} skipped: {r['skipped']}")
@@ -115,7 +109,7 @@ def main() -> int:
         nlogn = r["n"] * math.log2(r["n"])
         print(f"{r['n']:>7} {r['virtual']:>9.1f} {r['seconds'] or float('nan'):>7.1f} {r['lower']:>7.1f} "
               f"{r['efficiency'] or 0:>5.2f} {r['wall']:>8.1f} {r['cpu']:>8.1f} {r['rss'] / 2**20:>8.0f} "
-              f"{r['estimate'] / 2**20:>8.0f} {r['events']:>10} {1e6 * r['cpu'] / nlogn:>12.1f}")
+              f"{r['estimate'] / 2**20:>8.0f} {r['events']:>10} {1e6 * r['cpu'] / nlogn:>12.1f} {caps(r):>8}")
     done = [r for r in rows if "skipped" not in r]
     for a, b in zip(done, done[1:]):
         print(f"{a['n']} -> {b['n']} peers: cpu x{b['cpu'] / a['cpu']:.1f}, peak memory x{b['rss'] / a['rss']:.1f} "

@@ -22,7 +22,7 @@ import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
-from orchestrator.simulate.network import Channel, Port
+from orchestrator.simulate.network import Channel, Port, post_all
 from peer import extensions as ext
 from peer import wire
 from peer.core import (
@@ -179,12 +179,9 @@ class SimAgent:
                         for m in a.msgs:
                             out.send(m, frame_size(m))
                 elif kind is Broadcast:  # one HAVE to every peer lacking the piece
-                    msgs = a.msgs
-                    for peer in a.peers:
-                        ep = peer.key
-                        if ep is not None and ep.open:
-                            for m in msgs:
-                                ep.out.post(m)
+                    for m in a.msgs:
+                        post_all([peer.key.out for peer in a.peers
+                                  if peer.key is not None and peer.key.open], m)
                 elif kind is Serve:
                     ep = a.peer.key
                     if ep is not None and ep.open and not ep.serving:
@@ -231,17 +228,20 @@ class SimAgent:
         if not self.alive:
             return
         now = self.world.clock.now
-        groups: dict[int, tuple[Endpoint, list[tuple[PeerState, int]]]] = {}  # insertion order
+        groups: dict[SwarmCore, list[tuple[PeerState, int]]] = {}  # insertion order
+        firsts: list[Endpoint] = []
         for ch, msg in batch:
             ep = ch.to
             if ch.closed or not ep.open:
                 continue
-            group = groups.get(id(ep.core))
-            if group is None:
-                group = groups[id(ep.core)] = (ep, [])
-            group[1].append((ep.peer, msg.index))
-        for ep, items in groups.values():
+            items = groups.get(ep.core)
+            if items is None:
+                items = groups[ep.core] = []
+                firsts.append(ep)
+            items.append((ep.peer, msg.index))
+        for ep in firsts:
             core = ep.core
+            items = groups[core]
             try:
                 core.haves(items, now)
             except ProtocolError as exc:  # never from simulated peers; as the agent would

@@ -83,18 +83,22 @@ class Port:
 
 
 class Flow:
-    __slots__ = ("channel", "src", "dst", "remaining", "rate", "since", "timer", "msg", "size", "new")
+    __slots__ = ("channel", "src", "dst", "ku", "kd", "remaining", "rate", "since", "timer", "due", "msg",
+                 "size", "new")
 
     def __init__(self, channel: Channel, msg: Any, size: int) -> None:
         self.channel = channel
         self.src = channel.src
         self.dst = channel.dst
+        self.ku = 2 * self.src.index  # keys of its two links in Network._reshare
+        self.kd = 2 * self.dst.index + 1
         self.msg = msg
         self.size = size
         self.remaining = float(size)
         self.rate = 0.0
         self.since = 0.0
-        self.timer: Optional[Timer] = None
+        self.timer: Optional[Timer] = None  # due at or before ``due``
+        self.due = math.inf  # when its last byte leaves at the current rate
         self.new = 0.0  # rate being computed by Network._reshare
 
 
@@ -178,20 +182,6 @@ class Channel:
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
 
-    def post(self, msg: Any) -> None:
-        """A HAVE: handed over at the next ``HAVE_QUANTUM`` boundary after its latency, with
-        the other HAVEs arriving at this node then (one event for all of them). It may pass
-        messages sent after it on this channel; nothing in the protocol depends on that."""
-        if self.closed:
-            return
-        dst, clock = self.dst, self.net.clock
-        slot = math.ceil((clock.now + dst.latency) / HAVE_QUANTUM) * HAVE_QUANTUM
-        batch = dst.batches.get(slot)
-        if batch is None:
-            batch = dst.batches[slot] = []
-            clock.at(slot, _hand_over_batch, dst, slot)
-        batch.append((self, msg))
-
     def close(self) -> None:
         if self.closed:
             return
@@ -204,6 +194,32 @@ class Channel:
         if self.flow is not None:
             self.net.stop_flow(self.flow)
             self.flow = None
+
+
+def post_all(channels: list[Channel], msg: Any) -> None:
+    """A HAVE on each channel: handed over at the next ``Network.have_quantum`` boundary after its
+    latency, with the other HAVEs arriving at that node then (one event for all of them).
+    It may pass messages sent after it on the channel; nothing in the protocol depends on
+    that. (Every verified piece goes to every neighbour lacking it: the most frequent
+    message of a big run.)"""
+    if not channels:
+        return
+    net = channels[0].net
+    clock, q = net.clock, net.have_quantum
+    now = clock.now
+    slots: dict[float, float] = {}  # latency -> slot (links mostly share a few latencies)
+    for ch in channels:
+        if ch.closed:
+            continue
+        dst = ch.dst
+        slot = slots.get(dst.latency)
+        if slot is None:
+            slot = slots[dst.latency] = math.ceil((now + dst.latency) / q) * q
+        batch = dst.batches.get(slot)
+        if batch is None:
+            batch = dst.batches[slot] = []
+            clock.at(slot, _hand_over_batch, dst, slot)
+        batch.append((ch, msg))
 
 
 def _drop(_: Any) -> None:
@@ -224,6 +240,7 @@ class Network:
     def __init__(self, clock: VirtualClock, payload_share: float = 1.0) -> None:
         self.clock = clock
         self.payload_share = payload_share
+        self.have_quantum = HAVE_QUANTUM
         self.ports: list[Port] = []
         self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
         self._moved_at = 0.0
@@ -285,6 +302,9 @@ class Network:
         sender's next upload): its start re-shares these same two links, so the re-share of
         the end is only needed when nothing followed (no time passes in between)."""
         flow.timer = None
+        if flow.due > self.clock.now:  # it slowed down since the timer was set: not yet
+            flow.timer = self.clock.at(flow.due, self._finish, flow)
+            return
         self._detach(flow)
         flow.src.sent += flow.size
         channel = flow.channel
@@ -306,7 +326,8 @@ class Network:
 
     def _reshare(self, flows: list[Flow]) -> None:
         """Max-min fair rates for ``flows`` (progressive filling, a heap of link shares that
-        only grow as flows are fixed) with every other flow of their links held at its rate."""
+        only grow as flows are fixed) with every other flow of their links held at its rate.
+        (The hottest code of a big run: one call per block started or ended.)"""
         if not flows:
             return
         self.reshares += 1
@@ -314,53 +335,72 @@ class Network:
         rem: dict[int, float] = {}
         users: dict[int, list[Flow]] = {}
         for f in flows:
-            src, dst = f.src, f.dst
-            ku, kd = 2 * src.index, 2 * dst.index + 1
-            if ku not in rem:
-                rem[ku] = src.up - src.up_used
-                users[ku] = []
-            if kd not in rem:
-                rem[kd] = dst.down - dst.down_used
-                users[kd] = []
-            rem[ku] += f.rate  # its own share is up for grabs
-            rem[kd] += f.rate
-            users[ku].append(f)
-            users[kd].append(f)
+            r = f.rate
+            k = f.ku
+            us = users.get(k)
+            if us is None:
+                src = f.src
+                rem[k] = src.up - src.up_used + r  # its own share is up for grabs
+                users[k] = [f]
+            else:
+                rem[k] += r
+                us.append(f)
+            k = f.kd
+            us = users.get(k)
+            if us is None:
+                dst = f.dst
+                rem[k] = dst.down - dst.down_used + r
+                users[k] = [f]
+            else:
+                rem[k] += r
+                us.append(f)
         heap = [(max(rem[k], 0.0) / len(us), k) for k, us in users.items()]
         heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
         while heap:
-            share, k = heapq.heappop(heap)
+            share, k = pop(heap)
             us = users[k]
             if not us:
                 continue
             cur = max(rem[k], 0.0) / len(us)
             if cur > share * (1 + 1e-9) + 1e-12:  # grew since pushed: look again later
-                heapq.heappush(heap, (cur, k))
+                push(heap, (cur, k))
                 continue
             for f in us:
                 f.new = cur
-                ku, kd = 2 * f.src.index, 2 * f.dst.index + 1
-                other = kd if ku == k else ku
+                other = f.kd if f.ku == k else f.ku
                 lst = users[other]
                 if lst:
                     lst.remove(f)
                     rem[other] -= cur
             users[k] = []
         clock = self.clock
+        now = clock.now
+        total = 0.0
         for f in flows:
             rate = f.new
-            if rate == f.rate and f.timer is not None:
+            old = f.rate
+            timer = f.timer
+            if rate == old and timer is not None:
                 continue
-            self._settle(f)
-            delta = rate - f.rate
-            self._set_total(delta)
+            if old:  # settle at the old rate
+                f.remaining = max(0.0, f.remaining - old * (now - f.since))
+            f.since = now
+            delta = rate - old
+            total += delta
             f.src.up_used += delta
             f.dst.down_used += delta
             f.rate = rate
-            if f.timer is not None:
-                f.timer.cancel()
-                f.timer = None
             if rate > 0:
-                f.timer = clock.at(clock.now + f.remaining / rate, self._finish, f)
-            elif f.remaining <= EPS_BYTES:
-                f.timer = clock.at(clock.now, self._finish, f)
+                due = f.due = now + f.remaining / rate
+                if timer is not None and timer.when <= due:
+                    continue  # slower: the timer fires early and is set again (fewer heap entries)
+            else:
+                due = f.due = now if f.remaining <= EPS_BYTES else math.inf
+            if timer is not None:
+                timer.cancel()
+                f.timer = None
+            if due < math.inf:
+                f.timer = clock.at(due, self._finish, f)
+        if total:
+            self._set_total(total)

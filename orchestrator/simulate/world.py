@@ -26,6 +26,7 @@ from orchestrator.model import (
     Topology,
 )
 from orchestrator.scenario import Sample
+from orchestrator.simulate import setup
 from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent
 from orchestrator.simulate.clock import VirtualClock
 from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
@@ -37,8 +38,6 @@ STUCK_SECONDS = 10.0
 STALL_SECONDS = 60.0
 CONNECT_TIMEOUT = 5.0  # a dial into a partition (dropped SYNs) fails after this
 KERNEL_SHAPED = ("netns", "docker", "swarm", "ssh")  # links shaped by tc: headers count
-COARSE_NODES = 1000  # beyond: blocks are whole pieces, as the agents asked before issue 12
-WHOLE_PIECE_BLOCKS = 1e9  # CoreConfig.block_seconds so large that a block is a whole piece
 
 
 @dataclass
@@ -68,14 +67,12 @@ class World:
         self.say = say
         self.seed = topology.seed
         self.mesh = topology.name
-        if core_config is None:
-            # large topologies: whole-piece blocks, one event per piece (docs/simulate.md)
-            coarse = len(topology.nodes) > COARSE_NODES
-            core_config = CoreConfig(block_seconds=WHOLE_PIECE_BLOCKS) if coarse else CoreConfig()
-        self.core_config = core_config
+        self.core_config = core_config or setup.core_config(topology)
         self.clock = VirtualClock()
         kernel = all(b in KERNEL_SHAPED for b in topology.backends_used())
         self.net = Network(self.clock, payload_share=KERNEL_PAYLOAD_SHARE if kernel else 1.0)
+        if len(topology.nodes) > setup.LARGE_SWARM:
+            self.net.have_quantum = setup.LARGE_HAVE_QUANTUM
         self.agents: dict[str, SimAgent] = {}
         self.by_ip: dict[str, SimAgent] = {}
         for i, node in enumerate(topology.nodes):

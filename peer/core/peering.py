@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peer import extensions as ext
@@ -27,13 +26,22 @@ REDIAL_AFTER_CLOSE = 2.0
 METADATA_ANSWERS = 64  # ut_metadata answers per connection (the info dict a few times over)
 
 
-@dataclass
 class KnownPeer:
-    addr: Addr
-    source: str  # "given" | "pex" | "incoming"
-    fails: int = 0
-    next_try: float = 0.0
-    connected: bool = False
+    """An address of the torrent we may dial (slotted: a core keeps up to max_known)."""
+
+    __slots__ = ("addr", "source", "fails", "next_try", "connected")
+
+    def __init__(self, addr: Addr, source: str, fails: int = 0, next_try: float = 0.0,
+                 connected: bool = False) -> None:
+        self.addr = addr
+        self.source = source  # "given" | "pex" | "incoming"
+        self.fails = fails
+        self.next_try = next_try
+        self.connected = connected
+
+    def __repr__(self) -> str:
+        return (f"KnownPeer(addr={self.addr!r}, source={self.source!r}, fails={self.fails}, "
+                f"next_try={self.next_try}, connected={self.connected})")
 
 
 class Peering:
@@ -77,7 +85,10 @@ class Peering:
         if room <= 0:
             return 0
         local = is_loopback(c.ip)
-        fresh = [a for a in addrs if a not in self.known and _dialable(a, local)]
+        known = self.known
+        fresh: list[Addr] = []
+        if len(known) < self.core.config.max_known:  # full: none would be taken, parse none
+            fresh = [a for a in addrs if a not in known and _dialable(a, local)]
         added = self.add(fresh[:room], "pex")
         if len(self.pex_budget) >= 1000 and src not in self.pex_budget:
             self.pex_budget.pop(next(iter(self.pex_budget)))

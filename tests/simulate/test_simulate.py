@@ -175,3 +175,18 @@ def test_too_large_for_memory_is_refused_up_front(tmp_path: Path, monkeypatch: p
     assert err.startswith(str(topo.resolve())) and "200001 nodes needs about" in err
     with pytest.raises(InputError):
         setup.check_memory(setup.load(topo))
+
+
+def test_large_swarms_run_with_capped_agents(tmp_path: Path) -> None:
+    """Beyond LARGE_SWARM nodes the agents keep fewer connections and addresses, and the
+    memory estimate counts those caps; at LARGE_SWARM the agent's own defaults hold."""
+    small = setup.load(write(tmp_path, SWARM.format(n=setup.LARGE_SWARM - 1, strategy="swarm", seed=1,
+                                                    extra="", backend="local")))
+    big = setup.load(write(tmp_path, SWARM.format(n=setup.LARGE_SWARM, strategy="swarm", seed=1, extra="",
+                                                  backend="local"), "big.yaml"))
+    assert (setup.core_config(small).max_peers, setup.core_config(small).max_known) == (50, 1000)
+    capped = setup.core_config(big)
+    assert (capped.max_peers, capped.max_known) == (setup.LARGE_MAX_PEERS, setup.LARGE_MAX_KNOWN)
+    per_node_small = setup.memory_estimate(small) / len(small.nodes)
+    per_node_big = setup.memory_estimate(big) / len(big.nodes)
+    assert per_node_big < 0.5 * per_node_small
