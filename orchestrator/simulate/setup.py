@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
+from orchestrator import backends as registry
 from orchestrator import loader
 from orchestrator.errors import InputError
 from orchestrator.model import Topology
@@ -68,11 +69,20 @@ def load(path: Path) -> Topology:
         return loader.load_topology(path)
 
 
+def _option_default(backend: str, key: str) -> object:
+    try:
+        return next((o.default for o in registry.get(backend).group_options if o.key == key), None)
+    except Exception:  # noqa: BLE001 - a plugin that does not load: the note names the key
+        return None
+
+
 def backend_only_note(topo: Topology) -> Optional[str]:
     """One line naming the fields the simulation ignores, or None."""
     found: list[str] = []
-    # every backend's own group options (devices, image, placement, client ...)
-    found.extend(sorted({key for g in topo.groups for key, v in g.options.items() if v}))
+    # every backend's own group options (devices, image, placement, client ...) given a
+    # value other than their default (`client: meshbed` is what a simulation runs anyway)
+    found.extend(sorted({key for g in topo.groups for key, v in g.options.items()
+                         if v and v != _option_default(g.backend, key)}))
     if topo.inventory is not None:
         found.append("inventory")
     if any(g.resources.cpus or g.resources.memory_bytes for g in topo.groups):
