@@ -26,6 +26,7 @@ from tests.integration.docker_support import (
     require_root,
     topology,
 )
+from tests.meshplay import play_report
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
 
@@ -155,16 +156,7 @@ def test_partition_and_link_are_applied_in_the_kernel_to_client_containers(
          {"at": "3s", "link": {"nodes": "lt", "down": "8mbit"}}],
         chunk_size="256KiB", expect={"all_complete_within": "60s"})
 
-    async def go() -> dict[str, Any]:
-        mesh = Mesh(topo, home=tmp_path / "home")
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
-    report = asyncio.run(go())
+    report = play_report(topo, tmp_path / "home")
     assert report["ok"], report
     heal_at = next(e["t"] for e in report["events"] if e["kind"] == "heal")
     for node in ("lt-0", "aria-0"):

@@ -17,6 +17,7 @@ from orchestrator.hostnet import processes
 from orchestrator.loader import load_topology_text
 from orchestrator.mesh import Mesh
 from tests.contract.harness import local as local_harness
+from tests.meshplay import play_report
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,16 +109,7 @@ content: {paper: {path: ./paper.bin, seeders: [a]}}
 scenario: [{at: 0s, fetch: {content: paper, by: b}}]
 """, source=tmp_path / "t.yaml")
 
-    async def go() -> dict[str, Any]:
-        mesh = Mesh(t, home=tmp_path / "home")
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
-    report = asyncio.run(go())
+    report = play_report(t, tmp_path / "home")
     assert report["ok"] is True
     assert report["contents"]["paper"]["sha256"] == hashlib.sha256(payload).hexdigest()
     assert report["contents"]["paper"]["size"] == len(payload)
