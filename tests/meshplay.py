@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
 
 
-def play_report(topo: Topology, home: Path) -> dict[str, Any]:
+def play_report(topo: Topology, home: Optional[Path] = None) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         mesh = Mesh(topo, home=home)
         try:

@@ -58,16 +58,7 @@ scenario:
 timeout: 100s
 """)
 
-    async def go() -> dict[str, Any]:
-        mesh = Mesh(t, home=tmp_path)
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
-    report = asyncio.run(go())
+    report = play_report(t, tmp_path)
     assert report["ok"] is False and report["reason"] == "stuck" and report["stuck"] == ["blob"]
     # reason "stuck" (not "timeout") shows it ended early instead of waiting for the 100 s timeout
     assert agents_of("orphan") == []
@@ -82,16 +73,7 @@ content: {blob: {size: 4MiB, seeders: [seeders]}}
 scenario: [{at: 0s, fetch: {content: blob, by: leechers}}]
 """)
 
-    async def go() -> dict[str, Any]:
-        mesh = Mesh(t, home=tmp_path)
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
-    report = asyncio.run(go())
+    report = play_report(t, tmp_path)
     assert report["ok"] is True
     for i in range(3):
         f = report["nodes"][f"leechers-{i}"]["fetches"]["blob"]
@@ -129,16 +111,7 @@ scenario:
 timeout: 100s
 """)
 
-    async def go() -> dict[str, Any]:
-        mesh = Mesh(t, home=tmp_path)
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
-    report = asyncio.run(go())
+    report = play_report(t, tmp_path)
     assert report["ok"] is False and report["reason"] == "stalled", report["reason"]
     assert any(p.startswith("stalled: leechers-") for p in report["problems"])
 

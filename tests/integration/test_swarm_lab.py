@@ -28,6 +28,7 @@ from orchestrator.loader import load_topology
 from orchestrator.mesh import Mesh
 from orchestrator.model import Topology
 from tests import swarmlab
+from tests.meshplay import play_report
 
 pytestmark = pytest.mark.timeout(240)
 MiB = 1 << 20
@@ -195,19 +196,10 @@ def test_stale_volume_of_a_crashed_run_is_never_resumed(lab: swarm_lab.Lab, topo
         assert mesh.state is not None
         mesh.state.remove()
 
-    async def second_run() -> dict[str, Any]:
-        mesh = Mesh(topo_file(groups, scenario, name=name))
-        try:
-            await mesh.up()
-            await mesh.play()
-            return mesh.report()
-        finally:
-            await mesh.down()
-
     asyncio.run(crashed_run())
     stale = [x for x in swarmlab.mesh_leftovers(lab, name) if x.startswith("volume") and "worker1" in x]
     assert stale, "the crashed run should have left its worker volume"
-    report = asyncio.run(second_run())
+    report = play_report(topo_file(groups, scenario, name=name))
     f = report["nodes"]["leechers-0"]["fetches"]["blob"]
     assert report["ok"] is True and f["resumed_pieces"] == 0, f
     assert sum(f["bytes_from"].values()) >= 6 * MiB, f
