@@ -23,6 +23,7 @@ from orchestrator.clients import ADAPTERS, installed
 from orchestrator.loader import load_topology_text
 from orchestrator.mesh import Mesh
 from tests.facilities import require, require_binary
+from tests.integration.client_support import check_kill_start
 from tests.integration.netns_support import require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
@@ -77,13 +78,7 @@ def test_fetch_then_kill_and_start_resumes_to_a_verified_file(client: str, tmp_p
     _need(client)
     report = _run(KILL_START.format(client=client, short=client[:4], pid=os.getpid() % 10000),
                   tmp_path)
-    node = report["nodes"]["leech-0"]
-    assert node["client"] == client
-    fetch = node["fetches"]["blob"]
-    assert fetch["complete"] and fetch["verified"], (fetch, report["problems"], report["events"])
-    assert report["ok"], report
-    kinds = [e["kind"] for e in report["events"]]
-    assert "kill" in kinds and "start" in kinds
+    fetch = check_kill_start(report, client)
     if client in ("libtorrent", "qbittorrent"):
         assert fetch["bytes_from"] is not None
     else:

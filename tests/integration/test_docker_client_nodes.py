@@ -19,6 +19,7 @@ from orchestrator.clients.image import image_tag
 from orchestrator.mesh import Mesh
 from orchestrator.monitor import target_groups
 from tests.facilities import require
+from tests.integration.client_support import check_kill_start
 from tests.integration.docker_support import (
     leftovers,
     mesh_name,
@@ -75,13 +76,7 @@ def test_client_node_fetches_from_a_meshbed_seeder_survives_kill_and_start(
             await mesh.down()
 
     report = asyncio.run(go())
-    node = report["nodes"]["leech-0"]
-    assert node["client"] == client
-    fetch = node["fetches"]["blob"]
-    assert fetch["complete"] and fetch["verified"], (fetch, report["problems"], report["events"])
-    assert report["ok"], report
-    kinds = [e["kind"] for e in report["events"]]
-    assert "kill" in kinds and "start" in kinds
+    fetch = check_kill_start(report, client)
     if client == "libtorrent":  # per-peer bytes, named by the node behind the address
         assert fetch["bytes_from"] and set(fetch["bytes_from"]) <= {"seed-0"}, fetch
     # the Prometheus target carries the client; the translator's exporter says it is done
