@@ -324,14 +324,22 @@ class PiecePicker:
 
     def wanted(self, index: int, begin: int, length: int) -> bool:
         """Would a block with this range add data we lack?"""
+        return self.fresh_bytes(index, begin, length) > 0
+
+    def fresh_bytes(self, index: int, begin: int, length: int) -> int:
+        """How many bytes of this range we lack (0: nothing new). Blocks of different
+        sizes from different peers overlap in the end game; only the part we lacked is
+        useful, the rest is waste."""
         p = self.partial.get(index)
         if p is None or self.status[index] != P_PARTIAL or begin % UNIT:
-            return False
+            return 0
         state = p.state
-        return any(
-            state[u] != RECEIVED
-            for u in range(begin // UNIT, min(len(state), (begin + length + UNIT - 1) // UNIT))
-        )
+        end = min(begin + length, p.size)
+        fresh = 0
+        for u in range(begin // UNIT, min(len(state), (end + UNIT - 1) // UNIT)):
+            if state[u] != RECEIVED:
+                fresh += min((u + 1) * UNIT, end) - u * UNIT
+        return fresh
 
     def received(self, index: int, begin: int, block: Optional[Buffer], peer: object,
                  length: int = 0) -> bool:

@@ -514,7 +514,9 @@ class SwarmCore:
         if asked:
             c.last_block = now
             c.snubbed = False
-        if picker.wanted(index, begin, length):
+        fresh = picker.fresh_bytes(index, begin, length)
+        if fresh:
+            self.wasted += length - fresh  # the part another peer's block already brought
             if picker.received(index, begin, data, c, length):
                 self._piece_complete(index)
             if picker.endgame:

@@ -179,3 +179,18 @@ def test_end_game_duplicates_only_where_the_caller_allows() -> None:
     late = {2}  # only piece 2's copy in flight is late
     b = p.pick(everything, True, PL, 10 * PL, set().__contains__, duplicates=late.__contains__)
     assert b == [(2, 0, PL)]
+
+
+@pytest.mark.timeout(10)
+def test_fresh_bytes_counts_only_the_part_of_an_overlapping_block_we_lack() -> None:
+    """End game: peers with different block sizes send overlapping ranges; the overlap
+    with what arrived already is waste, not download."""
+    p = make(n=2, have=(0,))
+    p.seed_joined()
+    p.pick(everything, True, UNIT, 10 * PL, whole_pieces=False)
+    assert p.fresh_bytes(1, 0, PL) == PL
+    p.received(1, UNIT, b"x" * UNIT, "A")  # unit 1 of 4
+    assert p.fresh_bytes(1, 0, 2 * UNIT) == UNIT
+    assert p.fresh_bytes(1, 0, PL) == 3 * UNIT
+    assert p.fresh_bytes(1, UNIT, UNIT) == 0 and not p.wanted(1, UNIT, UNIT)
+    assert p.fresh_bytes(1, 1, UNIT) == 0  # misaligned: never merged
