@@ -3,6 +3,46 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import pytest
 
 # Tests send no traffic beyond this machine: never look up or pull from a registry.
 os.environ["MESHBED_OFFLINE"] = "1"
+
+
+# --- running in parallel (pytest-xdist, `-n 2 --dist loadgroup`) ----------------------------
+# Tests that share one expensive lab per process run on one worker, so each lab is built
+# once: the 3-engine swarm lab (tests/swarmlab.py), the ssh device labs (tests/sshlab.py,
+# whose subnets are picked without a host-wide lock), and modules with module-scoped meshes.
+_GROUP_FILES = {
+    "test_swarm_lab.py": "swarm",
+    "test_ssh_backend.py": "ssh", "test_ssh_devices.py": "ssh", "test_ssh_mixed.py": "ssh",
+    "test_ssh_standins.py": "ssh", "test_ssh_tc_owner.py": "ssh",
+}
+
+
+def _group_of(item: pytest.Item) -> str | None:
+    fname = item.path.name
+    if fname in _GROUP_FILES:
+        return _GROUP_FILES[fname]
+    backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+    if backend in ("swarm", "ssh"):
+        return str(backend)
+    if any(m.scope == "module" for m in _module_fixtures(item)):
+        return fname  # a module-scoped fixture: the module's tests stay together
+    return None
+
+
+def _module_fixtures(item: pytest.Item) -> list[Any]:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [d for defs in info.name2fixturedefs.values() for d in defs]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _group_of(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
