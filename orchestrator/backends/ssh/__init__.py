@@ -33,6 +33,7 @@ from orchestrator.backends.base import (
     Orphan,
     agent_args,
 )
+from orchestrator.backends.ssh import clients as client_nodes
 from orchestrator.backends.ssh import deploy as steps
 from orchestrator.backends.ssh import journal, remote, shaping
 from orchestrator.backends.ssh import options as group_options
@@ -44,8 +45,9 @@ from orchestrator.backends.ssh.connection import (
     SshTarget,
     target_for,
 )
+from orchestrator.clients import MESHBED, client_of
 from orchestrator.errors import DeployError, MeshbedError
-from orchestrator.model import Device, Link, Node
+from orchestrator.model import Device, Link, Node, Topology
 from orchestrator.options import GroupInput
 
 PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
@@ -62,6 +64,17 @@ def local_pyz() -> Path:
     return ensure_pyz()
 
 
+def local_client_pyz() -> Path:
+    from orchestrator.clients.shipping import ensure_client_pyz
+
+    return ensure_client_pyz()
+
+
+def is_client(entry_or_node: Any) -> bool:
+    options = entry_or_node.options if isinstance(entry_or_node, Node) else entry_or_node
+    return client_of(options) != MESHBED
+
+
 class _DeviceSession:
     """What we know about one device during this process's life."""
 
@@ -71,6 +84,7 @@ class _DeviceSession:
         self.python = python
         self.probe = probe
         self.pyz: Optional[str] = None
+        self.client_pyz: Optional[str] = None  # the translator of client nodes, when pushed
         self.pushed = False
         self.channels = asyncio.Semaphore(PER_DEVICE_CHANNELS)
 
@@ -85,6 +99,10 @@ class SshBackend(Backend):
         return group_options.plan_nodes(group, options)
 
     @classmethod
+    def validate(cls, topology: Topology) -> None:
+        client_nodes.check_alone(topology)
+
+    @classmethod
     def describe(cls) -> Description:
         # the kernel only where the device allows it (root, profile tc, one node on the
         # device): set_link's return value says per node
@@ -96,6 +114,7 @@ class SshBackend(Backend):
         self.sessions: dict[str, _DeviceSession] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._pyz: Optional[tuple[Path, str]] = None
+        self._client_pyz: Optional[tuple[Path, str]] = None
         self.launched_at: dict[str, float] = {}  # node -> monotonic time its start returned
         self._need: dict[str, int] = {}  # device -> bytes its nodes' content may take
         self.ctx.state.setdefault("devices", {})
@@ -163,6 +182,20 @@ class SshBackend(Backend):
             self._pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
         return self._pyz
 
+    async def _client_pyz_file(self) -> tuple[Path, str]:
+        if self._client_pyz is None:
+            path = await asyncio.to_thread(local_client_pyz)
+            self._client_pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
+        return self._client_pyz
+
+    async def _ensure_client_pyz(self, session: _DeviceSession) -> str:
+        """The translator's zipapp on the device (pushed when missing or different)."""
+        if session.client_pyz is None:
+            local, sha = await self._client_pyz_file()
+            session.client_pyz, _ = await steps.ensure_pyz(
+                session.conn, local, sha, session.probe.install_dir, stem="client")
+        return session.client_pyz
+
     async def session(self, name: str) -> _DeviceSession:
         """Connect, probe and check the device once; push peer.pyz if it lacks it."""
         lock = self._session_locks.setdefault(name, asyncio.Lock())
@@ -227,6 +260,10 @@ class SshBackend(Backend):
         for node in nodes:  # every node of a device may end up holding all the content
             device = self._device_of(node)
             self._need[device] = self._need.get(device, 0) + self._content_bytes()
+        topo = self.ctx.topology
+        if topo is not None and client_nodes.client_nodes(nodes):
+            # before anything is created: a device that cannot run its client refuses `up`
+            await client_nodes.check_devices(topo, self.pool, strict=True)
         await self._pyz_file()
         results = await asyncio.gather(*(self.session(n) for n in names), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
@@ -250,11 +287,13 @@ class SshBackend(Backend):
         try:
             session = await self.session(device)
             paths = self._paths(node, session)
+            client = client_of(node.options)
             self.ctx.state["nodes"][node.name] = {
                 "device": device,
                 "run_dir": paths.run_dir,
                 "data_dir": paths.data_dir,
-                "pyz": session.pyz,
+                "pyz": await self._ensure_client_pyz(session) if client != MESHBED else session.pyz,
+                "client": client,
                 "unit": remote.unit_name(self.ctx.mesh, node.name)
                 if self.ctx.state["devices"][device]["detach"] == "systemd-run" else None,
             }
@@ -284,12 +323,15 @@ class SshBackend(Backend):
             backend=self.name,
         )
         assert session.pyz is not None
+        client = client_of(entry)
+        if client != MESHBED:  # the translator takes the agent's arguments after the kind
+            args = [client, *args]
         async with session.channels:
             pid = await steps.start_agent(
                 session.conn,
                 method=self.ctx.state["devices"][entry["device"]]["detach"],
                 python=session.python,
-                pyz=session.pyz,
+                pyz=entry["pyz"] if client != MESHBED else session.pyz,
                 paths=paths,
                 args=args,
                 unit=entry.get("unit") or remote.unit_name(self.ctx.mesh, node.name),
@@ -324,7 +366,8 @@ class SshBackend(Backend):
         if not entry:
             return
         session = await self._session_or_raise(entry["device"])
-        cmd = (remote.stop_command if graceful else remote.kill_command)(entry["run_dir"], entry.get("unit"))
+        cmd = (remote.stop_command if graceful else remote.kill_command)(
+            entry["run_dir"], entry.get("unit"), group=is_client(entry))
         async with session.channels:
             await session.conn.run(cmd, timeout=30)
 
@@ -339,9 +382,10 @@ class SshBackend(Backend):
         session = await self._session_or_raise(entry["device"])
         paths = steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
         assert session.pyz is not None
+        pyz = entry["pyz"] if is_client(entry) else session.pyz
         async with session.channels:
             alive = await session.conn.run(
-                remote.alive_command(paths.run_dir) + "; " + remote.present_command(session.pyz, paths.token_file)
+                remote.alive_command(paths.run_dir) + "; " + remote.present_command(pyz, paths.token_file)
             )
         host = session.conn.target.host
         if "alive" in alive.stdout.split() and entry.get("api_port"):
@@ -351,8 +395,12 @@ class SshBackend(Backend):
         present = set(alive.stdout.split())
         if "pyz" not in present:
             try:
-                local, sha = await self._pyz_file()
-                session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
+                if is_client(entry):
+                    session.client_pyz = None
+                    entry["pyz"] = await self._ensure_client_pyz(session)
+                else:
+                    local, sha = await self._pyz_file()
+                    session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
             except DeviceError as exc:
                 raise DeployError(str(exc)) from None
         if "token" not in present:  # the run dir is gone; data that survived is kept
@@ -374,7 +422,15 @@ class SshBackend(Backend):
     # --- links --------------------------------------------------------------------------
     async def set_link(self, node: Node, link: Link) -> frozenset[str]:
         """Rates in the device's kernel when allowed (see shaping.py), else nothing: the
-        engine then sends the whole link to the agent's own emulation."""
+        engine then sends the whole link to the agent's own emulation. A client node has no
+        emulation: its rates go to the kernel or the event fails."""
+        applied = await self._set_link(node, link)
+        if not applied and is_client(node):
+            raise DeployError(f"{node.name}: the link of a client node cannot be shaped on its "
+                              "device (another mesh shapes its interface, or tc failed there)")
+        return applied
+
+    async def _set_link(self, node: Node, link: Link) -> frozenset[str]:
         entry = self.ctx.state["nodes"].get(node.name)
         if not entry:
             return frozenset()
@@ -412,6 +468,51 @@ class SshBackend(Backend):
                 self._save()
                 return frozenset()
         return frozenset({"up_bps", "down_bps"})
+
+    # --- partitions -----------------------------------------------------------------------
+    async def partition(self, sides: Sequence[Sequence[str]]) -> bool:
+        """A mesh with client nodes (which have no blocklist): DROP rules in every device's
+        kernel (clients.py); other meshes keep the agents' blocklists."""
+        nodes: dict[str, dict[str, Any]] = self.ctx.state["nodes"]
+        if not any(is_client(e) for e in nodes.values()):
+            return False
+        try:
+            side_of = client_nodes.device_sides(sides, nodes)
+        except ValueError as exc:
+            raise DeployError(f"ssh: {exc}") from None
+        devices = self.ctx.state["devices"]
+        chain = client_nodes.chain_name(self.ctx.mesh)
+
+        async def one(device: str) -> None:
+            others = [devices[d]["target"]["host"] for d, i in side_of.items() if i != side_of[device]]
+            session = await self._session_or_raise(device)
+            devices[device]["chain"] = chain
+            self._save()  # recorded before the chain exists
+            async with session.channels:
+                await session.conn.run(client_nodes.partition_command(chain, others))
+
+        try:
+            await asyncio.gather(*(one(d) for d in side_of))
+            await self._heal_devices([d for d in devices if d not in side_of])  # an earlier cut
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+        return True
+
+    async def heal(self) -> None:
+        try:
+            await self._heal_devices(list(self.ctx.state["devices"]))
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+
+    async def _heal_devices(self, names: list[str]) -> None:
+        devices = self.ctx.state["devices"]
+
+        async def one(device: str) -> None:
+            session = await self._session_or_raise(device)
+            async with session.channels:
+                await session.conn.run(client_nodes.heal_command(devices[device]["chain"]))
+
+        await asyncio.gather(*(one(d) for d in names if devices[d].get("chain")))
 
     async def put_file(self, node: Node, src: Path, name: str) -> str:
         entry = self.ctx.state["nodes"][node.name]
@@ -480,13 +581,16 @@ class SshBackend(Backend):
             conn = await self.pool.get(target_from_dict(entry["target"]))
         if nodes:
             # in parallel on the device: one slow agent does not serialize the others
-            stops = [remote.stop_command(e["run_dir"], e.get("unit")) for e in nodes.values()]
+            stops = [remote.stop_command(e["run_dir"], e.get("unit"), group=is_client(e))
+                     for e in nodes.values()]
             stops += [
                 shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"])
                 + ("; " + shaping.release_command(e["tc"]["owner"], self.ctx.mesh) if e["tc"].get("owner") else "")
                 for e in nodes.values() if e.get("tc")
             ]
             await conn.run(" ".join(f"( {s} ) &" for s in stops) + " wait", timeout=60)
+        if remove and entry.get("chain"):
+            await conn.run(client_nodes.remove_chain_command(entry["chain"]), timeout=60)
         dirs = list(entry.get("mesh_dirs") or [])
         if remove and dirs:
             await conn.run(remote.remove_command(dirs, self.ctx.mesh), timeout=60)
