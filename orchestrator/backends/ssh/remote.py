@@ -214,7 +214,7 @@ def _owned_pid_snippet(run_dir: str) -> str:
 
 
 # a client node's translator leads a process group holding the client (orchestrator/clients/node.py)
-_GROUP_KILL = '[ -n "$p" ] && kill -KILL -- -"$p" 2>/dev/null'
+_GROUP_KILL = '[ -n "$p" ] && kill -KILL -"$p" 2>/dev/null'  # no `--`: dash takes it for a pid
 
 
 def kill_command(run_dir: str, unit: Optional[str] = None, group: bool = False) -> str:
