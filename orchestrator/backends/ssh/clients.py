@@ -78,10 +78,10 @@ def device_problem(output: str, kind: Optional[str]) -> Optional[str]:
     return None
 
 
-async def check_devices(topology: Topology, pool: ConnectionPool, strict: bool) -> None:
+async def check_devices(topology: Topology, pool: ConnectionPool) -> None:
     """Ask every ssh device of a mesh with client nodes whether it can run them; InputError
-    (FILE:LINE at the group's `client:`) for the first that cannot. ``strict``: an
-    unreachable device is an error too (`up`); else it is skipped (`validate`)."""
+    (FILE:LINE at the group's `client:`) for the first that cannot. A device that cannot be
+    reached is skipped: `up` then reports it as for agents (`validate` only checks input)."""
     ssh_nodes = [n for n in topology.nodes if n.backend == "ssh"]
     clients = client_nodes(ssh_nodes)
     inventory = topology.inventory
@@ -101,10 +101,7 @@ async def check_devices(topology: Topology, pool: ConnectionPool, strict: bool) 
         try:
             conn = await pool.get(target_for(inventory.get(device), inventory))
             out = await conn.run(probe_command([kind] if kind else []), timeout=60)
-        except DeviceError as exc:
-            if strict:
-                return InputError(f"device {device}: {exc.message}", topology.source,
-                                  node.options.get(LINE) if node else line)
+        except DeviceError:
             return None
         problem = device_problem(out.stdout, kind)
         if problem is None:
@@ -127,7 +124,7 @@ def check_devices_now(topology: Topology) -> None:
     async def go() -> None:
         pool = ConnectionPool(10.0)
         try:
-            await check_devices(topology, pool, strict=False)
+            await check_devices(topology, pool)
         finally:
             await pool.close()
 
