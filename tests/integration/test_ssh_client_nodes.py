@@ -154,6 +154,7 @@ def test_a_client_missing_on_its_device_is_refused_before_anything_is_deployed(
     with pytest.raises(InputError) as refused:
         asyncio.run(Mesh(load_topology(path), home=tmp_path / "home").up())
     assert str(refused.value) == want
+    assert not (tmp_path / "home" / path.stem / "state.json").exists()
     for dev in (router, ssh_lab.devices[0]):  # nothing of the mesh on either device
         assert not list(ssh_lab.data_home(dev).glob(f"meshbed/{path.stem}")), dev.name
         assert not [p for p in ssh_lab.agent_pids_of(dev)
