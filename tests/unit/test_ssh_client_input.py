@@ -47,6 +47,18 @@ def test_a_client_node_sharing_its_device_is_refused_at_its_client_line(tmp_path
     assert "q-0 shares device a with s-0" in err.value.message
 
 
+def test_latency_for_a_client_node_is_refused(tmp_path: Path) -> None:
+    path = _topology(tmp_path, "  s: {devices: [a]}\n  q:\n    devices: [b]\n    client: aria2\n"
+                               "scenario:\n  - {at: 1s, link: {nodes: q, latency: 20ms}}\n")
+    with pytest.raises(InputError) as err:
+        load_topology(path)
+    assert err.value.line == 8
+    assert "the link event at 1s sets latency, jitter or loss for client node q-0" in err.value.message
+    ok = _topology(tmp_path, "  s: {devices: [a], link: {latency: 20ms}}\n  q:\n    devices: [b]\n"
+                             "    client: aria2\n    link: {down: 8mbit}\n")
+    assert load_topology(ok).node("q-0").link.down_bps == 8_000_000
+
+
 @pytest.mark.parametrize(("output", "kind", "problem"), [
     ("uid=0\ntool=tc\ntool=iptables\nclient=aria2\n", "aria2", None),
     ("uid=0\ntool=tc\ntool=iptables\n", "aria2", "client aria2 is not installed (apt-get install aria2 there)"),

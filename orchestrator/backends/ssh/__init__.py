@@ -101,6 +101,7 @@ class SshBackend(Backend):
     @classmethod
     def validate(cls, topology: Topology) -> None:
         client_nodes.check_alone(topology)
+        client_nodes.check_links(topology)
 
     @classmethod
     def describe(cls) -> Description:

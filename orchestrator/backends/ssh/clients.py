@@ -26,9 +26,10 @@ from orchestrator.backends.ssh.connection import ConnectionPool, DeviceError, ta
 from orchestrator.backends.ssh.remote import q
 from orchestrator.clients import ADAPTERS, MESHBED, client_of
 from orchestrator.errors import InputError
-from orchestrator.model import Node, Topology
+from orchestrator.model import LinkEvent, Node, Topology
 
 LINE = "client_line"  # node option: the line of the group's `client:` (errors point there)
+DELAY_FIELDS = ("latency_ms", "jitter_ms", "loss")  # not in a device's kernel (no netem there)
 
 
 def client_nodes(nodes: Sequence[Node], backend: str = "ssh") -> list[Node]:
@@ -49,6 +50,25 @@ def check_alone(topology: Topology) -> None:
                 f"{', '.join(x for x in on[device] if x != n.name)}; a client node needs a device "
                 "of its own (its link is shaped on the device's interface)",
                 topology.source, n.options.get(LINE))
+
+
+def check_links(topology: Topology) -> None:
+    """A client node's link on a device is its rates: latency, jitter and loss (which the
+    agent emulates) would silently not apply, so they are refused, in the group's link and
+    in `link:` events."""
+    clients = {n.name: n for n in client_nodes(topology.nodes)}
+    asked: list[tuple[Node, str]] = []
+    for n in clients.values():
+        asked += [(n, "its link") for f in DELAY_FIELDS if getattr(n.link, f)]
+    for ev in topology.scenario:
+        if isinstance(ev, LinkEvent):
+            asked += [(clients[name], f"the link event at {ev.at:g}s") for name in ev.nodes
+                      if name in clients for f in DELAY_FIELDS if getattr(ev.change, f)]
+    if asked:
+        n, where = asked[0]
+        raise InputError(f"group {n.group}: {where} sets latency, jitter or loss for client node "
+                         f"{n.name}; on ssh devices a client node's link is its rates only",
+                         topology.source, n.options.get(LINE))
 
 
 def probe_command(kinds: Sequence[str]) -> str:
