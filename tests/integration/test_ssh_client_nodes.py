@@ -35,10 +35,10 @@ KINDS = {"leech": "libtorrent", "trans": "transmission", "qb": "qbittorrent", "a
 ssh_lab = lab_fixture(7, kinds=("host",) * 6 + ("router",))
 
 
-def _write(lab: SshLab, tmp: Path, doc: dict[str, Any]) -> Path:
+def _write(lab: SshLab, tmp: Path, doc: dict[str, Any], inventory: Path | None = None) -> Path:
     path = tmp / f"{doc['name']}.yaml"
-    path.write_text(yaml.safe_dump({"inventory": str(lab.inventory_path), "backend": "ssh", **doc},
-                                   sort_keys=False))
+    path.write_text(yaml.safe_dump({"inventory": str(inventory or lab.inventory_path),
+                                    "backend": "ssh", **doc}, sort_keys=False))
     return path
 
 
@@ -138,12 +138,17 @@ def test_client_nodes_on_devices_fetch_resume_partition_and_leave_nothing(
 def test_a_client_missing_on_its_device_is_refused_before_anything_is_deployed(
         ssh_lab: SshLab, tmp_path: Path) -> None:
     router = ssh_lab.devices[6]
+    # its profile (openwrt-router) forbids tc, which `validate` refuses without asking the
+    # device: give it one that allows tc, so the device itself is asked for the client
+    inventory = yaml.safe_load(ssh_lab.inventory_path.read_text())
+    inventory["devices"][router.name]["profile"] = "generic-linux"
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory))
     path = _write(ssh_lab, tmp_path, {
         "name": f"sshclno-{os.getpid() % 10000}",
         "groups": {"seed": {"devices": ["dev-0"]},
                    "qb": {"devices": [router.name], "client": "qbittorrent"}},
         "content": {"f": {"size": "1MiB", "seeders": ["seed"]}},
-    })
+    }, tmp_path / "inventory.yaml")
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "client:" in t)
     want = (f"{path}:{line}: group qb: device {router.name}: client qbittorrent is not "
             "installed (apt-get install qbittorrent-nox there)")

@@ -20,6 +20,7 @@ INVENTORY = """defaults: {user: root, key: ~/.ssh/id_ed25519}
 devices:
   a: {host: 10.9.0.1, profile: generic-linux}
   b: {host: 10.9.0.2, profile: generic-linux}
+  c: {host: 10.9.0.3, profile: laptop-linux}
 """
 
 
@@ -45,6 +46,14 @@ def test_a_client_node_sharing_its_device_is_refused_at_its_client_line(tmp_path
         load_topology(path)
     assert err.value.line == 8
     assert "q-0 shares device a with s-0" in err.value.message
+
+
+def test_a_client_node_on_a_device_whose_profile_forbids_tc_is_refused(tmp_path: Path) -> None:
+    path = _topology(tmp_path, "  s: {devices: [a]}\n  q:\n    devices: [c]\n    client: qbittorrent\n")
+    with pytest.raises(InputError) as err:
+        load_topology(path)
+    assert err.value.line == 8
+    assert "device c's profile laptop-linux does not allow tc" in err.value.message
 
 
 def test_latency_for_a_client_node_is_refused(tmp_path: Path) -> None:

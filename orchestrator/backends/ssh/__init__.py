@@ -2,15 +2,17 @@
 
 One asyncssh connection per device carries every step (probe, push peer.pyz, start, kill,
 read the ready file, clean up); a device may host several nodes. Devices are worked on in
-parallel. Links: kernel shaping is not applied on devices (agent emulation through
-POST /link), partitions through the agents' blocklists. See docs/ssh.md.
+parallel. Links: rates in the device's kernel where allowed (shaping.py), the rest by agent
+emulation (POST /link); partitions through the agents' blocklists. Client nodes (a real
+client beside the translator, clients.py) get kernel rates and iptables partitions only.
+See docs/ssh.md and docs/clients.md.
 
 State section (enough for `meshbed down` from another shell, after a crash)::
 
     {"devices": {DEV: {"target": {...SshTarget...}, "profile", "python", "detach",
-                       "mesh_dirs": [...], "created": bool}},
-     "nodes": {NODE: {"device", "run_dir", "data_dir", "pyz", "unit", "pid",
-                      "api_port", "wire_port"}}}
+                       "mesh_dirs": [...], "created": bool, "chain": iptables chain}},
+     "nodes": {NODE: {"device", "run_dir", "data_dir", "pyz", "client", "unit", "pid",
+                      "api_port", "wire_port", "tc": {...}}}}
 """
 
 from __future__ import annotations

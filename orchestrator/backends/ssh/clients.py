@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from devices import Profile, ProfileError, load_profile
 from orchestrator.backends.ssh import options as group_options
 from orchestrator.backends.ssh.connection import ConnectionPool, DeviceError, target_for
 from orchestrator.backends.ssh.remote import q
@@ -37,7 +38,8 @@ def client_nodes(nodes: Sequence[Node], backend: str = "ssh") -> list[Node]:
 
 
 def check_alone(topology: Topology) -> None:
-    """A client node must be the only node of the mesh on its device."""
+    """A client node must be the only node of the mesh on its device, one whose profile
+    allows tc."""
     on: dict[str, list[str]] = defaultdict(list)
     for n in topology.nodes:
         if n.backend == "ssh":
@@ -50,6 +52,21 @@ def check_alone(topology: Topology) -> None:
                 f"{', '.join(x for x in on[device] if x != n.name)}; a client node needs a device "
                 "of its own (its link is shaped on the device's interface)",
                 topology.source, n.options.get(LINE))
+        profile = _profile_of(topology, device)
+        if profile is not None and not profile.tc:
+            raise InputError(
+                f"group {n.group}: device {device}'s profile {profile.name} does not allow tc; "
+                "a client node's link is shaped in the device's kernel", topology.source,
+                n.options.get(LINE))
+
+
+def _profile_of(topology: Topology, device: str) -> Optional[Profile]:
+    if topology.inventory is None:
+        return None
+    try:
+        return load_profile(topology.inventory.get(device).profile)
+    except (KeyError, ProfileError):
+        return None  # the loader and `up` report those
 
 
 def check_links(topology: Topology) -> None:
