@@ -53,6 +53,7 @@ from orchestrator.model import Device, Link, Node, Topology
 from orchestrator.options import GroupInput
 
 PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
+CLIENT_READY_TIMEOUT = 90.0
 
 
 def target_from_dict(d: dict[str, Any]) -> SshTarget:
@@ -64,12 +65,6 @@ def local_pyz() -> Path:
     from orchestrator.pyz import ensure_pyz
 
     return ensure_pyz()
-
-
-def local_client_pyz() -> Path:
-    from orchestrator.clients.shipping import ensure_client_pyz
-
-    return ensure_client_pyz()
 
 
 def is_client(entry_or_node: Any) -> bool:
@@ -188,7 +183,9 @@ class SshBackend(Backend):
 
     async def _client_pyz_file(self) -> tuple[Path, str]:
         if self._client_pyz is None:
-            path = await asyncio.to_thread(local_client_pyz)
+            from orchestrator.clients.shipping import ensure_client_pyz
+
+            path = await asyncio.to_thread(ensure_client_pyz)
             self._client_pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
         return self._client_pyz
 
@@ -345,7 +342,9 @@ class SshBackend(Backend):
         self.launched_at[node.name] = time.monotonic()
         self._save()
         async with session.channels:
-            ready = await steps.wait_ready(session.conn, node.name, paths)
+            # a client node is ready once its client answers (deluged may take ~60 s)
+            ready = await steps.wait_ready(session.conn, node.name, paths,
+                                           CLIENT_READY_TIMEOUT if client != MESHBED else steps.READY_TIMEOUT)
         api, wire = remote.ports_of(ready)
         entry.update({"pid": ready.get("pid", pid), "api_port": api, "wire_port": wire})
         self._save()
@@ -509,14 +508,13 @@ class SshBackend(Backend):
             raise DeployError(str(exc)) from None
 
     async def _heal_devices(self, names: list[str]) -> None:
-        devices = self.ctx.state["devices"]
-
-        async def one(device: str) -> None:
+        async def one(device: str, chain: str) -> None:
             session = await self._session_or_raise(device)
             async with session.channels:
-                await session.conn.run(client_nodes.heal_command(devices[device]["chain"]))
+                await session.conn.run(client_nodes.heal_command(chain))
 
-        await asyncio.gather(*(one(d) for d in names if devices[d].get("chain")))
+        devices = self.ctx.state["devices"]
+        await asyncio.gather(*(one(d, devices[d]["chain"]) for d in names if devices[d].get("chain")))
 
     async def put_file(self, node: Node, src: Path, name: str) -> str:
         entry = self.ctx.state["nodes"][node.name]
