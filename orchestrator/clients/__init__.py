@@ -40,8 +40,10 @@ def installed(name: str) -> bool:
     return name == MESHBED or ADAPTERS[name].installed()
 
 
-def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] = None) -> str:
-    """The group's client; ``check(kind)`` -> why the backend cannot run it here, or None."""
+def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] = None,
+                 on_host: bool = True) -> str:
+    """The group's client; ``check(kind)`` -> why the backend cannot run it here, or None.
+    ``on_host``: the client runs on this host (ssh: on devices, checked over ssh instead)."""
     from orchestrator.fields import did_you_mean
 
     value = g.reader.get_str(g.spec, "client", f"{g.where}: client") or MESHBED
@@ -49,7 +51,7 @@ def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] 
     if value not in NAMES:
         raise g.error(f"{g.where}: unknown client {value!r}{did_you_mean(value, NAMES)} "
                       f"(use one of {', '.join(NAMES)})", line)
-    if not installed(value):
+    if on_host and not installed(value):
         cls = ADAPTERS[value]
         raise g.error(f"{g.where}: client {value} is not installed on this host "
                       f"(apt-get install {cls.package})", line)
@@ -59,14 +61,15 @@ def parse_client(g: GroupInput, check: Optional[Callable[[str], Optional[str]]] 
     return value
 
 
-def client_option(check: Optional[Callable[[str], Optional[str]]] = None) -> GroupOption:
+def client_option(check: Optional[Callable[[str], Optional[str]]] = None,
+                  on_host: bool = True) -> GroupOption:
     """The `client` group option; ``check``: the backend's own test of a client kind (docker:
     can its image be built from this host's files)."""
     from orchestrator.options import GroupOption
 
     return GroupOption(
         "client", "the BitTorrent client on this group's nodes: " + ", ".join(NAMES)
-        + f" (default {MESHBED})", functools.partial(parse_client, check=check),
+        + f" (default {MESHBED})", functools.partial(parse_client, check=check, on_host=on_host),
         default=MESHBED)
 
 

@@ -75,6 +75,11 @@ class ClientAdapter(ABC):
     def installed(cls) -> bool:
         return shutil.which(cls.binary) is not None
 
+    @classmethod
+    def check_command(cls) -> str:
+        """A POSIX sh test that succeeds where the client is installed (run on ssh devices)."""
+        return f"command -v {cls.binary} >/dev/null 2>&1"
+
     @abstractmethod
     def start(self) -> list[int]:
         """Start the client (configured on first start; resuming its own state after); return

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 from orchestrator.clients.base import wait_until_answers
-from orchestrator.clients.libtorrent_session import SYSTEM_PYTHON, RunnerClient, system_python_has
+from orchestrator.clients.libtorrent_session import (
+    SYSTEM_PYTHON,
+    RunnerClient,
+    runner_script,
+    system_python_has,
+)
 
 DAEMON_PORT = 58846
 
@@ -41,6 +45,11 @@ class DelugeClient(RunnerClient):
     def installed(cls) -> bool:
         return shutil.which(cls.binary) is not None and system_python_has("rencode")
 
+    @classmethod
+    def check_command(cls) -> str:
+        return (f"command -v {cls.binary} >/dev/null 2>&1 && "
+                f"{SYSTEM_PYTHON} -c 'import rencode' >/dev/null 2>&1")
+
     def start(self) -> list[int]:
         s = self.setup
         conf = s.home / "core.conf"
@@ -52,7 +61,7 @@ class DelugeClient(RunnerClient):
                              "-u", "127.0.0.1", "-i", s.ip,
                              *([] if s.any_address else ["-o", s.ip]), "-L", "warning"])
         runner = self.spawn([
-            SYSTEM_PYTHON, str(Path(__file__).with_name("deluge_runner.py")),
+            SYSTEM_PYTHON, runner_script("deluge_runner.py", s.home),
             "--config", str(s.home), "--daemon-port", str(DAEMON_PORT),
             "--api-port", str(self.api_port), "--save", str(s.downloads)])
         wait_until_answers(self._torrents_raw, "deluged", timeout=60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pkgutil
 import subprocess
 from pathlib import Path
 
@@ -25,6 +26,21 @@ def system_python_has(module: str) -> bool:
                               timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def runner_script(name: str, folder: Path) -> str:
+    """The path of runner ``name`` (lt_runner.py, deluge_runner.py) for the system python3:
+    beside this module, or, when the translator runs from a zipapp (ssh devices), a copy
+    written to ``folder`` (a file inside a zip cannot be run as a script)."""
+    here = Path(__file__).with_name(name)
+    if here.is_file():
+        return str(here)
+    data = pkgutil.get_data(__package__ or "orchestrator.clients", name)
+    if data is None:
+        raise ClientError(f"{name} is missing from this build")
+    dest = folder / name
+    dest.write_bytes(data)
+    return str(dest)
 
 
 class RunnerClient(ClientAdapter):
@@ -77,10 +93,14 @@ class LibtorrentClient(RunnerClient):
     def installed(cls) -> bool:
         return system_python_has("libtorrent")
 
+    @classmethod
+    def check_command(cls) -> str:
+        return f"{SYSTEM_PYTHON} -c 'import libtorrent' >/dev/null 2>&1"
+
     def start(self) -> list[int]:
         s = self.setup
         pid = self.spawn([
-            SYSTEM_PYTHON, str(Path(__file__).with_name("lt_runner.py")), "--ip", s.ip,
+            SYSTEM_PYTHON, runner_script("lt_runner.py", s.home), "--ip", s.ip,
             "--port", str(s.wire_port), "--api-port", str(self.api_port), "--state", str(s.home),
             "--save", str(s.downloads)])
         wait_until_answers(self._torrents_raw, "the libtorrent runner")

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -201,9 +202,17 @@ class ClientAgent:
         return out
 
 
+def free_port(ip: str) -> int:
+    """A TCP port free on ``ip`` now (ssh devices pass port 0: the client needs a number)."""
+    with socket.socket() as s:
+        s.bind((ip if ip not in ("", "0.0.0.0") else "", 0))
+        return int(s.getsockname()[1])
+
+
 async def run_node(client_name: str, args: Any, token: Optional[str]) -> int:
     data_dir: Path = args.data_dir
-    setup = NodeSetup(ip=args.listen[0], wire_port=args.listen[1], home=data_dir / "client",
+    wire_port = args.listen[1] or free_port(args.listen[0])
+    setup = NodeSetup(ip=args.listen[0], wire_port=wire_port, home=data_dir / "client",
                       downloads=data_dir / "downloads", log=data_dir / "client.log")
     setup.home.mkdir(parents=True, exist_ok=True)
     setup.downloads.mkdir(parents=True, exist_ok=True)
@@ -257,6 +266,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     client_name, rest = argv[0], argv[1:]
     args = build_parser().parse_args(rest)
+    # Our own process group, so a kill of the node (ssh: `kill -- -PGID`) takes the client
+    # with it; a session leader (netns, setsid) already leads one.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     logging.basicConfig(level=logging.INFO, filename=args.log_file,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     token = args.token_file.read_text().strip() if args.token_file else os.environ.get(

@@ -47,6 +47,10 @@ def main(args: argparse.Namespace) -> int:
         from orchestrator.backends.swarm import check_placement
 
         check_placement(topology)
+    if "ssh" in topology.backends_used():  # client nodes: asks their devices over ssh (exit 2)
+        from orchestrator.backends.ssh.clients import check_devices_now
+
+        check_devices_now(topology)
     warnings = backend_warnings(topology)
     if not args.quiet:
         print_summary(topology, sys.stdout)

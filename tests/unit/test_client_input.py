@@ -44,7 +44,7 @@ def test_a_client_on_a_backend_that_cannot_shape_in_the_kernel_is_refused() -> N
     with pytest.raises(InputError) as err:
         _load("aria2", backend="local")
     assert err.value.line == 6
-    assert "client only applies to docker and netns, not 'local'" in err.value.message
+    assert "client only applies to docker, netns and ssh, not 'local'" in err.value.message
 
 
 def test_client_nodes_carry_their_client(monkeypatch: pytest.MonkeyPatch) -> None:

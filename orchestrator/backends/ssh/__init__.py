@@ -2,15 +2,17 @@
 
 One asyncssh connection per device carries every step (probe, push peer.pyz, start, kill,
 read the ready file, clean up); a device may host several nodes. Devices are worked on in
-parallel. Links: kernel shaping is not applied on devices (agent emulation through
-POST /link), partitions through the agents' blocklists. See docs/ssh.md.
+parallel. Links: rates in the device's kernel where allowed (shaping.py), the rest by agent
+emulation (POST /link); partitions through the agents' blocklists. Client nodes (a real
+client beside the translator, clients.py) get kernel rates and iptables partitions only.
+See docs/ssh.md and docs/clients.md.
 
 State section (enough for `meshbed down` from another shell, after a crash)::
 
     {"devices": {DEV: {"target": {...SshTarget...}, "profile", "python", "detach",
-                       "mesh_dirs": [...], "created": bool}},
-     "nodes": {NODE: {"device", "run_dir", "data_dir", "pyz", "unit", "pid",
-                      "api_port", "wire_port"}}}
+                       "mesh_dirs": [...], "created": bool, "chain": iptables chain}},
+     "nodes": {NODE: {"device", "run_dir", "data_dir", "pyz", "client", "unit", "pid",
+                      "api_port", "wire_port", "tc": {...}}}}
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from orchestrator.backends.base import (
     Orphan,
     agent_args,
 )
+from orchestrator.backends.ssh import clients as client_nodes
 from orchestrator.backends.ssh import deploy as steps
 from orchestrator.backends.ssh import journal, remote, shaping
 from orchestrator.backends.ssh import options as group_options
@@ -44,11 +47,13 @@ from orchestrator.backends.ssh.connection import (
     SshTarget,
     target_for,
 )
+from orchestrator.clients import MESHBED, client_of
 from orchestrator.errors import DeployError, MeshbedError
-from orchestrator.model import Device, Link, Node
+from orchestrator.model import Device, Link, Node, Topology
 from orchestrator.options import GroupInput
 
 PER_DEVICE_CHANNELS = 8  # sshd's MaxSessions defaults to 10 per connection
+CLIENT_READY_TIMEOUT = 90.0
 
 
 def target_from_dict(d: dict[str, Any]) -> SshTarget:
@@ -62,6 +67,11 @@ def local_pyz() -> Path:
     return ensure_pyz()
 
 
+def is_client(entry_or_node: Any) -> bool:
+    options = entry_or_node.options if isinstance(entry_or_node, Node) else entry_or_node
+    return client_of(options) != MESHBED
+
+
 class _DeviceSession:
     """What we know about one device during this process's life."""
 
@@ -71,6 +81,7 @@ class _DeviceSession:
         self.python = python
         self.probe = probe
         self.pyz: Optional[str] = None
+        self.client_pyz: Optional[str] = None  # the translator of client nodes, when pushed
         self.pushed = False
         self.channels = asyncio.Semaphore(PER_DEVICE_CHANNELS)
 
@@ -85,10 +96,16 @@ class SshBackend(Backend):
         return group_options.plan_nodes(group, options)
 
     @classmethod
+    def validate(cls, topology: Topology) -> None:
+        client_nodes.check_alone(topology)
+        client_nodes.check_links(topology)
+
+    @classmethod
     def describe(cls) -> Description:
         # the kernel only where the device allows it (root, profile tc, one node on the
         # device): set_link's return value says per node
-        return Description(rate="device kernel (tbf) where allowed, else agent")
+        return Description(rate="device kernel (tbf) where allowed, else agent",
+                           partition="agent blocklists (device iptables with client nodes)")
 
     def __init__(self, ctx: MeshContext, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         super().__init__(ctx)
@@ -96,6 +113,7 @@ class SshBackend(Backend):
         self.sessions: dict[str, _DeviceSession] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._pyz: Optional[tuple[Path, str]] = None
+        self._client_pyz: Optional[tuple[Path, str]] = None
         self.launched_at: dict[str, float] = {}  # node -> monotonic time its start returned
         self._need: dict[str, int] = {}  # device -> bytes its nodes' content may take
         self.ctx.state.setdefault("devices", {})
@@ -163,6 +181,22 @@ class SshBackend(Backend):
             self._pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
         return self._pyz
 
+    async def _client_pyz_file(self) -> tuple[Path, str]:
+        if self._client_pyz is None:
+            from orchestrator.clients.shipping import ensure_client_pyz
+
+            path = await asyncio.to_thread(ensure_client_pyz)
+            self._client_pyz = (path, await asyncio.to_thread(steps.file_sha256, path))
+        return self._client_pyz
+
+    async def _ensure_client_pyz(self, session: _DeviceSession) -> str:
+        """The translator's zipapp on the device (pushed when missing or different)."""
+        if session.client_pyz is None:
+            local, sha = await self._client_pyz_file()
+            session.client_pyz, _ = await steps.ensure_pyz(
+                session.conn, local, sha, session.probe.install_dir, stem="client")
+        return session.client_pyz
+
     async def session(self, name: str) -> _DeviceSession:
         """Connect, probe and check the device once; push peer.pyz if it lacks it."""
         lock = self._session_locks.setdefault(name, asyncio.Lock())
@@ -227,6 +261,10 @@ class SshBackend(Backend):
         for node in nodes:  # every node of a device may end up holding all the content
             device = self._device_of(node)
             self._need[device] = self._need.get(device, 0) + self._content_bytes()
+        topo = self.ctx.topology
+        if topo is not None and client_nodes.client_nodes(nodes):
+            # before anything is created: a device that cannot run its client refuses `up`
+            await client_nodes.check_devices(topo, self.pool)
         await self._pyz_file()
         results = await asyncio.gather(*(self.session(n) for n in names), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
@@ -250,11 +288,13 @@ class SshBackend(Backend):
         try:
             session = await self.session(device)
             paths = self._paths(node, session)
+            client = client_of(node.options)
             self.ctx.state["nodes"][node.name] = {
                 "device": device,
                 "run_dir": paths.run_dir,
                 "data_dir": paths.data_dir,
-                "pyz": session.pyz,
+                "pyz": await self._ensure_client_pyz(session) if client != MESHBED else session.pyz,
+                "client": client,
                 "unit": remote.unit_name(self.ctx.mesh, node.name)
                 if self.ctx.state["devices"][device]["detach"] == "systemd-run" else None,
             }
@@ -284,12 +324,15 @@ class SshBackend(Backend):
             backend=self.name,
         )
         assert session.pyz is not None
+        client = client_of(entry)
+        if client != MESHBED:  # the translator takes the agent's arguments after the kind
+            args = [client, *args]
         async with session.channels:
             pid = await steps.start_agent(
                 session.conn,
                 method=self.ctx.state["devices"][entry["device"]]["detach"],
                 python=session.python,
-                pyz=session.pyz,
+                pyz=entry["pyz"] if client != MESHBED else session.pyz,
                 paths=paths,
                 args=args,
                 unit=entry.get("unit") or remote.unit_name(self.ctx.mesh, node.name),
@@ -299,7 +342,9 @@ class SshBackend(Backend):
         self.launched_at[node.name] = time.monotonic()
         self._save()
         async with session.channels:
-            ready = await steps.wait_ready(session.conn, node.name, paths)
+            # a client node is ready once its client answers (deluged may take ~60 s)
+            ready = await steps.wait_ready(session.conn, node.name, paths,
+                                           CLIENT_READY_TIMEOUT if client != MESHBED else steps.READY_TIMEOUT)
         api, wire = remote.ports_of(ready)
         entry.update({"pid": ready.get("pid", pid), "api_port": api, "wire_port": wire})
         self._save()
@@ -324,7 +369,8 @@ class SshBackend(Backend):
         if not entry:
             return
         session = await self._session_or_raise(entry["device"])
-        cmd = (remote.stop_command if graceful else remote.kill_command)(entry["run_dir"], entry.get("unit"))
+        cmd = (remote.stop_command if graceful else remote.kill_command)(
+            entry["run_dir"], entry.get("unit"), group=is_client(entry))
         async with session.channels:
             await session.conn.run(cmd, timeout=30)
 
@@ -339,9 +385,10 @@ class SshBackend(Backend):
         session = await self._session_or_raise(entry["device"])
         paths = steps.NodePaths(run_dir=entry["run_dir"], data_dir=entry["data_dir"])
         assert session.pyz is not None
+        pyz = entry["pyz"] if is_client(entry) else session.pyz
         async with session.channels:
             alive = await session.conn.run(
-                remote.alive_command(paths.run_dir) + "; " + remote.present_command(session.pyz, paths.token_file)
+                remote.alive_command(paths.run_dir) + "; " + remote.present_command(pyz, paths.token_file)
             )
         host = session.conn.target.host
         if "alive" in alive.stdout.split() and entry.get("api_port"):
@@ -351,8 +398,12 @@ class SshBackend(Backend):
         present = set(alive.stdout.split())
         if "pyz" not in present:
             try:
-                local, sha = await self._pyz_file()
-                session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
+                if is_client(entry):
+                    session.client_pyz = None
+                    entry["pyz"] = await self._ensure_client_pyz(session)
+                else:
+                    local, sha = await self._pyz_file()
+                    session.pyz, _ = await steps.ensure_pyz(session.conn, local, sha, session.probe.install_dir)
             except DeviceError as exc:
                 raise DeployError(str(exc)) from None
         if "token" not in present:  # the run dir is gone; data that survived is kept
@@ -374,7 +425,15 @@ class SshBackend(Backend):
     # --- links --------------------------------------------------------------------------
     async def set_link(self, node: Node, link: Link) -> frozenset[str]:
         """Rates in the device's kernel when allowed (see shaping.py), else nothing: the
-        engine then sends the whole link to the agent's own emulation."""
+        engine then sends the whole link to the agent's own emulation. A client node has no
+        emulation: its rates go to the kernel or the event fails."""
+        applied = await self._set_link(node, link)
+        if not applied and is_client(node):
+            raise DeployError(f"{node.name}: the link of a client node cannot be shaped on its "
+                              "device (another mesh shapes its interface, or tc failed there)")
+        return applied
+
+    async def _set_link(self, node: Node, link: Link) -> frozenset[str]:
         entry = self.ctx.state["nodes"].get(node.name)
         if not entry:
             return frozenset()
@@ -412,6 +471,50 @@ class SshBackend(Backend):
                 self._save()
                 return frozenset()
         return frozenset({"up_bps", "down_bps"})
+
+    # --- partitions -----------------------------------------------------------------------
+    async def partition(self, sides: Sequence[Sequence[str]]) -> bool:
+        """A mesh with client nodes (which have no blocklist): DROP rules in every device's
+        kernel (clients.py); other meshes keep the agents' blocklists."""
+        nodes: dict[str, dict[str, Any]] = self.ctx.state["nodes"]
+        if not any(is_client(e) for e in nodes.values()):
+            return False
+        try:
+            side_of = client_nodes.device_sides(sides, nodes)
+        except ValueError as exc:
+            raise DeployError(f"ssh: {exc}") from None
+        devices = self.ctx.state["devices"]
+        chain = client_nodes.chain_name(self.ctx.mesh)
+
+        async def one(device: str) -> None:
+            others = [devices[d]["target"]["host"] for d, i in side_of.items() if i != side_of[device]]
+            session = await self._session_or_raise(device)
+            devices[device]["chain"] = chain
+            self._save()  # recorded before the chain exists
+            async with session.channels:
+                await session.conn.run(client_nodes.partition_command(chain, others))
+
+        try:
+            await asyncio.gather(*(one(d) for d in side_of))
+            await self._heal_devices([d for d in devices if d not in side_of])  # an earlier cut
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+        return True
+
+    async def heal(self) -> None:
+        try:
+            await self._heal_devices(list(self.ctx.state["devices"]))
+        except DeviceError as exc:
+            raise DeployError(str(exc)) from None
+
+    async def _heal_devices(self, names: list[str]) -> None:
+        async def one(device: str, chain: str) -> None:
+            session = await self._session_or_raise(device)
+            async with session.channels:
+                await session.conn.run(client_nodes.heal_command(chain))
+
+        devices = self.ctx.state["devices"]
+        await asyncio.gather(*(one(d, devices[d]["chain"]) for d in names if devices[d].get("chain")))
 
     async def put_file(self, node: Node, src: Path, name: str) -> str:
         entry = self.ctx.state["nodes"][node.name]
@@ -480,13 +583,16 @@ class SshBackend(Backend):
             conn = await self.pool.get(target_from_dict(entry["target"]))
         if nodes:
             # in parallel on the device: one slow agent does not serialize the others
-            stops = [remote.stop_command(e["run_dir"], e.get("unit")) for e in nodes.values()]
+            stops = [remote.stop_command(e["run_dir"], e.get("unit"), group=is_client(e))
+                     for e in nodes.values()]
             stops += [
                 shaping.clear_command(e["tc"]["dev"], e["tc"]["ifb"])
                 + ("; " + shaping.release_command(e["tc"]["owner"], self.ctx.mesh) if e["tc"].get("owner") else "")
                 for e in nodes.values() if e.get("tc")
             ]
             await conn.run(" ".join(f"( {s} ) &" for s in stops) + " wait", timeout=60)
+        if remove and entry.get("chain"):
+            await conn.run(client_nodes.remove_chain_command(entry["chain"]), timeout=60)
         dirs = list(entry.get("mesh_dirs") or [])
         if remove and dirs:
             await conn.run(remote.remove_command(dirs, self.ctx.mesh), timeout=60)

@@ -124,14 +124,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-async def ensure_pyz(conn: DeviceConnection, local: Path, sha: str, install_dir: str) -> tuple[str, bool]:
-    """Make sure ``INSTALL/meshbed/peer-<sha>.pyz`` holds exactly ``local``; push by SFTP only
-    when the device's copy is missing or differs. Returns (remote path, pushed?).
+async def ensure_pyz(conn: DeviceConnection, local: Path, sha: str, install_dir: str,
+                     stem: str = "peer") -> tuple[str, bool]:
+    """Make sure ``INSTALL/meshbed/<stem>-<sha>.pyz`` holds exactly ``local`` (``stem``: peer,
+    or client for the translator of client nodes); push by SFTP only when the device's copy
+    is missing or differs. Returns (remote path, pushed?).
 
     SFTP only (no shell round trips): the device's copy is read back and hashed here, which
     for a ~100 KiB zipapp costs less than starting a remote shell."""
     base = f"{install_dir}/meshbed"
-    path = f"{base}/peer-{sha[:16]}.pyz"
+    path = f"{base}/{stem}-{sha[:16]}.pyz"
     sftp = await conn.sftp()
     try:
         await sftp.makedirs(base, exist_ok=True)
@@ -152,7 +154,7 @@ async def ensure_pyz(conn: DeviceConnection, local: Path, sha: str, install_dir:
                 await sftp.remove(path)
             await sftp.rename(tmp, path)
     except (OSError, asyncssh.Error) as exc:
-        raise DeviceError(conn.name, f"cannot install peer.pyz in {base}: {exc}") from None
+        raise DeviceError(conn.name, f"cannot install {stem}.pyz in {base}: {exc}") from None
     return path, True
 
 

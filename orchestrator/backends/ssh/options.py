@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.clients import MESHBED, client_of, client_option
 from orchestrator.options import GroupInput, GroupOption
 
 
@@ -29,6 +30,8 @@ GROUP_OPTIONS = (
         default=(),
         selects_backend=True,
     ),
+    # real clients installed on the devices (orchestrator/backends/ssh/clients.py)
+    client_option(on_host=False),
 )
 
 
@@ -48,7 +51,11 @@ def plan_nodes(g: GroupInput, options: dict[str, Any]) -> list[dict[str, Any]]:
                 f"({', '.join(devices)}); drop count or fix it",
                 g.spec.value_line("count"),
             )
-    return [{"device": d} for d in devices]
+    client = client_of(options)
+    if client == MESHBED:
+        return [{"device": d} for d in devices]
+    line = g.spec.value_line("client")  # errors found on the devices point at it
+    return [{"device": d, "client": client, "client_line": line} for d in devices]
 
 
 def device_of(node_options: dict[str, Any]) -> str:

@@ -213,17 +213,23 @@ def _owned_pid_snippet(run_dir: str) -> str:
     )
 
 
-def kill_command(run_dir: str, unit: Optional[str] = None) -> str:
-    """SIGKILL the agent (no goodbye); keep its files."""
-    parts = [_owned_pid_snippet(run_dir), '[ -n "$p" ] && kill -KILL "$p" 2>/dev/null']
+# a client node's translator leads a process group holding the client (orchestrator/clients/node.py)
+_GROUP_KILL = '[ -n "$p" ] && kill -KILL -"$p" 2>/dev/null'  # no `--`: dash takes it for a pid
+
+
+def kill_command(run_dir: str, unit: Optional[str] = None, group: bool = False) -> str:
+    """SIGKILL the agent (no goodbye); keep its files. ``group``: its whole process group."""
+    parts = [_owned_pid_snippet(run_dir), *([_GROUP_KILL] if group else []),
+             '[ -n "$p" ] && kill -KILL "$p" 2>/dev/null']
     if unit:
         parts.append(f"systemctl kill --signal=KILL {q(unit)} >/dev/null 2>&1")
     parts.append("true")
     return "; ".join(parts)
 
 
-def stop_command(run_dir: str, unit: Optional[str] = None) -> str:
-    """SIGTERM, wait up to 5 s for the agent to exit, then SIGKILL."""
+def stop_command(run_dir: str, unit: Optional[str] = None, group: bool = False) -> str:
+    """SIGTERM, wait up to 5 s for the agent to exit, then SIGKILL (``group``: then SIGKILL
+    what is left of its process group: a client the translator did not stop)."""
     rd = q(run_dir)
     alive = f"tr '\\000' ' ' </proc/$p/cmdline 2>/dev/null | grep -qF -- {rd}"
     parts = [
@@ -234,6 +240,8 @@ def stop_command(run_dir: str, unit: Optional[str] = None) -> str:
             f"{alive} && kill -KILL \"$p\" 2>/dev/null; fi"
         ),
     ]
+    if group:
+        parts.append(_GROUP_KILL)
     if unit:
         parts.append(f"systemctl stop {q(unit)} >/dev/null 2>&1")
     parts.append("true")
