@@ -15,26 +15,23 @@ os.environ["MESHBED_OFFLINE"] = "1"
 # Tests that share one expensive lab per process run on one worker, so each lab is built
 # once: the 3-engine swarm lab (tests/swarmlab.py), the ssh device labs (tests/sshlab.py,
 # whose subnets are picked without a host-wide lock), and modules with module-scoped meshes.
-_GROUP_FILES = {
-    "test_swarm_lab.py": "swarm",
-    "test_ssh_backend.py": "ssh", "test_ssh_devices.py": "ssh", "test_ssh_mixed.py": "ssh",
-    "test_ssh_standins.py": "ssh", "test_ssh_tc_owner.py": "ssh",
-}
+_GROUP_FILES = {"test_swarm_lab.py": "swarm"}
 
 
 def _group_of(item: pytest.Item) -> str | None:
-    fname = item.path.name
-    if fname in _GROUP_FILES:
-        return _GROUP_FILES[fname]
+    if "ssh_lab" in getattr(item, "fixturenames", ()):  # tests/sshlab.lab_fixture
+        return "ssh"
+    if item.path.name in _GROUP_FILES:
+        return _GROUP_FILES[item.path.name]
     backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
     if backend in ("swarm", "ssh"):
         return str(backend)
-    if any(m.scope == "module" for m in _module_fixtures(item)):
-        return fname  # a module-scoped fixture: the module's tests stay together
+    if any(d.scope == "module" for d in _fixture_defs(item)):
+        return item.path.name  # a module-scoped fixture: the module's tests stay together
     return None
 
 
-def _module_fixtures(item: pytest.Item) -> list[Any]:
+def _fixture_defs(item: pytest.Item) -> list[Any]:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return []

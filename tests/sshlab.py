@@ -40,7 +40,10 @@ from typing import Optional
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # run as a script: orchestrator
 import labroots  # noqa: E402
+
+from orchestrator.hostnet.subnets import host_lock  # noqa: E402
 
 SSHD = "/usr/sbin/sshd"
 CHROOT_BASE = Path("/run/meshbed-lab")  # sshd's ChrootDirectory: no group/world-writable parent
@@ -221,18 +224,21 @@ class SshLab:
                 labroots.ensure(root)
         tag = _new_tag()
         self._tag = tag
-        net = _free_subnet()
-        self._prefixlen = net.prefixlen
-        hosts = list(net.hosts())
-        self.gateway = str(hosts[0])
         self.bridge = f"msl{tag}"[:15]
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         self.root.chmod(0o755)
         _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "meshbed-lab", "-f", str(self.user_key))
         (self.root / "authorized_keys").write_text(Path(f"{self.user_key}.pub").read_text())
         self.shared_dir.mkdir()
-        _sh("ip", "link", "add", self.bridge, "type", "bridge")
-        _sh("ip", "addr", "add", f"{self.gateway}/{net.prefixlen}", "dev", self.bridge)
+        # the subnet is picked and taken under meshbed's host-wide lock: meshes and other labs
+        # (tests run in parallel) pick theirs from what exists then
+        with host_lock():
+            net = _free_subnet()
+            self._prefixlen = net.prefixlen
+            self.gateway = str(next(net.hosts()))
+            _sh("ip", "link", "add", self.bridge, "type", "bridge")
+            _sh("ip", "addr", "add", f"{self.gateway}/{net.prefixlen}", "dev", self.bridge)
+        hosts = list(net.hosts())
         _sh("ip", "link", "set", self.bridge, "up")
         # Docker sets FORWARD to DROP; bridged frames traverse it when br_netfilter is on.
         rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
