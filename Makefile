@@ -4,6 +4,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# tests run on TEST_WORKERS pytest-xdist workers; tests sharing a lab stay on one
+# (tests/conftest.py). TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test venv lint bench clean
 
@@ -19,7 +22,7 @@ demo: venv
 	$(BIN)/meshbed run examples/quickstart.yaml --report quickstart-report.json
 
 test: venv
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check peer orchestrator devices tests bench

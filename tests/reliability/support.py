@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 MiB = 1024 * 1024
 
-# Backends the mesh-level tests (churn, partition, seeder loss) run on. The local backend
-# always; netns by default too (root only, cheap); docker/swarm/ssh when asked for, since
-# their image builds alone would break the folder's time budget:
-#   MESHBED_RELIABILITY_BACKENDS=local,netns,docker pytest tests/reliability
-DEFAULT_BACKENDS = "local,netns"
+# Backends the mesh-level tests (churn, partition, seeder loss, crash, security) run on:
+# every backend with a contract harness that runs them here; pick fewer with
+#   MESHBED_RELIABILITY_BACKENDS=local,netns pytest tests/reliability
+# (one that is unavailable skips, or fails under CI=true).
+DEFAULT_BACKENDS = "local,netns,docker,swarm"
 
 
 def selected_backends() -> list[str]:
