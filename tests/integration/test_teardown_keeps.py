@@ -76,10 +76,10 @@ def test_local_keeps_an_agent_it_could_not_end(
         asyncio.run(Mesh.attach("keep", home=tmp_path).down())
     state = json.loads((tmp_path / "keep" / "state.json").read_text())
     assert list(state["backends"]["local"]["nodes"]) == ["a-1"]
-    assert local_harness.agent_pids("keep") == [pids["a-1"]]
+    assert local_harness.agent_pids("keep", tmp_path) == [pids["a-1"]]
     monkeypatch.setattr(processes, "terminate", real_terminate)
     asyncio.run(Mesh.attach("keep", home=tmp_path).down())
-    assert local_harness.agent_pids("keep") == [] and not (tmp_path / "keep").exists()
+    assert local_harness.agent_pids("keep", tmp_path) == [] and not (tmp_path / "keep").exists()
 
 
 @pytest.mark.docker

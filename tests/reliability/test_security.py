@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,20 +24,19 @@ from tests.reliability.support import ROOT, harness, leftovers, selected_backend
 pytestmark = pytest.mark.timeout(180)
 
 MUTATING = ["/share", "/fetch", "/link", "/peers", "/block", "/stop"]
-NAME = "sec-mesh"
-TOPO = f"""name: {NAME}
+TOPO = """name: NAME
 backend: BACKEND
 seed: 2
 groups:
-  seeders: {{count: 1}}
-  leechers: {{count: 2}}
+  seeders: {count: 1}
+  leechers: {count: 2}
 content:
-  blob: {{size: 1MiB, seeders: [seeders]}}
+  blob: {size: 1MiB, seeders: [seeders]}
 scenario:
-  - {{at: 0s, fetch: {{content: blob, by: leechers}}}}
-  - {{at: 0s, link: {{nodes: leechers, latency: 5ms}}}}
-  - {{at: 1s, partition: [[seeders], [leechers]]}}
-  - {{at: 2s, heal: true}}
+  - {at: 0s, fetch: {content: blob, by: leechers}}
+  - {at: 0s, link: {nodes: leechers, latency: 5ms}}
+  - {at: 1s, partition: [[seeders], [leechers]]}
+  - {at: 2s, heal: true}
 """
 
 
@@ -53,19 +53,20 @@ def kept_mesh(
     harness(backend)
     env = dict(os.environ, MESHBED_HOME=str(tmp_path / "home"), COLUMNS="120")
     topo = tmp_path / "sec.yaml"
-    topo.write_text(TOPO.replace("BACKEND", backend))
+    name = f"sec-{backend[:5]}-{uuid.uuid4().hex[:6]}"  # unique: tests run in parallel
+    topo.write_text(TOPO.replace("BACKEND", backend).replace("NAME", name))
     outputs: list[str] = []
     ran = _meshbed(env, "run", str(topo), "--report", str(tmp_path / "report.json"), "--keep")
     outputs += [ran.stdout, ran.stderr, (tmp_path / "report.json").read_text()]
     try:
         assert ran.returncode == 0, ran.stderr[-2000:]
-        state = json.loads((tmp_path / "home" / NAME / "state.json").read_text())
+        state = json.loads((tmp_path / "home" / name / "state.json").read_text())
         yield env, outputs, state
     finally:
-        down = _meshbed(env, "down", NAME)
+        down = _meshbed(env, "down", name)
         outputs += [down.stdout, down.stderr]
         assert down.returncode == 0, down.stderr
-        assert leftovers(backend, NAME, tmp_path / "home") == []
+        assert leftovers(backend, name, tmp_path / "home") == []
 
 
 def test_token_is_required_and_never_leaks(
@@ -99,7 +100,7 @@ def test_token_is_required_and_never_leaks(
     data_dirs = {Path(d["data_dir"]) for d in state.get("backends", {}).get(
         state["nodes"]["seeders-0"]["backend"], {}).get("nodes", {}).values() if "data_dir" in d}
     assert not [p for p in holders if any(d in p.parents for d in data_dirs)], holders
-    status = _meshbed(env, "status", NAME)
+    status = _meshbed(env, "status", state["mesh"])
     assert status.returncode == 0
     for text in [*outputs, status.stdout, status.stderr]:
         assert token not in text
@@ -116,7 +117,7 @@ def test_token_is_required_and_never_leaks(
         except OSError:
             continue
         assert token.encode() not in cmdline, f"token in the command line of pid {entry.name}"
-        if b"--mesh\0" + NAME.encode() in cmdline:
+        if b"--mesh\0" + state["mesh"].encode() in cmdline:
             agent_pids.append(entry)
     assert len(agent_pids) == 3
     for entry in agent_pids if backend in ("local", "netns") else []:

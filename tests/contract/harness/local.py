@@ -45,7 +45,7 @@ def agent_pids(mesh_name: str, home: Optional[Path] = None) -> list[int]:
 
 def _agent_processes(mesh_name: str) -> list[str]:
     out = []
-    for pid in agent_pids(mesh_name):
+    for pid in agent_pids(mesh_name, state.home()):  # this run's: others may use the name
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
