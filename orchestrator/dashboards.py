@@ -203,6 +203,31 @@ def swarm_overview() -> dict[str, Any]:
         [(f"avg by (engine, content) (meshbed_completion_ratio{{{SEL}}})", "{{engine}} {{content}}")],
         unit="percentunit",
     )
+    # where the upload time goes (issue 12): each node's use of its link, and what the
+    # swarm's upload carried
+    b.panel(
+        "Upload used / capacity per node",
+        [(
+            f"sum by (mesh, node) (rate(meshbed_bytes_sent_total{{{SEL}}}[{RATE}])) * 8"
+            f" / on (mesh, node) group_left() meshbed_link_upload_bits_per_second{{{SEL}}}",
+            "{{node}}",
+        )],
+        unit="percentunit",
+        description="1 = the node uploads at its link's cap. Idle upload shows here first.",
+    )
+    sent = f"sum by (mesh) (rate(meshbed_bytes_sent_total{{{SEL}}}[{RATE}]))"
+    first = f"sum by (mesh) (rate(meshbed_first_copy_bytes_total{{{SEL}}}[{RATE}]))"
+    waste = f"sum by (mesh) (rate(meshbed_wasted_bytes_total{{{SEL}}}[{RATE}]))"
+    b.panel(
+        "What the upload carried: first copies, further copies, waste",
+        [(first, "first copies {{mesh}}"),
+         (f"clamp_min({sent} - {first} - {waste}, 0)", "further copies {{mesh}}"),
+         (waste, "waste {{mesh}}")],
+        unit="Bps",
+        description="First copies: pieces none of the uploader's peers held. Waste: bytes their "
+                    "receivers dropped (end-game copies that lost the race). The report's "
+                    "distribution.CONTENT.carried is the same per second, over upload capacity.",
+    )
     return _dashboard("meshbed-swarm", "meshbed / swarm overview", b.panels)
 
 

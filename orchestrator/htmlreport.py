@@ -288,8 +288,12 @@ def content_section(report: Mapping[str, Any], samples: Sequence[Mapping[str, An
                                   "seconds since the scenario start", "% of chunks", 100.0, "%")))
     util = d.get("utilisation") or []
     if util:
-        panels.append(("Upload utilisation: swarm upload / upload capacity of the nodes up",
-                       line_chart({"utilisation": [(float(i), 100.0 * u) for i, u in enumerate(util)]},
+        # with what the upload carried (first copies, further copies, waste) where known
+        names = {"first": "first copies", "copies": "further copies", "waste": "waste"}
+        series = {"utilisation": util, **{names[k]: v for k, v in (d.get("carried") or {}).items()
+                                          if k in names}}
+        panels.append(("Upload utilisation: swarm upload / upload capacity of the nodes up, and what it carried",
+                       line_chart({k: [(float(i), 100.0 * u) for i, u in enumerate(v)] for k, v in series.items()},
                                   "upload utilisation", "seconds since the scenario start", "% of capacity",
                                   max(100.0, 100.0 * max(util)), "%", css_class="chart util")))
     panels += [("Chunk replication over time",

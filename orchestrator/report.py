@@ -9,7 +9,9 @@ resumed_pieces, wasted; per content fetchers, verified, redownloaded_bytes, firs
 seeder_copies (copies the seeders uploaded to fetchers; the ideal is near N*u_s/(u_s+sum u_i)),
 completions (sorted seconds of every fetcher that verified its copy, from the fetch event),
 utilisation (per second from the scenario start: the swarm's upload of this content over the
-upload capacity of the nodes up then; [] when some upload is uncapped: no finite capacity).
+upload capacity of the nodes up then; [] when some upload is uncapped: no finite capacity),
+carried (the same per second split into first copies, further copies and waste), uploads (per
+node: bytes uploaded, first copies among them, bytes its receivers dropped).
 """
 
 from __future__ import annotations
@@ -57,8 +59,30 @@ def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, O
     None = uncapped, then []). A second without a poll repeats the one before. Several polls,
     not one: a poll's time stamp is when the slowest answer came, which jitters by a few
     tenths of a second."""
-    last: dict[str, list[tuple[float, int]]] = {}  # node -> its last polls (t, uploaded)
-    polls: dict[float, list[float]] = {}  # t -> [bytes/s used, bytes/s capacity]
+    return _per_second(samples, content, up_bps, "uploaded")
+
+
+def carried(samples: list[dict[str, Any]], content: str, up_bps: dict[str, Optional[int]],
+            used: list[float]) -> dict[str, list[float]]:
+    """What the upload of ``utilisation`` (``used``) carried, per second, as shares of the same
+    capacity: ``first`` copies (pieces none of the uploader's peers held), ``waste`` (bytes
+    their receivers dropped: end-game copies that lost the race), ``copies`` (the rest).
+    Client nodes do not tell first copies: theirs count as copies."""
+    if not used:
+        return {}
+    first = _per_second(samples, content, up_bps, "first")
+    waste = _per_second(samples, content, up_bps, "wasted")
+    n = len(used)
+    first, waste = (first + [0.0] * n)[:n], (waste + [0.0] * n)[:n]
+    copies = [round(max(0.0, u - f - w), 3) for u, f, w in zip(used, first, waste)]
+    return {"first": first, "copies": copies, "waste": waste}
+
+
+def _per_second(samples: list[dict[str, Any]], content: str, up_bps: dict[str, Optional[int]],
+                counter: str) -> list[float]:
+    """Per whole second: the nodes' ``counter`` of ``content`` (bytes) over their upload caps."""
+    last: dict[str, list[tuple[float, int]]] = {}  # node -> its last polls (t, counter)
+    polls: dict[float, list[float]] = {}  # t -> [bytes/s, bytes/s capacity]
     for row in samples:
         node, t = str(row.get("node")), float(row["t"])
         if not row.get("up"):
@@ -67,13 +91,13 @@ def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, O
         cap = up_bps.get(node)
         if cap is None:
             return []
-        sent = int(((row.get("contents") or {}).get(content) or {}).get("uploaded") or 0)
+        value = int(((row.get("contents") or {}).get(content) or {}).get(counter) or 0)
         acc = polls.setdefault(t, [0.0, 0.0])
         acc[1] += cap / 8.0
         hist = last.setdefault(node, [])
         if hist and t > hist[0][0]:
-            acc[0] += max(0, sent - hist[0][1]) / (t - hist[0][0])
-        hist.append((t, sent))
+            acc[0] += max(0, value - hist[0][1]) / (t - hist[0][0])
+        hist.append((t, value))
         del hist[:-UTIL_POLLS]
     by_second: dict[int, list[float]] = {}
     for t, (used, total) in polls.items():
@@ -86,6 +110,25 @@ def utilisation(samples: list[dict[str, Any]], content: str, up_bps: dict[str, O
             prev_u = sum(by_second[sec]) / len(by_second[sec])
         out.append(round(prev_u, 3))
     return out
+
+
+def uploads(samples: list[dict[str, Any]], content: str) -> dict[str, dict[str, Optional[int]]]:
+    """Per node, from its last poll (since its agent's last start): bytes of ``content`` it
+    uploaded, how many were first copies (None: a client node does not tell), and how many
+    its receivers dropped as waste."""
+    last: dict[str, dict[str, Any]] = {}
+    for row in samples:
+        c = ((row.get("contents") or {}).get(content)) if row.get("up") else None
+        if c is not None:
+            last[str(row.get("node"))] = c
+    wasted_by: dict[str, int] = {}
+    for c in last.values():
+        for src, n in (c.get("wasted_from") or {}).items():
+            wasted_by[src] = wasted_by.get(src, 0) + int(n)
+    return {node: {"bytes": int(c.get("uploaded") or 0),
+                   "first": None if c.get("first") is None else int(c["first"]),
+                   "wasted": wasted_by.get(node, 0)}
+            for node, c in sorted(last.items())}
 
 
 def check_expectations(
@@ -186,8 +229,11 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         done = [f - started for f in finishes if f is not None and started is not None]
         d["first_seconds"] = _r(min(done)) if done else None  # spread = seconds - first_seconds
         d["completions"] = [_r(x) for x in sorted(done)]
-        d["utilisation"] = utilisation(res.samples if res else [], name,
-                                       {n.name: n.link.up_bps for n in topo.nodes})
+        samples = res.samples if res else []
+        up_bps = {n.name: n.link.up_bps for n in topo.nodes}
+        d["utilisation"] = utilisation(samples, name, up_bps)
+        d["carried"] = carried(samples, name, up_bps, d["utilisation"])
+        d["uploads"] = uploads(samples, name)
         seeders = set(topo.content(name).seeders)
         from_seeders = sum(int(v) for fs in fs_list for k, v in (_bytes_from(fs.torrent, hosts) or {}).items()
                            if k in seeders)

@@ -270,6 +270,8 @@ class Player:
                         "have": t.get("have"), "pieces": t.get("pieces"),
                         "rate_up": t.get("rate_up"), "rate_down": t.get("rate_down"),
                         "bytes": t.get("downloaded"), "uploaded": t.get("uploaded"),
+                        "first": t.get("uploaded_first"), "wasted": t.get("wasted"),
+                        "wasted_from": t.get("wasted_from"),
                     }
                     for h, t in st.get("torrents", {}).items() if h in by_hash
                     for name in self._names_on(node, by_hash[h])

@@ -214,7 +214,7 @@ class PeerConnection:
                 if self.closed:
                     return
                 await self._send_piece(index, begin, data)
-                core.block_sent(state, length, time.monotonic())
+                core.block_sent(state, length, time.monotonic(), index)
                 t.flush()
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:

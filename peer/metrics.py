@@ -62,6 +62,7 @@ class ContentSnapshot:
     replication: dict[str, int] = field(default_factory=dict)
     wasted: int = 0  # payload bytes that added nothing (late end-game copies, unasked blocks)
     requests_rejected: int = 0  # requests over the queue limit (rejected or dropped)
+    first_copies: int = 0  # bytes sent of pieces none of the node's peers held
 
 
 class _StateCollector:
@@ -81,6 +82,11 @@ class _StateCollector:
         wasted = CounterMetricFamily(
             "meshbed_wasted_bytes",
             "Piece payload bytes received that added nothing (late end-game copies)", labels=lab,
+        )
+        first = CounterMetricFamily(
+            "meshbed_first_copy_bytes",
+            "Piece payload bytes sent of pieces no peer of this node held (first copies)",
+            labels=lab,
         )
         rejected = CounterMetricFamily(
             "meshbed_requests_rejected",
@@ -110,6 +116,7 @@ class _StateCollector:
             sent.add_metric(c, float(s.bytes_sent))
             recv.add_metric(c, float(s.bytes_received))
             wasted.add_metric(c, float(s.wasted))
+            first.add_metric(c, float(s.first_copies))
             rejected.add_metric(c, float(s.requests_rejected))
             held.add_metric(c, float(s.pieces_held))
             total.add_metric(c, float(s.pieces_total))
@@ -123,7 +130,7 @@ class _StateCollector:
                 n = s.replication.get(bucket, 0)
                 if n:
                     repl.add_metric([s.content, bucket], float(n))
-        yield from (sent, recv, wasted, rejected, held, total, ratio, peers, rarest, done, repl)
+        yield from (sent, recv, wasted, first, rejected, held, total, ratio, peers, rarest, done, repl)
 
 
 # Every reason the peer package can emit (tests/unit/test_metric_reasons.py checks the

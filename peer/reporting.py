@@ -31,6 +31,8 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
         "uploaded": core.uploaded,
         "redownloaded": core.redownloaded,
         "wasted": core.wasted,
+        "wasted_from": dict(core.wasted_from),
+        "uploaded_first": core.uploaded_first,
         "resumed_pieces": t.resumed_pieces,
         "bytes_from": dict(core.bytes_from),
         "bytes_to": dict(core.bytes_to),
@@ -70,5 +72,5 @@ def torrent_snapshot(t: Torrent) -> ContentSnapshot:
         pieces_held=core.picker.have_count, pieces_total=t.meta.num_pieces,
         connected_peers=len(core.peers), rarest_copies=core.rarest_copies(),
         completed_at=t.completed_at, replication=replication, wasted=core.wasted,
-        requests_rejected=core.requests_rejected,
+        requests_rejected=core.requests_rejected, first_copies=core.uploaded_first,
     )

@@ -218,7 +218,7 @@ class SimAgent:
         """A block's last byte left our upload."""
         if not ep.open or not self.alive:
             return
-        ep.core.block_sent(ep.peer, msg.length, self.world.clock.now)
+        ep.core.block_sent(ep.peer, msg.length, self.world.clock.now, msg.index)
         self._serve(ep)
         self.run(ep.content, ep.core)
 

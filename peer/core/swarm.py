@@ -119,6 +119,11 @@ class SwarmCore:
         self.uploaded = 0
         self.redownloaded = 0  # bytes of pieces asked for although already verified
         self.wasted = 0  # bytes that added nothing: late end-game copies, unasked blocks
+        self.wasted_from: dict[str, int] = {}  # ... per peer that sent them
+        # uploads of pieces none of our peers held: first copies into our part of the swarm
+        # (what the upload carried: first copies, further copies, and the receivers' waste)
+        self.uploaded_first = 0
+        self._first_to: Optional[list[Optional[str]]] = None  # piece -> its first taker's label
         self.rejected: dict[str, int] = {}
         self.requests_rejected = 0  # requests over the queue limit, rejected or dropped
         self.strikes: dict[str, int] = {}
@@ -484,13 +489,32 @@ class SwarmCore:
             return None
         return c.next_upload()
 
-    def block_sent(self, c: PeerState, length: int, now: float) -> None:
+    def block_sent(self, c: PeerState, length: int, now: float, index: int = -1) -> None:
+        if index >= 0:
+            self._count_first(c, index, length)
         c.last_sent = now
         c.rate_to.add(length)
         self.rate_up.add(length)
         self.uploaded += length
         label = c.label
         self.bytes_to[label] = self.bytes_to.get(label, 0) + length
+
+    def _count_first(self, c: PeerState, index: int, length: int) -> None:
+        """A block of ``index`` went to ``c``: a first copy while no peer of ours holds the
+        piece and we sent it to nobody else before (HAVEs lag: a piece sent to A a moment
+        ago is not new to B)."""
+        first = self._first_to
+        if first is None:
+            first = self._first_to = [None] * self.num_pieces
+        taker = first[index]
+        if taker is None and self.picker.availability(index) == 0:
+            first[index] = taker = c.label
+        if taker == c.label:
+            self.uploaded_first += length
+
+    def _waste(self, c: PeerState, length: int) -> None:
+        self.wasted += length
+        self.wasted_from[c.label] = self.wasted_from.get(c.label, 0) + length
 
     # ------------------------------------------------------------------ downloading
     def block(self, c: PeerState, index: int, begin: int, length: int,
@@ -503,7 +527,7 @@ class SwarmCore:
         asked = c.take_request(key)
         if not asked:  # never merged (nor credited): junk, or a copy that came after our cancel
             self.downloaded += length
-            self.wasted += length
+            self._waste(c, length)
             return
         picker = self.picker
         c.rate_from.add(length, now)
@@ -516,7 +540,8 @@ class SwarmCore:
             c.snubbed = False
         fresh = picker.fresh_bytes(index, begin, length)
         if fresh:
-            self.wasted += length - fresh  # the part another peer's block already brought
+            if fresh < length:  # the part another peer's block already brought
+                self._waste(c, length - fresh)
             if picker.received(index, begin, data, c, length):
                 self._piece_complete(index)
             if picker.endgame:
@@ -527,7 +552,7 @@ class SwarmCore:
             # we asked for a piece verified before the request: the resume guarantee broke
             self.redownloaded += length
         else:  # a copy that lost the end-game race, or came after our cancel
-            self.wasted += length
+            self._waste(c, length)
         self.sched.fill(c, now)
 
     def _piece_complete(self, index: int) -> None:

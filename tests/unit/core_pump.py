@@ -60,7 +60,7 @@ class Pump:
             elif isinstance(act, Serve):
                 other, back = act.peer.key
                 while (req := core.next_upload(act.peer)) is not None:
-                    core.block_sent(act.peer, req[2], now)
+                    core.block_sent(act.peer, req[2], now, req[0])
                     other.block(back, req[0], req[1], req[2], None, now)
             elif isinstance(act, Verify):
                 core.piece_verified(act.piece, True, now)
