@@ -27,6 +27,7 @@ from tests.reliability.support import (
     harness,
     leftovers,
     selected_backends,
+    write_topology,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -109,19 +110,13 @@ def _state(home: Path, mesh: str) -> dict[str, Any]:
         return {}
 
 
-TOPO = """name: {name}
-backend: {backend}
-seed: 4
-defaults:
-  link: {{up: 4mbit, down: 40mbit}}
-groups:
-  seeders: {{count: 1}}
-  leechers: {{count: 4}}
-content:
-  blob: {{size: 4MiB, seeders: [seeders]}}
-scenario:
-  - {{at: 0s, fetch: {{content: blob, by: leechers}}}}
-"""
+TOPO: dict[str, Any] = {
+    "seed": 4,
+    "defaults": {"link": {"up": "4mbit", "down": "40mbit"}},
+    "groups": {"seeders": {"count": 1}, "leechers": {"count": 4}},
+    "content": {"blob": {"size": "4MiB", "seeders": ["seeders"]}},
+    "scenario": [{"at": "0s", "fetch": {"content": "blob", "by": "leechers"}}],
+}
 
 
 @pytest.mark.parametrize("backend", selected_backends())
@@ -137,8 +132,7 @@ def test_orchestrator_sigkill_at_random_points_then_down_cleans_all(
     env = dict(os.environ, MESHBED_HOME=str(home))
     for i in range(points):
         name = f"okill-{command}-{backend[:5]}-{i}"
-        topo = tmp_path / f"{name}.yaml"
-        topo.write_text(TOPO.format(name=name, backend=backend))
+        _, topo = write_topology(tmp_path, backend, "okill", TOPO, name=name)
         proc = subprocess.Popen([sys.executable, "-m", "orchestrator", command, str(topo)], env=env,
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

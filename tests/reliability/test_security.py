@@ -18,26 +18,29 @@ from typing import Any
 import pytest
 
 from tests.peerproc import http
-from tests.reliability.support import ROOT, harness, leftovers, selected_backends
+from tests.reliability.support import (
+    ROOT,
+    harness,
+    leftovers,
+    selected_backends,
+    write_topology,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
 MUTATING = ["/share", "/fetch", "/link", "/peers", "/block", "/stop"]
 NAME = "sec-mesh"
-TOPO = f"""name: {NAME}
-backend: BACKEND
-seed: 2
-groups:
-  seeders: {{count: 1}}
-  leechers: {{count: 2}}
-content:
-  blob: {{size: 1MiB, seeders: [seeders]}}
-scenario:
-  - {{at: 0s, fetch: {{content: blob, by: leechers}}}}
-  - {{at: 0s, link: {{nodes: leechers, latency: 5ms}}}}
-  - {{at: 1s, partition: [[seeders], [leechers]]}}
-  - {{at: 2s, heal: true}}
-"""
+TOPO: dict[str, Any] = {
+    "seed": 2,
+    "groups": {"seeders": {"count": 1}, "leechers": {"count": 2}},
+    "content": {"blob": {"size": "1MiB", "seeders": ["seeders"]}},
+    "scenario": [
+        {"at": "0s", "fetch": {"content": "blob", "by": "leechers"}},
+        {"at": "0s", "link": {"nodes": "leechers", "latency": "5ms"}},
+        {"at": "1s", "partition": [["seeders"], ["leechers"]]},
+        {"at": "2s", "heal": True},
+    ],
+}
 
 
 def _meshbed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,8 +55,7 @@ def kept_mesh(
     backend: str = request.param
     harness(backend)
     env = dict(os.environ, MESHBED_HOME=str(tmp_path / "home"), COLUMNS="120")
-    topo = tmp_path / "sec.yaml"
-    topo.write_text(TOPO.replace("BACKEND", backend))
+    _, topo = write_topology(tmp_path, backend, "sec", TOPO, name=NAME)
     outputs: list[str] = []
     ran = _meshbed(env, "run", str(topo), "--report", str(tmp_path / "report.json"), "--keep")
     outputs += [ran.stdout, ran.stderr, (tmp_path / "report.json").read_text()]
