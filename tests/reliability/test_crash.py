@@ -5,6 +5,7 @@ mid-deploy and mid-run: `meshbed down` removes every process and folder."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -110,6 +111,10 @@ def _state(home: Path, mesh: str) -> dict[str, Any]:
         return {}
 
 
+def _phase_is(home: Path, mesh: str, phase: str) -> bool:
+    return _state(home, mesh).get("phase") == phase
+
+
 TOPO: dict[str, Any] = {
     "seed": 4,
     "defaults": {"link": {"up": "4mbit", "down": "40mbit"}},
@@ -137,10 +142,10 @@ def test_orchestrator_sigkill_at_random_points_then_down_cleans_all(
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if command == "up":  # somewhere in the deploy: from the first saved state on
-                wait_for(lambda n=name: _state(home, n), 60, "the first state save", 0.02)
+                wait_for(functools.partial(_state, home, name), 60, "the first state save", 0.02)
                 time.sleep(rng.uniform(0.0, 2.5))
             else:  # somewhere in the scenario
-                wait_for(lambda n=name: _state(home, n).get("phase") == "running", 90,
+                wait_for(functools.partial(_phase_is, home, name, "running"), 90,
                          "the scenario to start", 0.05)
                 time.sleep(rng.uniform(0.2, 3.0))
             proc.kill()

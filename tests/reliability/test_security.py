@@ -90,24 +90,28 @@ def test_token_is_required_and_never_leaks(
         assert http("POST", f"http://{api}/link", {"latency_ms": 1}, token=token)[0] == 200
 
     # 2. Only the 0600 state and token files hold it; no log, sample, report or output does.
+    sections = state.get("backends", {}).get(state["nodes"]["seeders-0"]["backend"], {})
+    node_dirs = [Path(d[k]) for d in sections.get("nodes", {}).values()
+                 for k in ("run_dir", "data_dir") if k in d]
+    # the mesh's home, and the nodes' own dirs where they are on this host (ssh host devices)
+    roots = [home, *(d for d in node_dirs if d.is_dir())]
     holders = []
-    for p in home.rglob("*"):
+    for p in sorted({p for root in roots for p in root.rglob("*")}):
         if p.is_file() and not p.is_symlink() and token.encode() in p.read_bytes():
             holders.append(p)
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     names = {p.name for p in holders}
     assert "state.json" in names and names <= {"state.json", "token"}, holders
     # ... and none of them lies in an agent's data dir, where /share {"file"} could reach it
-    data_dirs = {Path(d["data_dir"]) for d in state.get("backends", {}).get(
-        state["nodes"]["seeders-0"]["backend"], {}).get("nodes", {}).values() if "data_dir" in d}
+    data_dirs = {Path(d["data_dir"]) for d in sections.get("nodes", {}).values() if "data_dir" in d}
     assert not [p for p in holders if any(d in p.parents for d in data_dirs)], holders
     status = _meshbed(env, "status", NAME)
     assert status.returncode == 0
     for text in [*outputs, status.stdout, status.stderr]:
         assert token not in text
 
-    # 3. Not in any command line. Local and netns agents read it from a 0600 file, so it is
-    # not in their environment either (docker: a read-only bind, see test_docker_token.py).
+    # 3. Not in any command line. Local, netns and ssh agents read it from a 0600 file, so it
+    # is not in their environment either (docker: a read-only bind, see test_docker_token.py).
     backend = state["nodes"]["seeders-0"]["backend"]
     agent_pids = []
     for entry in Path("/proc").iterdir():
@@ -121,7 +125,7 @@ def test_token_is_required_and_never_leaks(
         if b"--mesh\0" + NAME.encode() in cmdline:
             agent_pids.append(entry)
     assert len(agent_pids) == 3
-    for entry in agent_pids if backend in ("local", "netns") else []:
+    for entry in agent_pids if backend in ("local", "netns", "ssh") else []:
         assert token.encode() not in (entry / "environ").read_bytes()
 
 
