@@ -23,7 +23,8 @@ def _group_of(item: pytest.Item) -> str | None:
         return "ssh"
     if item.path.name in _GROUP_FILES:
         return _GROUP_FILES[item.path.name]
-    backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    backend = params.get("backend", params.get("kept_mesh"))  # kept_mesh: test_security.py
     if backend in ("swarm", "ssh"):
         return str(backend)
     if any(d.scope == "module" for d in _fixture_defs(item)):
