@@ -29,7 +29,6 @@ from tests.reliability.support import (
 pytestmark = pytest.mark.timeout(180)
 
 MUTATING = ["/share", "/fetch", "/link", "/peers", "/block", "/stop"]
-NAME = "sec-mesh"
 TOPO: dict[str, Any] = {
     "seed": 2,
     "groups": {"seeders": {"count": 1}, "leechers": {"count": 2}},
@@ -55,19 +54,22 @@ def kept_mesh(
     backend: str = request.param
     harness(backend)
     env = dict(os.environ, MESHBED_HOME=str(tmp_path / "home"), COLUMNS="120")
-    _, topo = write_topology(tmp_path, backend, "sec", TOPO, name=NAME)
+    # a unique name: meshes of other backends run at the same time (pytest-xdist), and the
+    # agents are found by their --mesh argument
+    topo_model, topo = write_topology(tmp_path, backend, "sec", TOPO)
+    name = topo_model.name
     outputs: list[str] = []
     ran = _meshbed(env, "run", str(topo), "--report", str(tmp_path / "report.json"), "--keep")
     outputs += [ran.stdout, ran.stderr, (tmp_path / "report.json").read_text()]
     try:
         assert ran.returncode == 0, ran.stderr[-2000:]
-        state = json.loads((tmp_path / "home" / NAME / "state.json").read_text())
+        state = json.loads((tmp_path / "home" / name / "state.json").read_text())
         yield env, outputs, state
     finally:
-        down = _meshbed(env, "down", NAME)
+        down = _meshbed(env, "down", name)
         outputs += [down.stdout, down.stderr]
         assert down.returncode == 0, down.stderr
-        assert leftovers(backend, NAME, tmp_path / "home") == []
+        assert leftovers(backend, name, tmp_path / "home") == []
 
 
 def test_token_is_required_and_never_leaks(
@@ -105,7 +107,7 @@ def test_token_is_required_and_never_leaks(
     # ... and none of them lies in an agent's data dir, where /share {"file"} could reach it
     data_dirs = {Path(d["data_dir"]) for d in sections.get("nodes", {}).values() if "data_dir" in d}
     assert not [p for p in holders if any(d in p.parents for d in data_dirs)], holders
-    status = _meshbed(env, "status", NAME)
+    status = _meshbed(env, "status", state["mesh"])
     assert status.returncode == 0
     for text in [*outputs, status.stdout, status.stderr]:
         assert token not in text
@@ -122,7 +124,7 @@ def test_token_is_required_and_never_leaks(
         except OSError:
             continue
         assert token.encode() not in cmdline, f"token in the command line of pid {entry.name}"
-        if b"--mesh\0" + NAME.encode() in cmdline:
+        if b"--mesh\0" + state["mesh"].encode() + b"\0" in cmdline:
             agent_pids.append(entry)
     assert len(agent_pids) == 3
     for entry in agent_pids if backend in ("local", "netns", "ssh") else []:
