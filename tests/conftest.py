@@ -13,8 +13,9 @@ os.environ["MESHBED_OFFLINE"] = "1"
 
 # --- running in parallel (pytest-xdist, `-n 2 --dist loadgroup`) ----------------------------
 # Tests that share one expensive lab per process run on one worker, so each lab is built
-# once: the 3-engine swarm lab (tests/swarmlab.py), the ssh device labs (tests/sshlab.py,
-# whose subnets are picked without a host-wide lock), and modules with module-scoped meshes.
+# once: the 3-engine swarm lab (tests/swarmlab.py), the ssh device labs (tests/sshlab.py),
+# and modules with module-scoped meshes. Everything else has unique names and takes its
+# subnets under meshbed's host-wide lock, so the workers never collide.
 _GROUP_FILES = {"test_swarm_lab.py": "swarm"}
 
 
@@ -23,7 +24,8 @@ def _group_of(item: pytest.Item) -> str | None:
         return "ssh"
     if item.path.name in _GROUP_FILES:
         return _GROUP_FILES[item.path.name]
-    backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    backend = params.get("backend", params.get("kept_mesh"))  # kept_mesh: test_security.py
     if backend in ("swarm", "ssh"):
         return str(backend)
     if any(d.scope == "module" for d in _fixture_defs(item)):

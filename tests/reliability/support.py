@@ -12,7 +12,6 @@ import struct
 import uuid
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Optional, TypeVar
 
 import pytest
@@ -34,7 +33,7 @@ MiB = 1024 * 1024
 # every backend with a contract harness that runs them here; pick fewer with
 #   MESHBED_RELIABILITY_BACKENDS=local,netns pytest tests/reliability
 # (one that is unavailable skips, or fails under CI=true).
-DEFAULT_BACKENDS = "local,netns,docker,swarm"
+DEFAULT_BACKENDS = "local,netns,docker,swarm,ssh"
 
 
 def selected_backends() -> list[str]:
@@ -42,17 +41,20 @@ def selected_backends() -> list[str]:
     return [b.strip() for b in raw.split(",") if b.strip()]
 
 
-_harness_ready: dict[str, ModuleType] = {}
+_harness_ready: dict[str, Any] = {}
 
 
-def harness(backend: str) -> ModuleType:
-    """The contract harness of ``backend``; skip (fail under CI=true) when unavailable."""
+def harness(backend: str) -> Any:
+    """The contract harness of ``backend`` (or the one it gives for meshes: ``for_meshes()``,
+    e.g. ssh's lab of host devices); skip (fail under CI=true) when unavailable."""
     if backend in _harness_ready:
         return _harness_ready[backend]
     try:
-        mod = importlib.import_module(f"tests.contract.harness.{backend}")
+        mod: Any = importlib.import_module(f"tests.contract.harness.{backend}")
     except ModuleNotFoundError:
         pytest.fail(f"no contract harness for backend {backend!r}")
+    if hasattr(mod, "for_meshes"):
+        mod = mod.for_meshes()
     reason = mod.skip_reason()
     if reason:
         missing(f"backend {backend}: {reason}")
@@ -62,18 +64,23 @@ def harness(backend: str) -> ModuleType:
     return mod
 
 
-def ready_harnesses() -> list[ModuleType]:
+def ready_harnesses() -> list[Any]:
     return list(_harness_ready.values())
 
 
 def write_topology(
-    tmp: Path, backend: str, prefix: str, doc: dict[str, Any]
+    tmp: Path, backend: str, prefix: str, doc: dict[str, Any], name: Optional[str] = None
 ) -> tuple[Topology, Path]:
-    """Write ``doc`` (plus the backend's harness fields and a unique name) and load it."""
-    name = f"{prefix}-{backend[:5]}-{uuid.uuid4().hex[:6]}"
+    """Write ``doc`` (plus the backend's harness fields and ``name``, by default a unique
+    one) and load it. Groups go through the harness's ``adapt_groups`` when it has one
+    (ssh: devices instead of counts)."""
+    name = name or f"{prefix}-{backend[:5]}-{uuid.uuid4().hex[:6]}"
+    mod = harness(backend)
     full: dict[str, Any] = {"name": name}
-    full.update(harness(backend).topology_fields(_count(doc)))
+    full.update(mod.topology_fields(_count(doc)))
     full.update(doc)
+    if hasattr(mod, "adapt_groups"):
+        full["groups"] = mod.adapt_groups(doc["groups"])
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(full, sort_keys=False))
     return load_topology(path), path

@@ -5,6 +5,7 @@ mid-deploy and mid-run: `meshbed down` removes every process and folder."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -27,6 +28,7 @@ from tests.reliability.support import (
     harness,
     leftovers,
     selected_backends,
+    write_topology,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -109,19 +111,17 @@ def _state(home: Path, mesh: str) -> dict[str, Any]:
         return {}
 
 
-TOPO = """name: {name}
-backend: {backend}
-seed: 4
-defaults:
-  link: {{up: 4mbit, down: 40mbit}}
-groups:
-  seeders: {{count: 1}}
-  leechers: {{count: 4}}
-content:
-  blob: {{size: 4MiB, seeders: [seeders]}}
-scenario:
-  - {{at: 0s, fetch: {{content: blob, by: leechers}}}}
-"""
+def _phase_is(home: Path, mesh: str, phase: str) -> bool:
+    return _state(home, mesh).get("phase") == phase
+
+
+TOPO: dict[str, Any] = {
+    "seed": 4,
+    "defaults": {"link": {"up": "4mbit", "down": "40mbit"}},
+    "groups": {"seeders": {"count": 1}, "leechers": {"count": 4}},
+    "content": {"blob": {"size": "4MiB", "seeders": ["seeders"]}},
+    "scenario": [{"at": "0s", "fetch": {"content": "blob", "by": "leechers"}}],
+}
 
 
 @pytest.mark.parametrize("backend", selected_backends())
@@ -137,16 +137,15 @@ def test_orchestrator_sigkill_at_random_points_then_down_cleans_all(
     env = dict(os.environ, MESHBED_HOME=str(home))
     for i in range(points):
         name = f"okill-{command}-{backend[:5]}-{i}"
-        topo = tmp_path / f"{name}.yaml"
-        topo.write_text(TOPO.format(name=name, backend=backend))
+        _, topo = write_topology(tmp_path, backend, "okill", TOPO, name=name)
         proc = subprocess.Popen([sys.executable, "-m", "orchestrator", command, str(topo)], env=env,
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if command == "up":  # somewhere in the deploy: from the first saved state on
-                wait_for(lambda n=name: _state(home, n), 60, "the first state save", 0.02)
+                wait_for(functools.partial(_state, home, name), 60, "the first state save", 0.02)
                 time.sleep(rng.uniform(0.0, 2.5))
             else:  # somewhere in the scenario
-                wait_for(lambda n=name: _state(home, n).get("phase") == "running", 90,
+                wait_for(functools.partial(_phase_is, home, name, "running"), 90,
                          "the scenario to start", 0.05)
                 time.sleep(rng.uniform(0.2, 3.0))
             proc.kill()

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,28 @@ from typing import Any
 import pytest
 
 from tests.peerproc import http
-from tests.reliability.support import ROOT, harness, leftovers, selected_backends
+from tests.reliability.support import (
+    ROOT,
+    harness,
+    leftovers,
+    selected_backends,
+    write_topology,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
 MUTATING = ["/share", "/fetch", "/link", "/peers", "/block", "/stop"]
-TOPO = """name: NAME
-backend: BACKEND
-seed: 2
-groups:
-  seeders: {count: 1}
-  leechers: {count: 2}
-content:
-  blob: {size: 1MiB, seeders: [seeders]}
-scenario:
-  - {at: 0s, fetch: {content: blob, by: leechers}}
-  - {at: 0s, link: {nodes: leechers, latency: 5ms}}
-  - {at: 1s, partition: [[seeders], [leechers]]}
-  - {at: 2s, heal: true}
-"""
+TOPO: dict[str, Any] = {
+    "seed": 2,
+    "groups": {"seeders": {"count": 1}, "leechers": {"count": 2}},
+    "content": {"blob": {"size": "1MiB", "seeders": ["seeders"]}},
+    "scenario": [
+        {"at": "0s", "fetch": {"content": "blob", "by": "leechers"}},
+        {"at": "0s", "link": {"nodes": "leechers", "latency": "5ms"}},
+        {"at": "1s", "partition": [["seeders"], ["leechers"]]},
+        {"at": "2s", "heal": True},
+    ],
+}
 
 
 def _meshbed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,9 +54,10 @@ def kept_mesh(
     backend: str = request.param
     harness(backend)
     env = dict(os.environ, MESHBED_HOME=str(tmp_path / "home"), COLUMNS="120")
-    topo = tmp_path / "sec.yaml"
-    name = f"sec-{backend[:5]}-{uuid.uuid4().hex[:6]}"  # unique: tests run in parallel
-    topo.write_text(TOPO.replace("BACKEND", backend).replace("NAME", name))
+    # a unique name: meshes of other backends run at the same time (pytest-xdist), and the
+    # agents are found by their --mesh argument
+    topo_model, topo = write_topology(tmp_path, backend, "sec", TOPO)
+    name = topo_model.name
     outputs: list[str] = []
     ran = _meshbed(env, "run", str(topo), "--report", str(tmp_path / "report.json"), "--keep")
     outputs += [ran.stdout, ran.stderr, (tmp_path / "report.json").read_text()]
@@ -80,33 +83,38 @@ def test_token_is_required_and_never_leaks(
     assert len(apis) == 3
 
     # 1. Without (or with a wrong) token every mutating call is 401; reads are open.
+    wrong = token[:-1] + ("y" if token.endswith("x") else "x")  # 1 in 64 tokens ends in "x"
     for api in apis.values():
         for path in MUTATING:
             assert http("POST", f"http://{api}{path}", {})[0] == 401, (api, path)
-            assert http("POST", f"http://{api}{path}", {}, token=token[:-1] + "x")[0] == 401
+            assert http("POST", f"http://{api}{path}", {}, token=wrong)[0] == 401
             assert http("POST", f"http://{api}{path}", {}, token="")[0] == 401
         assert http("GET", f"http://{api}/status")[0] == 200
         assert http("POST", f"http://{api}/link", {"latency_ms": 1}, token=token)[0] == 200
 
     # 2. Only the 0600 state and token files hold it; no log, sample, report or output does.
+    sections = state.get("backends", {}).get(state["nodes"]["seeders-0"]["backend"], {})
+    node_dirs = [Path(d[k]) for d in sections.get("nodes", {}).values()
+                 for k in ("run_dir", "data_dir") if k in d]
+    # the mesh's home, and the nodes' own dirs where they are on this host (ssh host devices)
+    roots = [home, *(d for d in node_dirs if d.is_dir())]
     holders = []
-    for p in home.rglob("*"):
+    for p in sorted({p for root in roots for p in root.rglob("*")}):
         if p.is_file() and not p.is_symlink() and token.encode() in p.read_bytes():
             holders.append(p)
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     names = {p.name for p in holders}
     assert "state.json" in names and names <= {"state.json", "token"}, holders
     # ... and none of them lies in an agent's data dir, where /share {"file"} could reach it
-    data_dirs = {Path(d["data_dir"]) for d in state.get("backends", {}).get(
-        state["nodes"]["seeders-0"]["backend"], {}).get("nodes", {}).values() if "data_dir" in d}
+    data_dirs = {Path(d["data_dir"]) for d in sections.get("nodes", {}).values() if "data_dir" in d}
     assert not [p for p in holders if any(d in p.parents for d in data_dirs)], holders
     status = _meshbed(env, "status", state["mesh"])
     assert status.returncode == 0
     for text in [*outputs, status.stdout, status.stderr]:
         assert token not in text
 
-    # 3. Not in any command line. Local and netns agents read it from a 0600 file, so it is
-    # not in their environment either (docker: a read-only bind, see test_docker_token.py).
+    # 3. Not in any command line. Local, netns and ssh agents read it from a 0600 file, so it
+    # is not in their environment either (docker: a read-only bind, see test_docker_token.py).
     backend = state["nodes"]["seeders-0"]["backend"]
     agent_pids = []
     for entry in Path("/proc").iterdir():
@@ -117,10 +125,10 @@ def test_token_is_required_and_never_leaks(
         except OSError:
             continue
         assert token.encode() not in cmdline, f"token in the command line of pid {entry.name}"
-        if b"--mesh\0" + state["mesh"].encode() in cmdline:
+        if b"--mesh\0" + state["mesh"].encode() + b"\0" in cmdline:
             agent_pids.append(entry)
     assert len(agent_pids) == 3
-    for entry in agent_pids if backend in ("local", "netns") else []:
+    for entry in agent_pids if backend in ("local", "netns", "ssh") else []:
         assert token.encode() not in (entry / "environ").read_bytes()
 
 
