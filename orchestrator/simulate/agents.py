@@ -228,6 +228,13 @@ class SimAgent:
         if not self.alive:
             return
         now = self.world.clock.now
+        if len(self.cores) == 1:  # one torrent (the usual case): no grouping
+            ((content, core),) = self.cores.items()
+            items = [(ep.peer, msg.index) for ch, msg in batch
+                     if not ch.closed and (ep := ch.to).open and ep.core is core]
+            if items:
+                self._haves(content, core, items, now)
+            return
         groups: dict[SwarmCore, list[tuple[PeerState, int]]] = {}  # insertion order
         firsts: list[Endpoint] = []
         for ch, msg in batch:
@@ -240,13 +247,14 @@ class SimAgent:
                 firsts.append(ep)
             items.append((ep.peer, msg.index))
         for ep in firsts:
-            core = ep.core
-            items = groups[core]
-            try:
-                core.haves(items, now)
-            except ProtocolError as exc:  # never from simulated peers; as the agent would
-                core.close_peer(items[0][0], exc.reason)
-            self.run(ep.content, core)
+            self._haves(ep.content, ep.core, groups[ep.core], now)
+
+    def _haves(self, content: str, core: SwarmCore, items: list[tuple[PeerState, int]], now: float) -> None:
+        try:
+            core.haves(items, now)
+        except ProtocolError as exc:  # never from simulated peers; as the agent would
+            core.close_peer(items[0][0], exc.reason)
+        self.run(content, core)
 
     def received(self, ep: Endpoint, msg: Any) -> None:
         if not ep.open or not self.alive:

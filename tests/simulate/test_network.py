@@ -81,3 +81,42 @@ def test_closing_a_channel_frees_its_share_at_once() -> None:
     assert done == ["y"] and clock.now == 5.0
     # 0.5 s of both flows at 1 MB/s each, then the 1.5 MB left of "y": what was sent of "x" counts
     assert net.moved_now() == pytest.approx(0.5 * 2 * MB + 1.5 * MB)
+
+
+def test_two_link_fill_matches_general_progressive_filling() -> None:
+    """The fast re-share (a sender's upload and a receiver's download, water-filled) gives
+    the rates of the general max-min algorithm, flows using both links included."""
+    from orchestrator.simulate.network import Flow
+
+    rng = random.Random(5)
+    for case in range(300):
+        links = [Link(up_bps=rng.choice([1, 5, 10, 50]) * MB, down_bps=rng.choice([2, 10, 50]) * MB)
+                 for _ in range(8)]
+        clock, net, ports = make(8, links)
+        flows = []
+        for _ in range(rng.randint(1, 14)):
+            a, b = rng.sample(ports, 2)
+            f = Flow(net.channel(a, b), "blk", 1 << 20)
+            f.rate = rng.random() * 100_000  # others' rates held: leave their links part-used
+            a.up_flows.append(f)
+            b.down_flows.append(f)
+            a.up_used += f.rate
+            b.down_used += f.rate
+            flows.append(f)
+        src, dst = ports[case % 8], ports[(case * 3 + 1) % 8]
+        chosen = list(dict.fromkeys(src.up_flows + dst.down_flows))
+        if not chosen:
+            continue
+        rem: dict[int, float] = {}
+        count: dict[int, int] = {}
+        for f in chosen:
+            for k, cap, used in ((f.ku, f.src.up, f.src.up_used), (f.kd, f.dst.down, f.dst.down_used)):
+                rem[k] = rem.get(k, cap - used) + f.rate
+                count[k] = count.get(k, 0) + 1
+        central = [k for k, n in count.items() if n > 1]
+        if len(central) > 2:
+            continue
+        Network._fill_general(chosen, dict(rem))
+        want = [f.new for f in chosen]
+        Network._fill_two(chosen, dict(rem), count, central)
+        assert [f.new for f in chosen] == pytest.approx(want, rel=1e-9, abs=1e-6), case
