@@ -230,10 +230,10 @@ class SimAgent:
         now = self.world.clock.now
         if len(self.cores) == 1:  # one torrent (the usual case): no grouping
             ((content, core),) = self.cores.items()
-            items = [(ep.peer, msg.index) for ch, msg in batch
-                     if not ch.closed and (ep := ch.to).open and ep.core is core]
-            if items:
-                self._haves(content, core, items, now)
+            mine: list[tuple[PeerState, int]] = [(ep.peer, msg.index) for ch, msg in batch
+                                                 if not ch.closed and (ep := ch.to).open and ep.core is core]
+            if mine:
+                self._haves(content, core, mine, now)
             return
         groups: dict[SwarmCore, list[tuple[PeerState, int]]] = {}  # insertion order
         firsts: list[Endpoint] = []
