@@ -268,3 +268,15 @@ class SimAgent:
         except ProtocolError as exc:
             core.close_peer(ep.peer, exc.reason)
         self.run(ep.content, core)
+
+
+def deliver(ep: Endpoint, msg: Any) -> None:
+    """A channel handed ``msg`` to its receiving endpoint ``ep``."""
+    ep.agent.received(ep, msg)
+
+
+def sent(ep: Endpoint, msg: Any) -> None:
+    """A block's last byte left the sender of the channel that ends at ``ep``."""
+    src = ep.remote
+    if src is not None:
+        src.agent.sent(src, msg)

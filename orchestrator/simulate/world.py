@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Optional
 
 from orchestrator.model import (
@@ -27,7 +26,7 @@ from orchestrator.model import (
 )
 from orchestrator.scenario import Sample
 from orchestrator.simulate import setup
-from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent
+from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent, deliver, sent
 from orchestrator.simulate.clock import VirtualClock
 from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
 from peer.core import CoreConfig, PeerState
@@ -169,10 +168,8 @@ class World:
         eb = Endpoint(cid, target, content, tcore, theirs, b_out)
         ea.remote, eb.remote = eb, ea
         a_out.to, b_out.to = eb, ea
-        a_out.on_message = partial(target.received, eb)
-        b_out.on_message = partial(agent.received, ea)
-        a_out.on_sent = partial(agent.sent, ea)
-        b_out.on_sent = partial(target.sent, eb)
+        a_out.on_message = b_out.on_message = deliver
+        a_out.on_sent = b_out.on_sent = sent
         agent.conns[cid] = ea
         target.conns[cid] = eb
         if not tcore.peer_connected(theirs, now):

@@ -27,8 +27,8 @@ def test_max_min_fair_share_gives_the_slack_of_a_slow_receiver_to_the_other() ->
     clock, net, (s, slow, fast) = make(3, [Link(up_bps=80 * MB), Link(down_bps=16 * MB), Link()])
     got: dict[str, float] = {}
     a, b = net.channel(s, slow), net.channel(s, fast)
-    a.on_message = lambda m: got.__setitem__("slow", clock.now)
-    b.on_message = lambda m: got.__setitem__("fast", clock.now)
+    a.on_message = lambda _to, m: got.__setitem__("slow", clock.now)
+    b.on_message = lambda _to, m: got.__setitem__("fast", clock.now)
     a.send("blk", 4 * MB)
     b.send("blk", 4 * MB)
     rates = sorted(f.rate for f in s.up_flows)
@@ -44,7 +44,7 @@ def test_messages_arrive_in_order_after_latency_control_behind_data() -> None:
     clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=50)])
     seen: list[tuple[str, float]] = []
     ch = net.channel(a, b)
-    ch.on_message = lambda m: seen.append((m, round(clock.now, 6)))
+    ch.on_message = lambda _to, m: seen.append((m, round(clock.now, 6)))
     ch.send("block", 1 * MB)  # 1 s at 1 MB/s
     ch.send("have", 9)  # queued behind the block
     clock.run(until=5.0)
@@ -56,7 +56,7 @@ def test_loss_delays_delivery_by_retransmission_round_trips() -> None:
         clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=20, loss=loss)])
         out: list[float] = []
         ch = net.channel(a, b)
-        ch.on_message = lambda m: out.append(clock.now)
+        ch.on_message = lambda _to, m: out.append(clock.now)
         ch.send("block", 1 * MB)
         clock.run(until=60.0)
         return out[0]
@@ -71,7 +71,7 @@ def test_closing_a_channel_frees_its_share_at_once() -> None:
     clock, net, (s, r1, r2) = make(3, [Link(up_bps=16 * MB), Link(), Link()])
     c1, c2 = net.channel(s, r1), net.channel(s, r2)
     done: list[Any] = []
-    c2.on_message = done.append
+    c2.on_message = lambda _to, m: done.append(m)
     c1.send("x", 10 * MB)
     c2.send("y", 2 * MB)
     clock.run(until=0.5)
