@@ -9,6 +9,7 @@ used (``utilisation``).
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ STUCK_SECONDS = 10.0
 STALL_SECONDS = 60.0
 CONNECT_TIMEOUT = 5.0  # a dial into a partition (dropped SYNs) fails after this
 KERNEL_SHAPED = ("netns", "docker", "swarm", "ssh")  # links shaped by tc: headers count
+# The cycle collector while a simulation runs: a young collection per 100,000 allocations
+# instead of 700, and fewer full ones (each walks every object of the run). The run
+# allocates millions of short-lived tuples and messages; the collections took a quarter of
+# the CPU at 1,200 peers (128 -> 97 s, the same events; peak memory no higher).
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclass
@@ -426,6 +432,14 @@ class World:
 
     def play(self, on_sample: Optional[Callable[[Sample], None]] = None) -> float:
         """Run the whole scenario; returns the wall seconds it took."""
+        saved = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            return self._play(on_sample)
+        finally:
+            gc.set_threshold(*saved)
+
+    def _play(self, on_sample: Optional[Callable[[Sample], None]]) -> float:
         started = time.monotonic()
         topo = self.topo
         expect = topo.expect.all_complete_within
