@@ -80,10 +80,11 @@ class PiecePicker:
         order = list(range(num_pieces))
         self.rng.shuffle(order)
         self.bits = [0] * num_pieces  # piece -> its bit in masks; position = rank in random order
-        self._at: dict[int, int] = {}  # bit -> piece
+        # rank -> piece: a bit's piece is _order[bit.bit_length() - 1] (a list of small ints,
+        # ~2 KiB, where a dict keyed by the bits took ~20 KiB per picker)
+        self._order = order
         for rank, i in enumerate(order):
             self.bits[i] = 1 << rank
-            self._at[1 << rank] = i
         self.full_mask = (1 << num_pieces) - 1
         self._free_mask = 0  # free pieces, all levels
         self._nfree = 0
@@ -113,10 +114,10 @@ class PiecePicker:
 
     def pieces_of(self, mask: int) -> Iterator[int]:
         """The pieces of a mask (in bit order)."""
-        at = self._at
+        order = self._order
         while mask:
             low = mask & -mask
-            yield at[low]
+            yield order[low.bit_length() - 1]
             mask ^= low
 
     def mask_of(self, pieces: Iterable[int]) -> int:
@@ -270,7 +271,7 @@ class PiecePicker:
                     break
         if not m:
             return None
-        return self._at[m & -m]
+        return self._order[(m & -m).bit_length() - 1]
 
     def _take_units(
         self, p: Partial, per_block: int, budget: int, out: list[tuple[int, int, int]],

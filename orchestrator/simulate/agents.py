@@ -228,6 +228,13 @@ class SimAgent:
         if not self.alive:
             return
         now = self.world.clock.now
+        if len(self.cores) == 1:  # one torrent (the usual case): no grouping
+            ((content, core),) = self.cores.items()
+            mine: list[tuple[PeerState, int]] = [(ep.peer, msg.index) for ch, msg in batch
+                                                 if not ch.closed and (ep := ch.to).open and ep.core is core]
+            if mine:
+                self._haves(content, core, mine, now)
+            return
         groups: dict[SwarmCore, list[tuple[PeerState, int]]] = {}  # insertion order
         firsts: list[Endpoint] = []
         for ch, msg in batch:
@@ -240,13 +247,14 @@ class SimAgent:
                 firsts.append(ep)
             items.append((ep.peer, msg.index))
         for ep in firsts:
-            core = ep.core
-            items = groups[core]
-            try:
-                core.haves(items, now)
-            except ProtocolError as exc:  # never from simulated peers; as the agent would
-                core.close_peer(items[0][0], exc.reason)
-            self.run(ep.content, core)
+            self._haves(ep.content, ep.core, groups[ep.core], now)
+
+    def _haves(self, content: str, core: SwarmCore, items: list[tuple[PeerState, int]], now: float) -> None:
+        try:
+            core.haves(items, now)
+        except ProtocolError as exc:  # never from simulated peers; as the agent would
+            core.close_peer(items[0][0], exc.reason)
+        self.run(content, core)
 
     def received(self, ep: Endpoint, msg: Any) -> None:
         if not ep.open or not self.alive:
@@ -260,3 +268,15 @@ class SimAgent:
         except ProtocolError as exc:
             core.close_peer(ep.peer, exc.reason)
         self.run(ep.content, core)
+
+
+def deliver(ep: Endpoint, msg: Any) -> None:
+    """A channel handed ``msg`` to its receiving endpoint ``ep``."""
+    ep.agent.received(ep, msg)
+
+
+def sent(ep: Endpoint, msg: Any) -> None:
+    """A block's last byte left the sender of the channel that ends at ``ep``."""
+    src = ep.remote
+    if src is not None:
+        src.agent.sent(src, msg)

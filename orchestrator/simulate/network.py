@@ -102,7 +102,9 @@ class Flow:
         self.new = 0.0  # rate being computed by Network._reshare
 
 
-Deliver = Callable[[Any], None]
+# (the channel's receiver handle ``to``, the message): plain functions shared by all
+# channels (a bound method or partial per channel costs ~64 bytes each, four per connection)
+Deliver = Callable[[Any, Any], None]
 
 
 class Channel:
@@ -155,7 +157,7 @@ class Channel:
     def flow_done(self, flow: Flow) -> None:
         self.flow = None
         self._arrive(flow.msg, flow.size)
-        self.on_sent(flow.msg)
+        self.on_sent(self.to, flow.msg)
         self._pump()
 
     def _arrive(self, msg: Any, nbytes: int) -> None:
@@ -178,7 +180,7 @@ class Channel:
         now, inbox = self.net.clock.now, self.inbox
         while inbox and inbox[0][0] <= now and not self.closed:
             _, msg = inbox.pop(0)
-            self.on_message(msg)
+            self.on_message(self.to, msg)
         if inbox and not self.closed:
             self.inbox_timer = self.net.clock.at(inbox[0][0], self._hand_over)
 
@@ -207,29 +209,31 @@ def post_all(channels: list[Channel], msg: Any) -> None:
     net = channels[0].net
     clock, q = net.clock, net.have_quantum
     now = clock.now
-    slots: dict[float, float] = {}  # latency -> slot (links mostly share a few latencies)
+    latency = -1.0  # links mostly share one latency: its slot is computed once per run of it
+    slot = 0.0
     for ch in channels:
         if ch.closed:
             continue
         dst = ch.dst
-        slot = slots.get(dst.latency)
-        if slot is None:
-            slot = slots[dst.latency] = math.ceil((now + dst.latency) / q) * q
-        batch = dst.batches.get(slot)
+        if dst.latency != latency:
+            latency = dst.latency
+            slot = math.ceil((now + latency) / q) * q
+        batches = dst.batches
+        batch = batches.get(slot)
         if batch is None:
-            batch = dst.batches[slot] = []
+            batch = batches[slot] = []
             clock.at(slot, _hand_over_batch, dst, slot)
         batch.append((ch, msg))
 
 
-def _drop(_: Any) -> None:
+def _drop(_to: Any, _msg: Any) -> None:
     pass
 
 
 def _one_by_one(batch: list[tuple[Channel, Any]]) -> None:
     for ch, msg in batch:
         if not ch.closed:
-            ch.on_message(msg)
+            ch.on_message(ch.to, msg)
 
 
 def _hand_over_batch(port: Port, slot: float) -> None:
@@ -325,35 +329,91 @@ class Network:
         self.total_rate = max(0.0, self.total_rate + delta)
 
     def _reshare(self, flows: list[Flow]) -> None:
-        """Max-min fair rates for ``flows`` (progressive filling, a heap of link shares that
-        only grow as flows are fixed) with every other flow of their links held at its rate.
-        (The hottest code of a big run: one call per block started or ended.)"""
+        """Max-min fair rates for ``flows`` with every other flow of their links held at its
+        rate. (The hottest code of a big run: one call per block started or ended.)
+
+        The flows re-shared are always those of at most two links (a sender's upload and a
+        receiver's download, or one node's two); every other link is used by one of them
+        only, so it is a cap on that flow. Then each of the two links is filled like water
+        over its flows' caps (a sort), and a flow using both takes the lower level.
+        Anything else goes to the general progressive filling (``_fill_general``)."""
         if not flows:
             return
         self.reshares += 1
         flows = list(dict.fromkeys(flows))  # a flow can be in both lists: once, in order
         rem: dict[int, float] = {}
-        users: dict[int, list[Flow]] = {}
+        count: dict[int, int] = {}
         for f in flows:
             r = f.rate
             k = f.ku
-            us = users.get(k)
-            if us is None:
+            if k in rem:
+                rem[k] += r
+                count[k] += 1
+            else:
                 src = f.src
                 rem[k] = src.up - src.up_used + r  # its own share is up for grabs
-                users[k] = [f]
-            else:
-                rem[k] += r
-                us.append(f)
+                count[k] = 1
             k = f.kd
-            us = users.get(k)
-            if us is None:
+            if k in rem:
+                rem[k] += r
+                count[k] += 1
+            else:
                 dst = f.dst
                 rem[k] = dst.down - dst.down_used + r
-                users[k] = [f]
+                count[k] = 1
+        central = [k for k, n in count.items() if n > 1]
+        if len(central) > 2:
+            self._fill_general(flows, rem)
+        else:
+            self._fill_two(flows, rem, count, central)
+        self._apply(flows)
+
+    @staticmethod
+    def _fill_two(flows: list[Flow], rem: dict[int, float], count: dict[int, int], central: list[int]) -> None:
+        caps: dict[int, list[float]] = {k: [] for k in central}
+        both: list[Flow] = []
+        for f in flows:
+            u, d = f.ku, f.kd
+            if count[u] > 1:
+                if count[d] > 1:
+                    both.append(f)
+                else:
+                    caps[u].append(rem[d])
+            elif count[d] > 1:
+                caps[d].append(rem[u])
             else:
-                rem[k] += r
-                us.append(f)
+                f.new = max(0.0, min(rem[u], rem[d]))
+        level = {k: _water_level(rem[k], caps[k], len(both)) for k in central}
+        if both:
+            a, b = central
+            g = min(level[a], level[b])
+            other = b if level[a] <= level[b] else a
+            level[other] = _water_level(rem[other], caps[other] + [g] * len(both), 0)
+            for f in both:
+                f.new = g
+        for f in flows:
+            u, d = f.ku, f.kd
+            if count[u] > 1:
+                if count[d] > 1:
+                    continue
+                cap, lvl = rem[d], level[u]
+            elif count[d] > 1:
+                cap, lvl = rem[u], level[d]
+            else:
+                continue
+            f.new = lvl if lvl < cap else (cap if cap > 0.0 else 0.0)
+
+    @staticmethod
+    def _fill_general(flows: list[Flow], rem: dict[int, float]) -> None:
+        """Progressive filling: a heap of link shares that only grow as flows are fixed."""
+        users: dict[int, list[Flow]] = {}
+        for f in flows:
+            for k in (f.ku, f.kd):
+                us = users.get(k)
+                if us is None:
+                    users[k] = [f]
+                else:
+                    us.append(f)
         heap = [(max(rem[k], 0.0) / len(us), k) for k, us in users.items()]
         heapq.heapify(heap)
         pop, push = heapq.heappop, heapq.heappush
@@ -374,6 +434,9 @@ class Network:
                     lst.remove(f)
                     rem[other] -= cur
             users[k] = []
+
+    def _apply(self, flows: list[Flow]) -> None:
+        """Move each flow to its new rate (``flow.new``): settle, reset its finish timer."""
         clock = self.clock
         now = clock.now
         total = 0.0
@@ -404,3 +467,18 @@ class Network:
                 f.timer = clock.at(due, self._finish, f)
         if total:
             self._set_total(total)
+
+
+def _water_level(capacity: float, caps: list[float], uncapped: int) -> float:
+    """The level ``L`` at which flows with these caps plus ``uncapped`` others fill
+    ``capacity`` (each gets min(cap, L)); infinite when they all fit."""
+    left = capacity if capacity > 0.0 else 0.0
+    n = len(caps) + uncapped
+    caps.sort()
+    for i, c in enumerate(caps):
+        share = left / (n - i)
+        if c >= share:
+            return share
+        if c > 0.0:
+            left -= c
+    return left / uncapped if uncapped else math.inf

@@ -9,10 +9,10 @@ used (``utilisation``).
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Optional
 
 from orchestrator.model import (
@@ -27,7 +27,7 @@ from orchestrator.model import (
 )
 from orchestrator.scenario import Sample
 from orchestrator.simulate import setup
-from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent
+from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent, deliver, sent
 from orchestrator.simulate.clock import VirtualClock
 from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
 from peer.core import CoreConfig, PeerState
@@ -38,6 +38,11 @@ STUCK_SECONDS = 10.0
 STALL_SECONDS = 60.0
 CONNECT_TIMEOUT = 5.0  # a dial into a partition (dropped SYNs) fails after this
 KERNEL_SHAPED = ("netns", "docker", "swarm", "ssh")  # links shaped by tc: headers count
+# The cycle collector while a simulation runs: a young collection per 100,000 allocations
+# instead of 700, and fewer full ones (each walks every object of the run). The run
+# allocates millions of short-lived tuples and messages; the collections took a quarter of
+# the CPU at 1,200 peers (128 -> 97 s, the same events; peak memory no higher).
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclass
@@ -169,10 +174,8 @@ class World:
         eb = Endpoint(cid, target, content, tcore, theirs, b_out)
         ea.remote, eb.remote = eb, ea
         a_out.to, b_out.to = eb, ea
-        a_out.on_message = partial(target.received, eb)
-        b_out.on_message = partial(agent.received, ea)
-        a_out.on_sent = partial(agent.sent, ea)
-        b_out.on_sent = partial(target.sent, eb)
+        a_out.on_message = b_out.on_message = deliver
+        a_out.on_sent = b_out.on_sent = sent
         agent.conns[cid] = ea
         target.conns[cid] = eb
         if not tcore.peer_connected(theirs, now):
@@ -429,6 +432,14 @@ class World:
 
     def play(self, on_sample: Optional[Callable[[Sample], None]] = None) -> float:
         """Run the whole scenario; returns the wall seconds it took."""
+        saved = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            return self._play(on_sample)
+        finally:
+            gc.set_threshold(*saved)
+
+    def _play(self, on_sample: Optional[Callable[[Sample], None]]) -> float:
         started = time.monotonic()
         topo = self.topo
         expect = topo.expect.all_complete_within

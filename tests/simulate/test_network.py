@@ -27,8 +27,8 @@ def test_max_min_fair_share_gives_the_slack_of_a_slow_receiver_to_the_other() ->
     clock, net, (s, slow, fast) = make(3, [Link(up_bps=80 * MB), Link(down_bps=16 * MB), Link()])
     got: dict[str, float] = {}
     a, b = net.channel(s, slow), net.channel(s, fast)
-    a.on_message = lambda m: got.__setitem__("slow", clock.now)
-    b.on_message = lambda m: got.__setitem__("fast", clock.now)
+    a.on_message = lambda _to, m: got.__setitem__("slow", clock.now)
+    b.on_message = lambda _to, m: got.__setitem__("fast", clock.now)
     a.send("blk", 4 * MB)
     b.send("blk", 4 * MB)
     rates = sorted(f.rate for f in s.up_flows)
@@ -44,7 +44,7 @@ def test_messages_arrive_in_order_after_latency_control_behind_data() -> None:
     clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=50)])
     seen: list[tuple[str, float]] = []
     ch = net.channel(a, b)
-    ch.on_message = lambda m: seen.append((m, round(clock.now, 6)))
+    ch.on_message = lambda _to, m: seen.append((m, round(clock.now, 6)))
     ch.send("block", 1 * MB)  # 1 s at 1 MB/s
     ch.send("have", 9)  # queued behind the block
     clock.run(until=5.0)
@@ -56,7 +56,7 @@ def test_loss_delays_delivery_by_retransmission_round_trips() -> None:
         clock, net, (a, b) = make(2, [Link(up_bps=8 * MB), Link(latency_ms=20, loss=loss)])
         out: list[float] = []
         ch = net.channel(a, b)
-        ch.on_message = lambda m: out.append(clock.now)
+        ch.on_message = lambda _to, m: out.append(clock.now)
         ch.send("block", 1 * MB)
         clock.run(until=60.0)
         return out[0]
@@ -71,7 +71,7 @@ def test_closing_a_channel_frees_its_share_at_once() -> None:
     clock, net, (s, r1, r2) = make(3, [Link(up_bps=16 * MB), Link(), Link()])
     c1, c2 = net.channel(s, r1), net.channel(s, r2)
     done: list[Any] = []
-    c2.on_message = done.append
+    c2.on_message = lambda _to, m: done.append(m)
     c1.send("x", 10 * MB)
     c2.send("y", 2 * MB)
     clock.run(until=0.5)
@@ -81,3 +81,42 @@ def test_closing_a_channel_frees_its_share_at_once() -> None:
     assert done == ["y"] and clock.now == 5.0
     # 0.5 s of both flows at 1 MB/s each, then the 1.5 MB left of "y": what was sent of "x" counts
     assert net.moved_now() == pytest.approx(0.5 * 2 * MB + 1.5 * MB)
+
+
+def test_two_link_fill_matches_general_progressive_filling() -> None:
+    """The fast re-share (a sender's upload and a receiver's download, water-filled) gives
+    the rates of the general max-min algorithm, flows using both links included."""
+    from orchestrator.simulate.network import Flow
+
+    rng = random.Random(5)
+    for case in range(300):
+        links = [Link(up_bps=rng.choice([1, 5, 10, 50]) * MB, down_bps=rng.choice([2, 10, 50]) * MB)
+                 for _ in range(8)]
+        clock, net, ports = make(8, links)
+        flows = []
+        for _ in range(rng.randint(1, 14)):
+            a, b = rng.sample(ports, 2)
+            f = Flow(net.channel(a, b), "blk", 1 << 20)
+            f.rate = rng.random() * 100_000  # others' rates held: leave their links part-used
+            a.up_flows.append(f)
+            b.down_flows.append(f)
+            a.up_used += f.rate
+            b.down_used += f.rate
+            flows.append(f)
+        src, dst = ports[case % 8], ports[(case * 3 + 1) % 8]
+        chosen = list(dict.fromkeys(src.up_flows + dst.down_flows))
+        if not chosen:
+            continue
+        rem: dict[int, float] = {}
+        count: dict[int, int] = {}
+        for f in chosen:
+            for k, cap, used in ((f.ku, f.src.up, f.src.up_used), (f.kd, f.dst.down, f.dst.down_used)):
+                rem[k] = rem.get(k, cap - used) + f.rate
+                count[k] = count.get(k, 0) + 1
+        central = [k for k, n in count.items() if n > 1]
+        if len(central) > 2:
+            continue
+        Network._fill_general(chosen, dict(rem))
+        want = [f.new for f in chosen]
+        Network._fill_two(chosen, dict(rem), count, central)
+        assert [f.new for f in chosen] == pytest.approx(want, rel=1e-9, abs=1e-6), case

@@ -81,6 +81,25 @@ def test_same_seed_same_report_other_seed_other_run(tmp_path: Path) -> None:
     assert a["distribution"]["movie"]["completions"] != c["distribution"]["movie"]["completions"]
 
 
+def test_play_collects_cycles_rarely_and_restores_the_collector(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from orchestrator.simulate import world as world_mod
+
+    seen: list[tuple[int, ...]] = []
+
+    def sample_once(self: World, on_sample: Any) -> bool:
+        seen.append(gc.get_threshold())
+        return True  # the run is over after its first second
+
+    monkeypatch.setattr(world_mod.World, "_sample", sample_once)
+    before = gc.get_threshold()
+    simulate(tmp_path, n=2)
+    assert seen == [world_mod.GC_THRESHOLDS]
+    assert gc.get_threshold() == before
+
+
 def test_client_server_is_slower_than_the_swarm(tmp_path: Path) -> None:
     swarm = simulate(tmp_path, n=8)["distribution"]["movie"]
     cs = simulate(tmp_path, n=8, strategy="client-server")["distribution"]["movie"]
