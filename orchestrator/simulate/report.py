@@ -8,7 +8,9 @@ the same distribution and expectation rules) plus what only a simulation has:
 - ``distribution.CONTENT.completions``: every fetcher's seconds from the fetch event to its
   completion, sorted (the completion curve);
 - ``utilisation``: per virtual second, the swarm's upload used / its capacity (live nodes
-  holding a torrent).
+  holding a torrent); ``carried``: the same split into ``first`` copies (pieces none of the
+  uploader's peers held), further ``copies`` and ``waste`` (the run report has both per
+  content).
 
 Synthetic contents are never built, so ``infohash`` and ``sha256`` are null.
 """
@@ -133,4 +135,5 @@ def build_report(world: World, wall_seconds: float) -> dict[str, Any]:
                                   "whole_piece_blocks": cfg.block_seconds >= setup.WHOLE_PIECE_BLOCKS}
     report["virtual_seconds"] = round(world.clock.now, 3)
     report["utilisation"] = world.utilisation
+    report["carried"] = world.carried
     return report

@@ -110,6 +110,9 @@ class World:
         self.next_cid = 0
         self.samples: list[dict[str, Any]] = []  # per node and second (small meshes only)
         self.utilisation: list[float] = []
+        # what the upload carried, per second, as shares of the same capacity (report.py)
+        self.carried: dict[str, list[float]] = {"first": [], "copies": [], "waste": []}
+        self._carried_last = (0, 0)  # live cores' first copies and waste, bytes
         self.keep_node_samples = len(topology.nodes) <= 64
         self.reason = "timeout"
         self.stuck: list[str] = []
@@ -347,6 +350,23 @@ class World:
                 agent.run(cname, core)
 
     # --- sampling and the end -----------------------------------------------------------
+    def _carry(self, used: float, cap: float) -> None:
+        """This second's upload split into first copies, further copies and waste (counted
+        when a block's last byte lands; a node that dies takes its counts along)."""
+        first = waste = 0
+        for a in self.agents.values():
+            if a.alive:
+                for core in a.cores.values():
+                    first += core.uploaded_first
+                    waste += core.wasted
+        f0, w0 = self._carried_last
+        self._carried_last = (first, waste)
+        df, dw = max(0, first - f0), max(0, waste - w0)
+        share = (lambda b: round(b / cap, 4)) if cap else (lambda b: 0.0)
+        self.carried["first"].append(share(df))
+        self.carried["waste"].append(share(dw))
+        self.carried["copies"].append(share(max(0.0, used - df - dw)))
+
     def _sample(self, on_sample: Optional[Callable[[Sample], None]]) -> bool:
         """Once a virtual second: samples, progress, and True when the run is over."""
         now = self.clock.now
@@ -370,6 +390,7 @@ class World:
         self._moved_last = moved
         if self.fetch_started:
             self.utilisation.append(round(used / cap, 4) if cap else 0.0)
+            self._carry(used, cap)
         if self.keep_node_samples:
             for name, a in self.agents.items():
                 row: dict[str, Any] = {"t": round(now, 3), "node": name, "up": a.alive}

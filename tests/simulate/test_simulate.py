@@ -65,6 +65,12 @@ def test_every_fetcher_completes_within_the_bounds(tmp_path: Path) -> None:
     assert d["seconds"] >= d["lower_bound_seconds"]
     assert d["seconds"] == d["completions"][-1]
     assert all(0.0 <= u <= 1.0 + 1e-3 for u in r["utilisation"])
+    # what the upload carried: a series per kind, as long as utilisation; the seeder's one
+    # copy of each piece is the only first copy, so first copies are a small share
+    carried = r["carried"]
+    assert {k: len(v) for k, v in carried.items()} == {k: len(r["utilisation"]) for k in carried}
+    assert set(carried) == {"first", "copies", "waste"}
+    assert 0 < sum(carried["first"]) < sum(carried["copies"])
     assert r["events_processed"] > 0
     for name, node in r["nodes"].items():
         if name.startswith("leechers"):
