@@ -40,8 +40,22 @@ def _fixture_defs(item: pytest.Item) -> list[Any]:
     return [d for defs in info.name2fixturedefs.values() for d in defs]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = _group_of(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # marked as each test is collected: xdist's pytest_collection_modifyitems, which turns
+    # the marks into scheduling groups, may run before any conftest's
+    group = _group_of(item)
+    if group:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker with --dist loadgroup: fail at once if the groups do not reach the
+    scheduler (they travel as an ``@group`` suffix of the node id; pytest 9.2 with
+    pytest-xdist 3.8 drops it silently: pytest-xdist#1386), rather than run two labs at once."""
+    if not getattr(session.config.option, "loadgroup", False):  # set on xdist workers only
+        return
+    lost = [i.nodeid for i in session.items
+            if i.get_closest_marker("xdist_group") and "@" not in i.nodeid.rpartition("]")[2]]
+    if lost:
+        raise pytest.UsageError(f"--dist loadgroup is not grouping ({lost[0]} has no @group); "
+                                "see pytest-xdist#1386 and the pytest pin in pyproject.toml")
