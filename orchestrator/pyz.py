@@ -16,7 +16,7 @@ import stat
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -69,8 +69,13 @@ def _sources() -> list[tuple[str, Path]]:
 
 def sources_digest() -> str:
     """SHA-256 over the archive's names and contents (the cache key)."""
-    h = hashlib.sha256(MAIN.encode())
-    for name, path in _sources():
+    return digest_of(MAIN, _sources())
+
+
+def digest_of(main: str, sources: list[tuple[str, Path]]) -> str:
+    """SHA-256 over a zipapp's entry point, names and contents."""
+    h = hashlib.sha256(main.encode())
+    for name, path in sources:
         h.update(name.encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
@@ -86,15 +91,19 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 def build_pyz(dest: Path) -> Path:
     """Write the zipapp to ``dest`` atomically (mode 0755); return ``dest``."""
-    dest = Path(dest)
+    return build_zipapp(Path(dest), MAIN, _sources())
+
+
+def build_zipapp(dest: Path, main: str, sources: list[tuple[str, Path]]) -> Path:
+    """A reproducible zipapp of ``sources`` run by ``main``, written atomically (0755)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as raw:
             raw.write(SHEBANG)
             with zipfile.ZipFile(raw, "w") as zf:
-                _add(zf, "__main__.py", MAIN.encode())
-                for name, path in _sources():
+                _add(zf, "__main__.py", main.encode())
+                for name, path in sources:
                     _add(zf, name, path.read_bytes())
         os.chmod(tmp_name, 0o755)
         os.replace(tmp_name, dest)
@@ -106,12 +115,17 @@ def build_pyz(dest: Path) -> Path:
 
 def ensure_pyz(home: Optional[Path] = None) -> Path:
     """The cached zipapp for the current sources, built if missing."""
+    return ensure_cached("peer", sources_digest(), build_pyz, home)
+
+
+def ensure_cached(stem: str, digest: str, build: Callable[[Path], Path],
+                  home: Optional[Path] = None) -> Path:
+    """``$MESHBED_HOME/cache/STEM-DIGEST.pyz``, built by ``build`` if missing."""
     from orchestrator.state import home as meshbed_home
 
-    cache = meshbed_home(home) / "cache"
-    dest = cache / f"peer-{sources_digest()}.pyz"
+    dest = meshbed_home(home) / "cache" / f"{stem}-{digest}.pyz"
     if not dest.is_file():
-        build_pyz(dest)
+        build(dest)
     return dest
 
 

@@ -11,10 +11,6 @@ Reproducible like peer.pyz (orchestrator/pyz.py): the same sources give the same
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -44,37 +40,14 @@ def _sources() -> list[tuple[str, Path]]:
 
 
 def sources_digest() -> str:
-    h = hashlib.sha256(MAIN.encode())
-    for name, path in _sources():
-        h.update(name.encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
+    return pyz.digest_of(MAIN, _sources())
 
 
 def build_client_pyz(dest: Path) -> Path:
     """Write the zipapp to ``dest`` atomically (mode 0755)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            raw.write(pyz.SHEBANG)
-            with zipfile.ZipFile(raw, "w") as zf:
-                pyz._add(zf, "__main__.py", MAIN.encode())
-                for name, path in _sources():
-                    pyz._add(zf, name, path.read_bytes())
-        os.chmod(tmp_name, 0o755)
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return dest
+    return pyz.build_zipapp(dest, MAIN, _sources())
 
 
 def ensure_client_pyz(home: Optional[Path] = None) -> Path:
     """The cached zipapp for the current sources, built if missing."""
-    from orchestrator.state import home as meshbed_home
-
-    dest = meshbed_home(home) / "cache" / f"client-{sources_digest()}.pyz"
-    if not dest.is_file():
-        build_client_pyz(dest)
-    return dest
+    return pyz.ensure_cached("client", sources_digest(), build_client_pyz, home)
