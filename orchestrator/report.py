@@ -112,10 +112,13 @@ def _per_second(samples: list[dict[str, Any]], content: str, up_bps: dict[str, O
     return out
 
 
-def uploads(samples: list[dict[str, Any]], content: str) -> dict[str, dict[str, Optional[int]]]:
+def uploads(samples: list[dict[str, Any]], content: str,
+            hosts: Optional[dict[str, str]] = None) -> dict[str, dict[str, Optional[int]]]:
     """Per node, from its last poll (since its agent's last start): bytes of ``content`` it
     uploaded, how many were first copies (None: a client node does not tell), and how many
-    its receivers dropped as waste."""
+    its receivers dropped as waste (a sender that proved no node name is known by its
+    address: ``hosts`` maps IPs to nodes)."""
+    hosts = hosts or {}
     last: dict[str, dict[str, Any]] = {}
     for row in samples:
         c = ((row.get("contents") or {}).get(content)) if row.get("up") else None
@@ -124,6 +127,7 @@ def uploads(samples: list[dict[str, Any]], content: str) -> dict[str, dict[str, 
     wasted_by: dict[str, int] = {}
     for c in last.values():
         for src, n in (c.get("wasted_from") or {}).items():
+            src = hosts.get(src, hosts.get(src.rpartition(":")[0], src))
             wasted_by[src] = wasted_by.get(src, 0) + int(n)
     return {node: {"bytes": int(c.get("uploaded") or 0),
                    "first": None if c.get("first") is None else int(c["first"]),
@@ -233,7 +237,7 @@ def build_report(mesh: Mesh) -> dict[str, Any]:
         up_bps = {n.name: n.link.up_bps for n in topo.nodes}
         d["utilisation"] = utilisation(samples, name, up_bps)
         d["carried"] = carried(samples, name, up_bps, d["utilisation"])
-        d["uploads"] = uploads(samples, name)
+        d["uploads"] = uploads(samples, name, hosts)
         seeders = set(topo.content(name).seeders)
         from_seeders = sum(int(v) for fs in fs_list for k, v in (_bytes_from(fs.torrent, hosts) or {}).items()
                            if k in seeders)

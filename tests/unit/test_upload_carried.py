@@ -79,6 +79,10 @@ def test_carried_splits_utilisation_into_first_copies_further_copies_and_waste()
     assert carried(samples, "m", {"s": None, "l": cap}, []) == {}  # uncapped: no capacity
     assert uploads(samples, "m") == {"l": {"bytes": 2000, "first": 0, "wasted": 400},
                                      "s": {"bytes": 4000, "first": 4000, "wasted": 0}}
+    # a sender known by its address (it proved no node name) is named by the node there
+    by_addr = [dict(r, contents={"m": dict(r["contents"]["m"], wasted_from={"10.0.0.7:6881": 9})})
+               for r in samples]
+    assert uploads(by_addr, "m", {"10.0.0.7": "s"})["s"]["wasted"] == 2 * 9
 
 
 def test_the_html_report_draws_what_the_upload_carried() -> None:
