@@ -15,16 +15,22 @@ def skip_reason() -> Optional[str]:
     return swarmlab.skip_reason()
 
 
+_setups = 0  # contract and reliability suites both set up (and tear down) this harness
+
+
 def setup() -> None:
-    global _lab
-    _lab = swarmlab.acquire()
+    global _lab, _setups
+    _lab = swarmlab.acquire()  # counted there: the last release takes the lab down
+    _setups += 1
 
 
 def teardown() -> None:
-    global _lab
-    if _lab is not None:
-        _lab = None
+    global _lab, _setups
+    if _setups > 0:
+        _setups -= 1
         swarmlab.release()
+        if _setups == 0:
+            _lab = None
 
 
 def topology_fields(n_nodes: int) -> dict[str, Any]:
