@@ -94,6 +94,17 @@ def _legend(items: Sequence[tuple[str, str, str]]) -> str:
     return f'<div class="legend">{spans}</div>'
 
 
+CARRIED_NAMES = {"first": "first copies", "copies": "further copies", "waste": "waste"}
+
+
+def utilisation_series(util: list[float], carried: Optional[Mapping[str, list[float]]]
+                       ) -> dict[str, list[float]]:
+    """Utilisation per second, with what the upload carried (first copies, further copies,
+    waste) where the report has it: the series of the utilisation chart (run and simulate)."""
+    return {"utilisation": util, **{CARRIED_NAMES[k]: v for k, v in (carried or {}).items()
+                                    if k in CARRIED_NAMES and v}}
+
+
 def line_chart(series: Series, title: str, x_label: str, y_label: str, y_max: Optional[float] = None,
                y_unit: str = "", markers: Sequence[tuple[str, float, str]] = (), step: bool = False,
                css_class: str = "chart") -> str:
@@ -288,10 +299,7 @@ def content_section(report: Mapping[str, Any], samples: Sequence[Mapping[str, An
                                   "seconds since the scenario start", "% of chunks", 100.0, "%")))
     util = d.get("utilisation") or []
     if util:
-        # with what the upload carried (first copies, further copies, waste) where known
-        names = {"first": "first copies", "copies": "further copies", "waste": "waste"}
-        series = {"utilisation": util, **{names[k]: v for k, v in (d.get("carried") or {}).items()
-                                          if k in names}}
+        series = utilisation_series(util, d.get("carried"))
         panels.append(("Upload utilisation: swarm upload / upload capacity of the nodes up, and what it carried",
                        line_chart({k: [(float(i), 100.0 * u) for i, u in enumerate(v)] for k, v in series.items()},
                                   "upload utilisation", "seconds since the scenario start", "% of capacity",

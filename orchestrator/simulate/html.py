@@ -59,9 +59,7 @@ def extra_sections(report: Mapping[str, Any]) -> str:
                                                "seconds", "% of fetchers", 100.0))
     util = report.get("utilisation") or []
     if util:
-        names = {"first": "first copies", "copies": "further copies", "waste": "waste"}
-        series = {"utilisation": util, **{names[k]: v for k, v in (report.get("carried") or {}).items()
-                                          if k in names and v}}
+        series = htmlreport.utilisation_series(util, report.get("carried"))
         parts.append("<h3>Swarm upload used / capacity, and what it carried</h3>")
         parts.append(htmlreport.line_chart(
             {k: [(float(i + 1), 100.0 * u) for i, u in enumerate(v)] for k, v in series.items()},
