@@ -179,9 +179,10 @@ class SimAgent:
                         for m in a.msgs:
                             out.send(m, frame_size(m))
                 elif kind is Broadcast:  # one HAVE to every peer lacking the piece
+                    outs = [peer.key.out for peer in a.peers
+                            if peer.key is not None and peer.key.open]
                     for m in a.msgs:
-                        post_all([peer.key.out for peer in a.peers
-                                  if peer.key is not None and peer.key.open], m)
+                        post_all(outs, m)
                 elif kind is Serve:
                     ep = a.peer.key
                     if ep is not None and ep.open and not ep.serving:
