@@ -323,10 +323,6 @@ class PiecePicker:
             self.status[index] = P_FREE
             self._set_free(index)
 
-    def wanted(self, index: int, begin: int, length: int) -> bool:
-        """Would a block with this range add data we lack?"""
-        return self.fresh_bytes(index, begin, length) > 0
-
     def fresh_bytes(self, index: int, begin: int, length: int) -> int:
         """How many bytes of this range we lack (0: nothing new). Blocks of different
         sizes from different peers overlap in the end game; only the part we lacked is
@@ -344,7 +340,7 @@ class PiecePicker:
 
     def received(self, index: int, begin: int, block: Optional[Buffer], peer: object,
                  length: int = 0) -> bool:
-        """Store a block (the caller checked bounds and alignment with ``wanted``);
+        """Store a block (the caller checked bounds and alignment with ``fresh_bytes``);
         ``block`` None: a virtual payload of ``length`` bytes (simulation), nothing stored.
 
         Returns True when the piece is now complete: it goes to "verifying"; fetch its

@@ -135,9 +135,9 @@ def test_end_game_duplicates_outstanding_blocks_once_all_are_requested() -> None
     assert sorted(b) == sorted(a)  # peer B asks for the same blocks
     # a block arriving from B: A's copy is no longer wanted
     i, beg, ln = b[0]
-    assert p.wanted(i, beg, ln)
+    assert p.fresh_bytes(i, beg, ln) > 0
     p.received(i, beg, b"x" * ln, "B")
-    assert not p.wanted(i, beg, ln)
+    assert p.fresh_bytes(i, beg, ln) == 0
     # at most ENDGAME_MAX_DUP outstanding copies of a block
     assert p.pick(everything, True, UNIT, 10 * PL, set().__contains__) == []
 
@@ -192,5 +192,5 @@ def test_fresh_bytes_counts_only_the_part_of_an_overlapping_block_we_lack() -> N
     p.received(1, UNIT, b"x" * UNIT, "A")  # unit 1 of 4
     assert p.fresh_bytes(1, 0, 2 * UNIT) == UNIT
     assert p.fresh_bytes(1, 0, PL) == 3 * UNIT
-    assert p.fresh_bytes(1, UNIT, UNIT) == 0 and not p.wanted(1, UNIT, UNIT)
+    assert p.fresh_bytes(1, UNIT, UNIT) == 0
     assert p.fresh_bytes(1, 1, UNIT) == 0  # misaligned: never merged
