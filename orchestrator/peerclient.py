@@ -36,6 +36,8 @@ class ConnectionPool:
         self.slots = asyncio.Semaphore(limit)
         self._idle: dict[str, list[Conn]] = {}
         self.opened = 0  # connections opened so far (reuse keeps this at one per agent)
+        self.busy = 0  # calls in flight now, and the most there ever were
+        self.peak_busy = 0
 
     def take(self, api: str) -> Optional[Conn]:
         idle = self._idle.get(api)
@@ -89,7 +91,12 @@ class PeerClient:
         try:
             if self.pool is not None and method == "GET":
                 async with self.pool.slots:
-                    return await asyncio.wait_for(self._pooled(method, path, self.pool), limit)
+                    self.pool.busy += 1
+                    self.pool.peak_busy = max(self.pool.peak_busy, self.pool.busy)
+                    try:
+                        return await asyncio.wait_for(self._pooled(method, path, self.pool), limit)
+                    finally:
+                        self.pool.busy -= 1
             return await asyncio.wait_for(self._request(method, path, body), limit)
         except asyncio.TimeoutError:
             raise PeerError(f"{self.api}: {method} {path} timed out") from None

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("-o", "--output", type=Path, help="default FILE.torrent")
     mk.add_argument("--piece-length", type=_size, help="power of two, e.g. 262144 or 256KiB")
     mk.add_argument("--hybrid", action="store_true", help="v1+v2 hybrid torrent")
+    fork = sub.add_parser("fork-server", help="fork agents for the local backend (internal)",
+                          description="Fork agents on request (peer/forkserver.py).")
+    fork.add_argument("--socket", required=True, help="abstract unix socket name")
+    fork.add_argument("--data-dir", required=True, type=Path, help="exits when this is gone")
+    fork.add_argument("--room", default="", help=argparse.SUPPRESS)  # argv area for children
     return parser
 
 
@@ -292,6 +297,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "fork-server":
+            from peer import forkserver
+
+            return forkserver.serve(args.socket, args.data_dir)
         return _cmd_make_torrent(args)
     except UsageError as exc:
         print(f"meshbed-peer: error: {exc}", file=sys.stderr)

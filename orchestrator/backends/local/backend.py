@@ -1,10 +1,13 @@
-"""LocalBackend: one detached `python -m peer run` process per node on 127.0.0.1.
+"""LocalBackend: one detached `python -m peer run` process per node on 127.0.0.1, forked by
+the mesh's fork server (forks.py: the agent's modules are loaded once and shared).
 
 Links are emulated by the agents themselves (the engine sends POST /link), partitions by
 their blocklists (POST /block). Everything lives under ``$MESHBED_HOME/<mesh>/local/``:
 ``token`` (0600) and per node ``<node>/data`` (the agent's data dir), ``<node>/agent.log``,
-``<node>/ready.json``. The state section records pid + start time of every agent *before*
-we wait for it, so `meshbed down` after a crash ends exactly our processes.
+``<node>/ready.json``, ``<node>/exit_status`` (written by the fork server when the agent
+exits), and ``.forkserver/``. The state section records pid + start time of every agent and
+of the fork server *before* we wait for them, so `meshbed down` after a crash ends exactly
+our processes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from orchestrator.backends.base import (
     Orphan,
     agent_args,
 )
+from orchestrator.backends.local.forks import ForkServer
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
 from orchestrator.hostnet.files import write_token_file
@@ -47,6 +51,8 @@ class LocalBackend(Backend):
         super().__init__(ctx)
         self.ctx.state.setdefault("root", str(self.root))
         self.ctx.state.setdefault("nodes", {})
+        self.forks = ForkServer(self.root, self.ctx.state.setdefault("forkserver", {}),
+                                self.ctx.save)
 
     @classmethod
     def unavailable_reason(cls) -> Optional[str]:
@@ -147,18 +153,20 @@ class LocalBackend(Backend):
             ready_file=str(ready),
             backend=self.name,
         )
-        pid, started = await asyncio.to_thread(
-            processes.spawn, [sys.executable, "-m", "peer", *args], log_path=log
-        )
+        log.touch()
+        exit_file = node_dir / "exit_status"
+        pid, started = await self.forks.spawn(
+            args, [sys.executable, "-m", "peer", *args], log, exit_file)
         entry = self._entry(node.name)
         entry.update(pid=pid, start_time=started, log=str(log), data_dir=str(node_dir / "data"))
         self.ctx.save()  # before waiting: `down` after a crash must find it
-        info = await self._wait_ready(node, pid, ready, log)
+        info = await self._wait_ready(node, (pid, started), ready, log, exit_file)
         entry.update(api=info["api"], wire=info["wire"])
         self.ctx.save()
         return Endpoint(api=info["api"], wire=info["wire"])
 
-    async def _wait_ready(self, node: Node, pid: int, ready: Path, log: Path) -> dict[str, str]:
+    async def _wait_ready(self, node: Node, target: processes.Target, ready: Path, log: Path,
+                          exit_file: Path) -> dict[str, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT
         while loop.time() < deadline:
@@ -168,10 +176,10 @@ class LocalBackend(Backend):
                     return {"api": str(info["api"]), "wire": str(info["wire"])}
                 except (json.JSONDecodeError, KeyError):
                     pass  # written atomically, but be lenient
-            code = processes.exit_code(pid)
-            if code is not None:
+            if not processes.alive(*target):
+                code = exit_file.read_text().strip() if exit_file.exists() else "unknown status"
                 raise DeployError(
-                    f"{node.name}: agent exited with {code} before it was ready; "
+                    f"{node.name}: agent exited ({code}) before it was ready; "
                     f"log {log}:\n{_tail(log)}"
                 )
             await asyncio.sleep(0.05)
@@ -198,14 +206,18 @@ class LocalBackend(Backend):
         nodes: dict[str, dict[str, Any]] = self.ctx.state.get("nodes", {})
         targets = {name: self._target(name) for name in nodes}
         survivors = set(await processes.terminate(targets.values(), grace=TEARDOWN_GRACE))
+        # the fork server after its agents (it reaps them)
+        survivors |= set(await processes.terminate([self.forks.target], grace=TEARDOWN_GRACE))
         root = Path(self.ctx.state.get("root") or self.root)
         # Safety net: agents spawned but not yet recorded when the orchestrator died.
-        recorded = {pid for pid, _ in targets.values()}
+        recorded = {pid for pid, _ in targets.values()} | {self.forks.target[0]}
         strays = [(pid, processes.start_time(pid))
                   for pid in processes.find_by_argument(str(root) + os.sep) if pid not in recorded]
         survivors |= set(await processes.kill(strays))
         left = {name: nodes[name] for name, (pid, _) in targets.items() if pid in survivors}
         self.ctx.state["nodes"] = left
+        if self.forks.target[0] not in survivors:
+            self.forks.entry.clear()
         self.ctx.save()
         if survivors:
             raise DeployError(
