@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator.backends.local.forks import ForkServer
 from orchestrator.errors import DeployError
-from orchestrator.hostnet import processes
 from orchestrator.loader import load_topology_text
 from orchestrator.mesh import Mesh
 from tests.contract.harness import local as local_harness
@@ -30,19 +29,19 @@ def topo(name: str, body: str, source: Path | None = None) -> Any:
 
 
 def test_failed_deploy_rolls_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_spawn = processes.spawn
+    real_spawn = ForkServer.spawn
 
-    def spawn(argv: list[str], **kw: Any) -> Any:
-        if argv[argv.index("--node") + 1] == "b-2":  # this agent dies at once
-            return real_spawn([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], **kw)
-        return real_spawn(argv, **kw)
+    async def spawn(self: ForkServer, args: list[str], cmdline: list[str], *rest: Any) -> Any:
+        if args[args.index("--node") + 1] == "b-2":  # this agent dies at once (no --data-dir)
+            return await real_spawn(self, ["run", "--node", "b-2"], cmdline, *rest)
+        return await real_spawn(self, args, cmdline, *rest)
 
-    monkeypatch.setattr(processes, "spawn", spawn)
+    monkeypatch.setattr(ForkServer, "spawn", spawn)
     t = topo("rollback", "groups:\n  b: {count: 4}\ncontent:\n  x: {size: 1MiB, seeders: [b]}\n")
     mesh = Mesh(t, home=tmp_path)
     with pytest.raises(DeployError, match="b-2") as err:
         asyncio.run(mesh.up())
-    assert "boom" in str(err.value)  # the node's log is in the message
+    assert "required: --data-dir" in str(err.value)  # the node's log is in the message
     assert agents_of("rollback") == []
     assert not (tmp_path / "rollback").exists()
 

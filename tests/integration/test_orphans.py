@@ -46,6 +46,7 @@ def _up(tmp: Path, env: dict[str, str], backend: str, prefix: str) -> str:
 
 
 def _agents_under(folder: Path) -> list[int]:
+    """Agents and local fork servers (``local/.forkserver/data``) with data under ``folder``."""
     return [pid for (pid, _), d in processes.agents_with_data_dirs()
             if d.startswith(str(folder) + os.sep)]
 
@@ -61,17 +62,18 @@ def test_local_agents_of_a_lost_state_folder_are_ended_and_a_live_mesh_kept(tmp_
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "peer",
                               "--data-dir", str(decoy_dir)])
     try:
-        assert len(_agents_under(home / lost)) == 2
+        assert len(_agents_under(home / lost)) == 3  # two agents and the fork server
         (home / lost / "state.json").unlink()  # the state is lost; the agents run on
         found = {o.mesh: o for o in LocalBackend.find_orphans(orphans.has_state_in(home))}
         assert lost in found and live not in found, found
         assert sum(t.startswith("agent process") for t in found[lost].things) == 2
+        assert sum(t.startswith("fork server process") for t in found[lost].things) == 1
         clean = _meshbed("doctor", "--clean-orphans", lost, env=env)
         assert clean.returncode == 0, clean.stderr + clean.stdout
         assert f"local: {lost}: removed" in clean.stdout, clean.stdout
         assert _agents_under(home / lost) == []
         assert not (home / lost).exists()
-        assert len(_agents_under(home / live)) == 2  # the mesh with state runs on
+        assert len(_agents_under(home / live)) == 3  # the mesh with state runs on
         assert decoy.poll() is None
     finally:
         decoy.kill()

@@ -32,6 +32,7 @@ from orchestrator.backends.base import (
     Orphan,
     agent_args,
 )
+from orchestrator.backends.local.forks import FOLDER as FORK_FOLDER
 from orchestrator.backends.local.forks import ForkServer
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
@@ -64,12 +65,16 @@ class LocalBackend(Backend):
     @classmethod
     def find_orphans(cls, has_state: HasState) -> list[Orphan]:
         """Agents whose data dir (``<state folder>/local/<node>/data``) lies in a state folder
-        without state, and such folders' ``local/`` homes under $MESHBED_HOME."""
+        without state (the fork server's is ``local/.forkserver/data``), and such folders'
+        ``local/`` homes under $MESHBED_HOME."""
         homes: dict[Path, list[processes.Target]] = {}
+        servers: set[int] = set()
         for target, data_dir in processes.agents_with_data_dirs():
             path = Path(data_dir)
             if path.name == "data" and path.parent.parent.name == "local":
                 homes.setdefault(path.parents[2], []).append(target)
+                if path.parent.name == FORK_FOLDER:
+                    servers.add(target[0])
         for mesh_dir in state.mesh_dirs(state.home()):
             if (mesh_dir / "local").is_dir():
                 homes.setdefault(mesh_dir, [])
@@ -77,7 +82,8 @@ class LocalBackend(Backend):
         for state_dir, targets in sorted(homes.items()):
             if has_state(state_dir.name, state_dir):
                 continue
-            things = [f"agent process {pid}" for pid, _ in targets]
+            things = [f"{'fork server' if pid in servers else 'agent'} process {pid}"
+                      for pid, _ in targets]
             if (state_dir / "local").is_dir():
                 things.append(f"folder {state_dir / 'local'}")
             out.append(Orphan(cls.name, state_dir.name, tuple(things),

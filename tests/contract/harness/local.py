@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator import state
+from orchestrator.hostnet import processes
 
 
 def skip_reason() -> Optional[str]:
@@ -54,8 +55,16 @@ def _agent_processes(mesh_name: str) -> list[str]:
     return out
 
 
+def _fork_servers(mesh_name: str) -> list[str]:
+    """The mesh's fork server, when it outlived the mesh (no --mesh in its command line: it
+    is found by its data dir, ``<mesh>/local/.forkserver/data``)."""
+    mark = str(state.home() / mesh_name / "local" / ".forkserver") + os.sep
+    return [f"fork server process {pid}" for (pid, _), data in processes.agents_with_data_dirs()
+            if data.startswith(mark)]
+
+
 def leftovers(mesh_name: str) -> list[str]:
-    out = _agent_processes(mesh_name)
+    out = _agent_processes(mesh_name) + _fork_servers(mesh_name)
     mesh_dir = state.home() / mesh_name
     if mesh_dir.exists():
         out.append(f"directory {mesh_dir}: {sorted(p.name for p in mesh_dir.iterdir())}")
