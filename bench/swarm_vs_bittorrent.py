@@ -6,7 +6,9 @@ hetero: half "fast" up 20 / down 80 mbit, half "slow" up 4 / down 16 mbit),
 one file in 256 KiB pieces, v1 torrents, opentracker as the BitTorrent clients' tracker.
 Time = from starting the leechers until the last one holds a complete copy whose SHA-256
 matches (the external clients' files are hashed after the clock stops). Lower bound =
-max(F/u_s, F/d_min, N·F/(u_s+Σu_i)); efficiency = bound / time.
+max(F/u_s, F/d_min, N·F/(u_s+Σu_i)); efficiency = bound / time. Every lab host knows every
+other's MAC address from the start (bench/_netlab.py: a flash crowd's ARP is otherwise lost
+on this emulation host, and external clients waited out connect timeouts).
 
     sudo python3 bench/swarm_vs_bittorrent.py                      # 1 + 16, 64 MiB, all
     sudo python3 bench/swarm_vs_bittorrent.py --case large         # 1 + 64, 32 MiB
@@ -310,6 +312,8 @@ async def amain(args: argparse.Namespace) -> int:
             "clock_note": "from the fetch (meshbed: agents already up; libtorrent: leechers "
                           "up with the torrent paused, then resumed) or from starting the "
                           "client (aria2c, transmission-cli: native programs, ms to start)",
+            "lab_note": "lab hosts have permanent neighbour entries for each other (no ARP); "
+                        "meshbed via engine runs on the netns backend's own mesh",
             "meshbed_via": args.meshbed_via, "chart": "pure-Python SVG (bench/svgchart.py)"}
     if args.scalability:
         data = {**meta, **await scalability(args)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ async def run(swarm: Swarm) -> Outcome:
         args = [sys.executable, str(SCRIPT), "--torrent", str(swarm.torrent),
                 "--save", str(h.dir / "data"), "--ip", h.ip, "--done", str(h.dir / "done"),
                 "--stats", str(h.dir / "stats.json")]
+        if os.environ.get("MESHBED_LT_TIMELINE"):  # diagnosis: per-second timeline + alerts
+            args += ["--timeline", str(h.dir / "timeline.jsonl")]
         return args + (["--seed"] if seed else [])
 
     async def start_seeder() -> None:

@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--ready", help="leecher: written once the session is up (torrent paused)")
     ap.add_argument("--go", help="leecher: resume the torrent once this file exists, so "
                     "process start-up is not timed (the agents are up before a fetch too)")
+    ap.add_argument("--timeline", help="append one JSON line per second (peers, rates, "
+                    "progress, connected addresses): what a straggler waited for")
     ap.add_argument("--lifetime", type=float, default=3600.0,
                     help="exit after this many seconds even if nobody stops us")
     args = ap.parse_args()
@@ -58,6 +60,10 @@ def main() -> None:
         "enable_incoming_utp": False,
         "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification,
     }
+    if args.timeline:  # tracker replies, connects, disconnects and their reasons to the log
+        c = lt.alert.category_t
+        settings["alert_mask"] |= (c.tracker_notification | c.connect_notification
+                                   | c.peer_notification)
     ses = lt.session(settings)
     info = lt.torrent_info(args.torrent)
     params: Any = {"ti": info, "save_path": args.save}
@@ -72,11 +78,13 @@ def main() -> None:
             time.sleep(0.01)
         handle.resume()
     done = False
-    last_stats = 0.0
+    last_stats = last_line = 0.0
     end = time.monotonic() + args.lifetime
     while not stop and time.monotonic() < end:
         ses.wait_for_alert(200)
         for alert in ses.pop_alerts():
+            if args.timeline:
+                print(f"{time.time():.3f} {type(alert).__name__}: {alert.message()}", flush=True)
             if isinstance(alert, lt.torrent_finished_alert) and not done:
                 done = True
                 write_atomic(args.done, f"{time.time():.6f}\n")
@@ -85,6 +93,19 @@ def main() -> None:
             done = True
             write_atomic(args.done, f"{time.time():.6f}\n")
         now = time.monotonic()
+        if args.timeline and now - last_line >= 1.0:
+            last_line = now
+            peers = handle.get_peer_info()
+            with open(args.timeline, "a") as f:
+                f.write(json.dumps({
+                    "t": round(time.time(), 3), "progress": round(st.progress, 4),
+                    "down": st.download_payload_rate, "up": st.upload_payload_rate,
+                    "peers": st.num_peers, "seeds": st.num_seeds,
+                    "connect_candidates": st.connect_candidates,
+                    "list_peers": st.list_peers,
+                    "unchoked_us": sum(1 for p in peers if not p.flags & p.choked),
+                    "interested_in": sum(1 for p in peers if p.flags & p.interesting),
+                    "addrs": sorted(p.ip[0] for p in peers)}) + "\n")
         if args.stats and now - last_stats >= 1.0:
             last_stats = now
             write_atomic(args.stats, json.dumps({

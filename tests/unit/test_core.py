@@ -14,6 +14,7 @@ from peer.core import (
     BanList,
     Close,
     Completed,
+    CoreConfig,
     Dial,
     PeerState,
     ProtocolError,
@@ -305,3 +306,33 @@ def test_hostile_modes_are_subclasses_outside_the_ordinary_core() -> None:
     ordinary.take_actions()
     ordinary.message(r, wire.Request(2, 0, 16384), 0.0)
     assert ordinary.take_actions() == [Serve(r)]
+
+
+def test_neediest_re_ranks_every_tick_so_the_peer_furthest_behind_gets_a_slot() -> None:
+    """A seed with one regular slot (+1 optimistic) and three interested leechers: once the
+    choked one lacks the most, the next tick (1 s later) unchokes it; half a second is too
+    soon. Progress drifts apart on real links, and only re-ranking pulls it back."""
+    seed = make_core(8, True, "s", config=CoreConfig(upload_slots=1))
+    peers = []
+    for i, held in enumerate((range(6), range(5), range(1))):  # missing 2, 3, 7
+        p = PeerState(8, 0.0, peer_id=bytes([65 + i]) * 20, ip=f"10.0.0.{i + 2}", port=1,
+                      outgoing=False)
+        seed.peer_connected(p, 0.0)
+        for piece in held:
+            seed.message(p, wire.Have(piece), 0.0)
+        seed.message(p, wire.Interested(), 0.0)
+        peers.append(p)
+    seed.tick(0.0)
+    far_behind = peers[2]
+    assert not far_behind.am_choking  # the regular slot: it lacks the most
+    (waiting,) = [p for p in peers[:2] if p.am_choking]  # the other one is optimistic
+    (lucky,) = [p for p in peers[:2] if p is not waiting]
+    for piece in range(1, 7):  # the one behind catches up: it lacks 1
+        seed.message(far_behind, wire.Have(piece), 0.1)
+    for piece in range(8):  # the optimistic one lacks 1 too
+        if not lucky.pmask & seed.picker.bits[piece] and piece != 7:
+            seed.message(lucky, wire.Have(piece), 0.1)
+    seed.tick(0.5)
+    assert waiting.am_choking
+    seed.tick(1.0)
+    assert not waiting.am_choking  # now the neediest: its slot came at the next tick
