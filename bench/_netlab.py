@@ -21,8 +21,6 @@ from typing import Any, Optional
 
 from orchestrator.backends.base import MeshContext
 from orchestrator.backends.netns import NetnsBackend, namespaces
-from orchestrator.backends.netns.bridge import NODE_DEV
-from orchestrator.backends.tc import run
 from orchestrator.hostnet import processes
 from orchestrator.model import Link, Node
 
@@ -56,7 +54,9 @@ class Lab:
         os.replace(f.name, path)
 
     async def open(self, hosts: Sequence[tuple[str, str, Link]]) -> None:
-        """``hosts``: (name, group, link). Creates bridge, namespaces, veths, tbf caps."""
+        """``hosts``: (name, group, link). Creates bridge, namespaces, veths, tbf caps and
+        the permanent neighbour entries every host needs (the netns backend pins them: ARP
+        flooded by 64 clients dialing at once is mostly lost on a loaded host)."""
         nodes = [Node(name=n, group=g, index=i, backend="netns", link=link)
                  for i, (n, g, link) in enumerate(hosts)]
         await self.backend.prepare(nodes)
@@ -65,23 +65,6 @@ class Lab:
             d = Path(rec["data_dir"])
             d.mkdir(parents=True, exist_ok=True)
             self.hosts[node.name] = Host(node.name, rec["ns"], rec["ip"], d)
-        await self.pin_neighbours()
-
-    async def pin_neighbours(self) -> None:
-        """Every host knows every other host's MAC address from the start (permanent
-        neighbour entries). When 64 clients dial each other at once, the ARP broadcasts
-        (~4,000, each flooded to every bridge port) are mostly lost on this one-CPU-per-
-        softirq emulation host: measured, a leecher saw 8 % of them and none asking for
-        itself, its dials stayed unresolved and timed out after 15 s. A switched LAN
-        does not lose its ARP like that, so no contestant should pay for it."""
-        macs = {}
-        for h in self.hosts.values():
-            out = await run(["ip", "-n", h.ns, "-j", "link", "show", "dev", NODE_DEV])
-            macs[h.name] = json.loads(out)[0]["address"]
-        for h in self.hosts.values():
-            await namespaces.batch((f"neigh replace {o.ip} lladdr {macs[o.name]} dev {NODE_DEV} "
-                                    "nud permanent" for o in self.hosts.values() if o is not h),
-                                   ns=h.ns)
 
     def spawn(self, host: str, argv: Sequence[str], *, log: str = "out.log",
               env: Optional[dict[str, str]] = None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.netns import NetnsBackend
+from orchestrator.backends.netns.bridge import NODE_DEV, node_mac
 from orchestrator.model import Link
 from tests.contract.harness.netns import leftovers
 from tests.integration.netns_support import (
@@ -92,6 +93,51 @@ def test_agents_reachable_partition_and_clean_teardown(tmp_path: Path) -> None:
     assert leftovers(_Named(mesh, tmp_path)) == []
     assert ctx.state == {}
     asyncio.run(backend.teardown())  # idempotent
+
+
+def _neighbours(ns: str | None, dev: str) -> dict[str, tuple[str, list[str]]]:
+    cmd = ["ip", *(["-n", ns] if ns else []), "-j", "neigh", "show", "dev", dev]
+    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                                    check=True).stdout or "[]")
+    return {e["dst"]: (e.get("lladdr", ""), e.get("state", [])) for e in out}
+
+
+def test_neighbours_are_pinned_for_nodes_added_later_too(tmp_path: Path) -> None:
+    """Every node knows every other node's and the host's MAC from the start (no ARP to
+    lose when dozens of peers dial at once), the host knows every node's, and the bridge's
+    own MAC stays fixed as ports are added."""
+    require_root()
+    mesh = "nstest-neigh"
+    ctx = make_ctx(tmp_path, mesh)
+    backend = NetnsBackend(ctx)
+    group = nodes(3)
+
+    async def scenario() -> None:
+        try:
+            await backend.prepare(group[:2])
+            await backend.prepare(group[2:])  # a later call: the first two learn the third
+            recs = [ctx.state["nodes"][n.name] for n in group]
+            br, host_ip = ctx.state["bridge"], ctx.state["host_ip"]
+            assert Path(f"/sys/class/net/{br}/address").read_text().strip() == node_mac(host_ip)
+            on_host = _neighbours(None, br)
+            for rec in recs:
+                assert on_host[rec["ip"]] == (node_mac(rec["ip"]), ["PERMANENT"])
+                seen = _neighbours(rec["ns"], NODE_DEV)
+                others = {r["ip"]: node_mac(r["ip"]) for r in recs if r is not rec}
+                others[host_ip] = node_mac(host_ip)
+                assert seen == {ip: (mac, ["PERMANENT"]) for ip, mac in others.items()}
+            eps = [await backend.deploy(n) for n in group]
+            for ep in eps:
+                await _wait_status(ep.api)
+            assert _can_connect(recs[0]["ns"], recs[2]["ip"], 6881)
+            # the connect used the pinned entry: nothing was learned by ARP
+            assert set(_neighbours(recs[0]["ns"], NODE_DEV)) == {recs[1]["ip"], recs[2]["ip"],
+                                                                 host_ip}
+        finally:
+            await backend.teardown()
+
+    asyncio.run(scenario())
+    assert leftovers(_Named(mesh, tmp_path)) == []
 
 
 class _Named:

@@ -210,7 +210,7 @@ class NetnsBackend(Backend):
                 self.ctx.save()
             await firewall.insert_rule(rule)
             await namespaces.create([r["ns"] for r in recs])
-            await bridge.add_ports(self.st["bridge"], [(r["veth"], r["ns"]) for r in recs])
+            await bridge.add_ports(self.st["bridge"], [(r["veth"], r["ns"], r["ip"]) for r in recs])
             sem = asyncio.Semaphore(CONCURRENCY)
 
             async def configure(rec: dict[str, Any], node: Node) -> None:
@@ -221,6 +221,9 @@ class NetnsBackend(Backend):
                                       *tc.tbf_args(bridge.NODE_DEV, node.link.up_bps)[1:]])
 
             await asyncio.gather(*(configure(r, n) for r, n in zip(recs, nodes)))
+            await bridge.pin_neighbours(self.st["bridge"], self.st["host_ip"],
+                                        [(r["ns"], r["ip"]) for r in self.st["nodes"].values()],
+                                        CONCURRENCY)
             down = [tc.tbf_args(r["veth"], n.link.down_bps)[1:]
                     for r, n in zip(recs, nodes) if n.link.down_bps]
             if down:
