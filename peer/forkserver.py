@@ -82,7 +82,8 @@ def _reap() -> None:
         if pid == 0:
             return
         path = _exit_files.pop(pid, None)
-        if path is not None:
+        # an earlier agent of the same node reaped late must not speak for the current one
+        if path is not None and _latest.get(path) == pid:
             code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
                 else (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))
             try:
@@ -91,7 +92,8 @@ def _reap() -> None:
                 pass
 
 
-_exit_files: dict[int, str] = {}
+_exit_files: dict[int, str] = {}  # child pid -> where its exit status goes
+_latest: dict[str, int] = {}  # exit file -> the child that owns it now
 
 
 def _child(listener: socket.socket, conn: socket.socket, request: dict[str, Any]) -> None:
@@ -118,8 +120,8 @@ def _child(listener: socket.socket, conn: socket.socket, request: dict[str, Any]
         from peer.cli import main
 
         code = main([str(a) for a in request["args"]])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as the interpreter maps it: None is 0, a message is 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - the child must never fall back into the server
         import traceback
 
@@ -171,7 +173,9 @@ def _serve_one(listener: socket.socket) -> None:
         if pid == 0:
             _child(listener, conn, request)
         if request.get("exit_file"):
-            _exit_files[pid] = str(request["exit_file"])
+            path = str(request["exit_file"])
+            _exit_files[pid] = path
+            _latest[path] = pid
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
