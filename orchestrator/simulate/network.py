@@ -200,7 +200,7 @@ class Channel:
 
 def post_all(channels: list[Channel], msg: Any) -> None:
     """A HAVE on each channel: handed over at the next ``Network.have_quantum`` boundary after its
-    latency, with the other HAVEs arriving at that node then (one event for all of them).
+    latency, with the other HAVEs arriving at that node then (one event per slot for all nodes).
     It may pass messages sent after it on the channel; nothing in the protocol depends on
     that. (Every verified piece goes to every neighbour lacking it: the most frequent
     message of a big run.)"""
@@ -222,7 +222,11 @@ def post_all(channels: list[Channel], msg: Any) -> None:
         batch = batches.get(slot)
         if batch is None:
             batch = batches[slot] = []
-            clock.at(slot, _hand_over_batch, dst, slot)
+            ports = net.have_slots.get(slot)
+            if ports is None:  # one event per slot for all the nodes HAVEs reach then
+                ports = net.have_slots[slot] = []
+                clock.at(slot, net.hand_over_slot, slot)
+            ports.append(dst)
         batch.append((ch, msg))
 
 
@@ -236,21 +240,19 @@ def _one_by_one(batch: list[tuple[Channel, Any]]) -> None:
             ch.on_message(ch.to, msg)
 
 
-def _hand_over_batch(port: Port, slot: float) -> None:
-    port.on_batch(port.batches.pop(slot))
-
-
 class Network:
     def __init__(self, clock: VirtualClock, payload_share: float = 1.0) -> None:
         self.clock = clock
         self.payload_share = payload_share
         self.have_quantum = HAVE_QUANTUM
+        self.have_slots: dict[float, list[Port]] = {}  # slot -> nodes with HAVEs due then
         self.ports: list[Port] = []
         self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
         self._moved_at = 0.0
         self.total_rate = 0.0  # sum of the rates of the active flows
         self.flows = 0
         self.reshares = 0
+        self._full_next: Optional[Channel] = None  # its flow just ended on a saturated download
 
     def add_port(self, name: str, rng: random.Random) -> Port:
         p = Port(name, len(self.ports), rng)
@@ -271,6 +273,12 @@ class Network:
     def channel(self, src: Port, dst: Port) -> Channel:
         return Channel(self, src, dst)
 
+    def hand_over_slot(self, slot: float) -> None:
+        """The HAVEs due at ``slot``: each node's batch, nodes in the order HAVEs were first
+        posted to them (as one event per node would run)."""
+        for port in self.have_slots.pop(slot):
+            port.on_batch(port.batches.pop(slot))
+
     def moved_now(self) -> float:
         """Bytes moved by all flows up to now."""
         return self.moved + self.total_rate * (self.clock.now - self._moved_at)
@@ -279,15 +287,34 @@ class Network:
     def start_flow(self, flow: Flow) -> None:
         flow.channel.flow = flow
         flow.since = self.clock.now
-        flow.src.up_flows.append(flow)
-        flow.dst.down_flows.append(flow)
+        src, dst = flow.src, flow.dst
+        src.up_flows.append(flow)
+        dst.down_flows.append(flow)
         self.flows += 1
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        if self._full_next is flow.channel or _saturated(dst.down, dst.down_used):
+            self._full_next = None
+            self._reshare(src.up_flows + dst.down_flows)
+            return
+        # the receiver's download has room: its other flows are limited elsewhere and keep
+        # their rates; only the sender's upload is re-shared (the new flow capped by that room)
+        self._reshare(src.up_flows)
+        if _saturated(dst.down, dst.down_used):  # the new flow filled it: now it binds
+            self._reshare(src.up_flows + dst.down_flows)
 
     def stop_flow(self, flow: Flow) -> None:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
+        full = _saturated(flow.dst.down, flow.dst.down_used)
         self._detach(flow)
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        self._reshare_after_end(flow, full)
+
+    def _reshare_after_end(self, flow: Flow, full: bool) -> None:
+        """``full``: the receiver's download was saturated before the flow ended, so its other
+        flows may grow; else only the sender's upload is re-shared (a download with room
+        limited none of its flows)."""
+        if full:
+            self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        else:
+            self._reshare(flow.src.up_flows)
 
     def _detach(self, flow: Flow) -> None:
         self._settle(flow)
@@ -309,12 +336,16 @@ class Network:
         if flow.due > self.clock.now:  # it slowed down since the timer was set: not yet
             flow.timer = self.clock.at(flow.due, self._finish, flow)
             return
+        full = _saturated(flow.dst.down, flow.dst.down_used)
         self._detach(flow)
         flow.src.sent += flow.size
         channel = flow.channel
+        # the channel's next flow (started at once, usually) re-shares what this end needs
+        self._full_next = channel if full else None
         channel.flow_done(flow)
+        self._full_next = None
         if channel.flow is None:
-            self._reshare(flow.src.up_flows + flow.dst.down_flows)
+            self._reshare_after_end(flow, full)
 
     def _settle(self, flow: Flow) -> None:
         now = self.clock.now
@@ -467,6 +498,11 @@ class Network:
                 f.timer = clock.at(due, self._finish, f)
         if total:
             self._set_total(total)
+
+
+def _saturated(capacity: float, used: float) -> bool:
+    """Is a link's capacity all taken (to rounding)?"""
+    return capacity - used <= capacity * 1e-9
 
 
 def _water_level(capacity: float, caps: list[float], uncapped: int) -> float:
