@@ -43,7 +43,7 @@ class Port:
 
     __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
                  "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches",
-                 "on_batch", "down_binds")
+                 "on_batch")
 
     def __init__(self, name: str, index: int, rng: random.Random) -> None:
         self.name = name
@@ -59,9 +59,6 @@ class Port:
         self.sent = 0.0  # bytes uploaded (settled at flow ends)
         self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
         self.on_batch: Callable[[list[tuple[Channel, Any]]], None] = _one_by_one
-        # its download limited some of its flows when last re-shared: they may grow as soon
-        # as it has room, so any change on it re-shares all of them (Network.start_flow)
-        self.down_binds = False
 
     def lost_segments(self, nbytes: int) -> int:
         """Segments lost among the next ``nbytes`` received (geometric gaps)."""
@@ -248,6 +245,10 @@ class Network:
         self.clock = clock
         self.payload_share = payload_share
         self.have_quantum = HAVE_QUANTUM
+        # re-share only the sender's upload when the receiver's other flows cannot move
+        # (Network._receiver_unsettled): the same rates but for levels gone stale, which the
+        # full re-share at the receiver would refresh (big swarms: World sets it)
+        self.partial_reshare = False
         self.have_slots: dict[float, list[Port]] = {}  # slot -> nodes with HAVEs due then
         self.ports: list[Port] = []
         self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
@@ -294,7 +295,7 @@ class Network:
         src.up_flows.append(flow)
         dst.down_flows.append(flow)
         self.flows += 1
-        if self._full_next is flow.channel or self._receiver_unsettled(dst, flow):
+        if not self.partial_reshare or self._full_next is flow.channel or self._receiver_unsettled(dst, flow):
             self._full_next = None
             self._reshare(src.up_flows + dst.down_flows)
             return
@@ -306,17 +307,18 @@ class Network:
 
     def stop_flow(self, flow: Flow) -> None:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
-        full = self._receiver_unsettled(flow.dst, flow)
+        full = not self.partial_reshare or self._receiver_unsettled(flow.dst, flow)
         self._detach(flow)
         self._reshare_after_end(flow, full)
 
     @staticmethod
     def _receiver_unsettled(dst: Port, flow: Flow) -> bool:
         """May a change of ``flow`` move the rates of the other flows into ``dst``? Yes when
-        its download is full or limited some of them, or when one of their senders has
-        upload to spare (it went to a receiver that since slowed). Else they are limited by
-        their senders' uploads, and only the sender of ``flow`` needs re-sharing."""
-        if dst.down_binds or _saturated(dst.down, dst.down_used):
+        its download is full, or when the sender of one of them has upload to spare: the
+        flow is limited by this download (or was, by a level gone stale), or could take it.
+        Else each is limited by its sender's full upload, and only the sender of ``flow``
+        needs re-sharing."""
+        if _saturated(dst.down, dst.down_used):
             return True
         for g in dst.down_flows:
             if g is not flow:
@@ -354,7 +356,7 @@ class Network:
         if flow.due > self.clock.now:  # it slowed down since the timer was set: not yet
             flow.timer = self.clock.at(flow.due, self._finish, flow)
             return
-        full = self._receiver_unsettled(flow.dst, flow)
+        full = not self.partial_reshare or self._receiver_unsettled(flow.dst, flow)
         self._detach(flow)
         flow.src.sent += flow.size
         channel = flow.channel
@@ -411,23 +413,14 @@ class Network:
                 rem[k] = dst.down - dst.down_used + r
                 count[k] = 1
         central = [k for k, n in count.items() if n > 1]
-        ports = self.ports
         if len(central) > 2:
             self._fill_general(flows, rem)
-            for k in central:
-                if k & 1:
-                    ports[k >> 1].down_binds = True  # not worked out here: assume it does
         else:
-            level = self._fill_two(flows, rem, count, central)
-            for k in central:
-                if k & 1:
-                    ports[k >> 1].down_binds = level[k] != math.inf
+            self._fill_two(flows, rem, count, central)
         self._apply(flows)
 
     @staticmethod
-    def _fill_two(flows: list[Flow], rem: dict[int, float], count: dict[int, int],
-                  central: list[int]) -> dict[int, float]:
-        """Fills ``flow.new``; returns each central link's water level (inf: it limits none)."""
+    def _fill_two(flows: list[Flow], rem: dict[int, float], count: dict[int, int], central: list[int]) -> None:
         caps: dict[int, list[float]] = {k: [] for k in central}
         both: list[Flow] = []
         for f in flows:
@@ -460,7 +453,6 @@ class Network:
             else:
                 continue
             f.new = lvl if lvl < cap else (cap if cap > 0.0 else 0.0)
-        return level
 
     @staticmethod
     def _fill_general(flows: list[Flow], rem: dict[int, float]) -> None:
