@@ -18,6 +18,7 @@ carries them out in virtual time, the way ``peer/torrent.py`` does over TCP:
 from __future__ import annotations
 
 import hashlib
+import operator
 import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Optional
@@ -48,6 +49,7 @@ WIRE_PORT = 6881
 CLIENT = "meshbed/0.1"
 REQQ = 256
 TICK = 1.0
+_endpoint = operator.attrgetter("key")  # PeerState -> its Endpoint (a C call per peer)
 _FIXED_FRAME = {
     wire.KeepAlive: 4, wire.Choke: 5, wire.Unchoke: 5, wire.Interested: 5,
     wire.NotInterested: 5, wire.HaveAll: 5, wire.HaveNone: 5, wire.Have: 9, wire.Suggest: 9,
@@ -179,8 +181,7 @@ class SimAgent:
                         for m in a.msgs:
                             out.send(m, frame_size(m))
                 elif kind is Broadcast:  # one HAVE to every peer lacking the piece
-                    outs = [peer.key.out for peer in a.peers
-                            if peer.key is not None and peer.key.open]
+                    outs = [ep.out for ep in map(_endpoint, a.peers) if ep is not None and ep.open]
                     for m in a.msgs:
                         post_all(outs, m)
                 elif kind is Serve:

@@ -165,7 +165,7 @@ class Channel:
         delay = dst.latency
         if dst.jitter:
             delay = max(0.0, delay + dst.rng.uniform(-dst.jitter, dst.jitter))
-        lost = dst.lost_segments(nbytes + 4)
+        lost = dst.lost_segments(nbytes + 4) if dst.loss else 0
         if lost:
             delay += lost * max(2 * dst.latency, MIN_RETRANSMIT)
         when = max(self.last_delivery, clock.now + delay)
@@ -200,7 +200,7 @@ class Channel:
 
 def post_all(channels: list[Channel], msg: Any) -> None:
     """A HAVE on each channel: handed over at the next ``Network.have_quantum`` boundary after its
-    latency, with the other HAVEs arriving at that node then (one event for all of them).
+    latency, with the other HAVEs arriving at that node then (one event per slot for all nodes).
     It may pass messages sent after it on the channel; nothing in the protocol depends on
     that. (Every verified piece goes to every neighbour lacking it: the most frequent
     message of a big run.)"""
@@ -222,7 +222,11 @@ def post_all(channels: list[Channel], msg: Any) -> None:
         batch = batches.get(slot)
         if batch is None:
             batch = batches[slot] = []
-            clock.at(slot, _hand_over_batch, dst, slot)
+            ports = net.have_slots.get(slot)
+            if ports is None:  # one event per slot for all the nodes HAVEs reach then
+                ports = net.have_slots[slot] = []
+                clock.at(slot, net.hand_over_slot, slot)
+            ports.append(dst)
         batch.append((ch, msg))
 
 
@@ -236,21 +240,23 @@ def _one_by_one(batch: list[tuple[Channel, Any]]) -> None:
             ch.on_message(ch.to, msg)
 
 
-def _hand_over_batch(port: Port, slot: float) -> None:
-    port.on_batch(port.batches.pop(slot))
-
-
 class Network:
     def __init__(self, clock: VirtualClock, payload_share: float = 1.0) -> None:
         self.clock = clock
         self.payload_share = payload_share
         self.have_quantum = HAVE_QUANTUM
+        # re-share only the sender's upload when the receiver's other flows cannot move
+        # (Network._receiver_unsettled): the same rates but for levels gone stale, which the
+        # full re-share at the receiver would refresh (big swarms: World sets it)
+        self.partial_reshare = False
+        self.have_slots: dict[float, list[Port]] = {}  # slot -> nodes with HAVEs due then
         self.ports: list[Port] = []
         self.moved = 0.0  # bytes transferred by all flows, settled up to ``_moved_at``
         self._moved_at = 0.0
         self.total_rate = 0.0  # sum of the rates of the active flows
         self.flows = 0
         self.reshares = 0
+        self._full_next: Optional[Channel] = None  # its flow just ended on a saturated download
 
     def add_port(self, name: str, rng: random.Random) -> Port:
         p = Port(name, len(self.ports), rng)
@@ -271,6 +277,12 @@ class Network:
     def channel(self, src: Port, dst: Port) -> Channel:
         return Channel(self, src, dst)
 
+    def hand_over_slot(self, slot: float) -> None:
+        """The HAVEs due at ``slot``: each node's batch, nodes in the order HAVEs were first
+        posted to them (as one event per node would run)."""
+        for port in self.have_slots.pop(slot):
+            port.on_batch(port.batches.pop(slot))
+
     def moved_now(self) -> float:
         """Bytes moved by all flows up to now."""
         return self.moved + self.total_rate * (self.clock.now - self._moved_at)
@@ -279,15 +291,50 @@ class Network:
     def start_flow(self, flow: Flow) -> None:
         flow.channel.flow = flow
         flow.since = self.clock.now
-        flow.src.up_flows.append(flow)
-        flow.dst.down_flows.append(flow)
+        src, dst = flow.src, flow.dst
+        src.up_flows.append(flow)
+        dst.down_flows.append(flow)
         self.flows += 1
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        if not self.partial_reshare or self._full_next is flow.channel or self._receiver_unsettled(dst, flow):
+            self._full_next = None
+            self._reshare(src.up_flows + dst.down_flows)
+            return
+        # the receiver's download has room: its other flows are limited elsewhere and keep
+        # their rates; only the sender's upload is re-shared (the new flow capped by that room)
+        self._reshare(src.up_flows)
+        if _saturated(dst.down, dst.down_used):  # the new flow filled it: now it binds
+            self._reshare(src.up_flows + dst.down_flows)
 
     def stop_flow(self, flow: Flow) -> None:
         """Remove a flow (finished or its channel closed) and give its share to the others."""
+        full = not self.partial_reshare or self._receiver_unsettled(flow.dst, flow)
         self._detach(flow)
-        self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        self._reshare_after_end(flow, full)
+
+    @staticmethod
+    def _receiver_unsettled(dst: Port, flow: Flow) -> bool:
+        """May a change of ``flow`` move the rates of the other flows into ``dst``? Yes when
+        its download is full, or when the sender of one of them has upload to spare: the
+        flow is limited by this download (or was, by a level gone stale), or could take it.
+        Else each is limited by its sender's full upload, and only the sender of ``flow``
+        needs re-sharing."""
+        if _saturated(dst.down, dst.down_used):
+            return True
+        for g in dst.down_flows:
+            if g is not flow:
+                src = g.src
+                if not _saturated(src.up, src.up_used):
+                    return True
+        return False
+
+    def _reshare_after_end(self, flow: Flow, full: bool) -> None:
+        """``full``: the receiver's download was saturated before the flow ended, so its other
+        flows may grow; else only the sender's upload is re-shared (a download with room
+        limited none of its flows)."""
+        if full:
+            self._reshare(flow.src.up_flows + flow.dst.down_flows)
+        else:
+            self._reshare(flow.src.up_flows)
 
     def _detach(self, flow: Flow) -> None:
         self._settle(flow)
@@ -309,12 +356,16 @@ class Network:
         if flow.due > self.clock.now:  # it slowed down since the timer was set: not yet
             flow.timer = self.clock.at(flow.due, self._finish, flow)
             return
+        full = not self.partial_reshare or self._receiver_unsettled(flow.dst, flow)
         self._detach(flow)
         flow.src.sent += flow.size
         channel = flow.channel
+        # the channel's next flow (started at once, usually) re-shares what this end needs
+        self._full_next = channel if full else None
         channel.flow_done(flow)
+        self._full_next = None
         if channel.flow is None:
-            self._reshare(flow.src.up_flows + flow.dst.down_flows)
+            self._reshare_after_end(flow, full)
 
     def _settle(self, flow: Flow) -> None:
         now = self.clock.now
@@ -467,6 +518,11 @@ class Network:
                 f.timer = clock.at(due, self._finish, f)
         if total:
             self._set_total(total)
+
+
+def _saturated(capacity: float, used: float) -> bool:
+    """Is a link's capacity all taken (to rounding)?"""
+    return capacity - used <= capacity * 1e-9
 
 
 def _water_level(capacity: float, caps: list[float], uncapped: int) -> float:

@@ -4,7 +4,7 @@ the same distribution and expectation rules) plus what only a simulation has:
 - ``"simulated": true``, ``wall_seconds`` and ``events_processed``;
 - ``agent_limits``: only in swarms of more than ``setup.LARGE_SWARM`` nodes, the caps on
   connections and known addresses every agent ran with, the HAVE batching interval and
-  whether blocks were whole pieces;
+  whether blocks were whole pieces and flows re-shared partially;
 - ``distribution.CONTENT.completions``: every fetcher's seconds from the fetch event to its
   completion, sorted (the completion curve);
 - ``utilisation``: per virtual second, the swarm's upload used / its capacity (live nodes
@@ -132,7 +132,8 @@ def build_report(world: World, wall_seconds: float) -> dict[str, Any]:
     if (cfg.max_peers, cfg.max_known) != (default.max_peers, default.max_known):
         report["agent_limits"] = {"max_peers": cfg.max_peers, "max_known": cfg.max_known,
                                   "have_batch_seconds": world.net.have_quantum,
-                                  "whole_piece_blocks": cfg.block_seconds >= setup.WHOLE_PIECE_BLOCKS}
+                                  "whole_piece_blocks": cfg.block_seconds >= setup.WHOLE_PIECE_BLOCKS,
+                                  "partial_reshare": world.net.partial_reshare}
     report["virtual_seconds"] = round(world.clock.now, 3)
     report["utilisation"] = world.utilisation
     report["carried"] = world.carried

@@ -78,6 +78,7 @@ class World:
         self.net = Network(self.clock, payload_share=KERNEL_PAYLOAD_SHARE if kernel else 1.0)
         if len(topology.nodes) > setup.LARGE_SWARM:
             self.net.have_quantum = setup.LARGE_HAVE_QUANTUM
+            self.net.partial_reshare = True
         self.agents: dict[str, SimAgent] = {}
         self.by_ip: dict[str, SimAgent] = {}
         for i, node in enumerate(topology.nodes):

@@ -595,6 +595,7 @@ class SwarmCore:
         if t0 is not None:
             self.emit(PieceTime(index, now - t0))
         lacking: list[PeerState] = []
+        lacks = lacking.append
         bit = picker.bits[index]
         for c in self.peers.values():  # (nothing below adds or removes peers)
             if c.is_seed or c.pmask & bit:
@@ -603,7 +604,7 @@ class SwarmCore:
                     self._interest(c, False)
             elif not c.closed:
                 c.sent = True
-                lacking.append(c)
+                lacks(c)
         if lacking:
             self.emit(Broadcast(lacking, [wire.Have(index)]))
         if picker.complete:

@@ -120,3 +120,47 @@ def test_two_link_fill_matches_general_progressive_filling() -> None:
         want = [f.new for f in chosen]
         Network._fill_two(chosen, dict(rem), count, central)
         assert [f.new for f in chosen] == pytest.approx(want, rel=1e-9, abs=1e-6), case
+
+
+def test_a_full_download_gives_the_room_of_an_ended_flow_to_its_other_flows() -> None:
+    """(Partial re-share, as in big swarms.) Two senders into a receiver whose download
+    (2 MB/s) limits both flows: when the short one ends, the long one takes the whole
+    download (the receiver's flows are re-shared)."""
+    clock, net, (a, b, r) = make(3, [Link(up_bps=80 * MB), Link(up_bps=80 * MB), Link(down_bps=16 * MB)])
+    net.partial_reshare = True
+    short, long_ = net.channel(a, r), net.channel(b, r)
+    short.send("x", 1 * MB)
+    long_.send("y", 10 * MB)
+    assert sorted(f.rate for f in r.down_flows) == pytest.approx([1 * MB, 1 * MB])
+    clock.run(until=1.5)  # the short flow ended at 1 s
+    assert [f.rate for f in r.down_flows] == [pytest.approx(2 * MB)]
+
+
+def test_a_download_with_room_keeps_its_other_flows_and_re_shares_the_sender() -> None:
+    """A receiver with room: a new flow into it re-shares the sender's upload only; its other
+    flow, limited by its own full sender, keeps its rate."""
+    clock, net, (s1, s2, r) = make(3, [Link(up_bps=8 * MB), Link(up_bps=16 * MB), Link()])
+    net.partial_reshare = True
+    net.channel(s1, r).send("x", 10 * MB)  # s1's upload full: 1 MB/s
+    reshared = net.reshares
+    net.channel(s2, r).send("y", 10 * MB)
+    assert net.reshares == reshared + 1  # s2's upload only
+    assert sorted(f.rate for f in r.down_flows) == pytest.approx([1 * MB, 2 * MB])
+
+
+def test_a_sender_with_upload_to_spare_has_its_flow_into_a_receiver_re_shared() -> None:
+    """s1 sends to r and x; a second flow into x (whose download binds) halves s1's flow to x,
+    leaving s1 upload to spare. A new flow into r (which has room) re-shares all of r's
+    flows, so s1's flow to r takes that spare."""
+    clock, net, (s1, s2, s3, r, x) = make(5, [Link(up_bps=8 * MB), Link(up_bps=16 * MB), Link(up_bps=16 * MB),
+                                               Link(), Link(down_bps=4 * MB)])
+    net.partial_reshare = True
+    to_r, to_x = net.channel(s1, r), net.channel(s1, x)
+    to_r.send("a", 10 * MB)
+    to_x.send("b", 10 * MB)
+    assert [f.rate for f in s1.up_flows] == pytest.approx([0.5 * MB, 0.5 * MB])
+    net.channel(s3, x).send("c", 10 * MB)  # x's download: 0.25 MB/s each
+    assert to_x.flow is not None and to_x.flow.rate == pytest.approx(0.25 * MB)
+    assert to_r.flow is not None and to_r.flow.rate == pytest.approx(0.5 * MB)  # not moved yet
+    net.channel(s2, r).send("d", 10 * MB)
+    assert to_r.flow.rate == pytest.approx(0.75 * MB)

@@ -215,3 +215,15 @@ def test_large_swarms_run_with_capped_agents(tmp_path: Path) -> None:
     per_node_small = setup.memory_estimate(small) / len(small.nodes)
     per_node_big = setup.memory_estimate(big) / len(big.nodes)
     assert per_node_big < 0.5 * per_node_small
+
+
+def test_a_capped_swarm_completes_with_partial_re_shares_and_repeats_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The big-swarm settings (caps, whole pieces, 50 ms HAVE slots, partial re-shares) on a
+    small swarm: every fetcher completes, the report says so, and the same seed repeats."""
+    monkeypatch.setattr(setup, "LARGE_SWARM", 4)
+    first = simulate(tmp_path, n=12, seed=5)
+    assert first["ok"] and first["reason"] == "complete"
+    assert first["agent_limits"]["partial_reshare"] is True
+    assert first["agent_limits"]["have_batch_seconds"] == setup.LARGE_HAVE_QUANTUM
+    assert stable(simulate(tmp_path, n=12, seed=5)) == stable(first)
