@@ -84,10 +84,8 @@ def _reap() -> None:
         path = _exit_files.pop(pid, None)
         # an earlier agent of the same node reaped late must not speak for the current one
         if path is not None and _latest.get(path) == pid:
-            code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
-                else (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))
             try:
-                Path(path).write_text(f"{code}\n")
+                Path(path).write_text(f"{os.waitstatus_to_exitcode(status)}\n")
             except OSError:
                 pass
 

@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.backends.local.forks import ForkServer, socket_name
 from orchestrator.hostnet import processes
+from peer import forkserver
 from tests.facilities import require
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,7 +124,7 @@ def test_another_user_gets_no_answer(mesh: tuple[Path, str], tmp_path: Path) -> 
     require(None if os.getuid() == 0 else "root (to act as another user)")
     home, name = mesh
     log = tmp_path / "stranger.log"
-    address = "\0" + socket_name(home / name / "local")
+    address = forkserver.address(socket_name(home / name / "local"))
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # as nobody: ask for a process, report what came back

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from orchestrator.errors import DeployError
 from orchestrator.hostnet import processes
+from peer import forkserver
 
 ROOM = 4096  # argv bytes the server keeps for its children's command lines (peer.forkserver)
 READY_TIMEOUT = 30.0
@@ -63,7 +64,7 @@ class ForkServer:
         return pid, processes.start_time(pid)
 
     async def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        reader, writer = await asyncio.open_unix_connection("\0" + self.name)
+        reader, writer = await asyncio.open_unix_connection(forkserver.address(self.name))
         try:
             writer.write(json.dumps(request).encode() + b"\n")
             await writer.drain()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator import state
+from orchestrator.backends.local import forks
 from orchestrator.hostnet import processes
 
 
@@ -58,7 +59,7 @@ def _agent_processes(mesh_name: str) -> list[str]:
 def _fork_servers(mesh_name: str) -> list[str]:
     """The mesh's fork server, when it outlived the mesh (no --mesh in its command line: it
     is found by its data dir, ``<mesh>/local/.forkserver/data``)."""
-    mark = str(state.home() / mesh_name / "local" / ".forkserver") + os.sep
+    mark = str(state.home() / mesh_name / "local" / forks.FOLDER) + os.sep
     return [f"fork server process {pid}" for (pid, _), data in processes.agents_with_data_dirs()
             if data.startswith(mark)]
 
