@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -124,7 +125,7 @@ def decode_ext_handshake(payload: bytes) -> ExtHandshake:
     for k, v in raw_m.items():
         if not isinstance(v, int) or not 0 <= v <= 255:
             raise _bad(f"m[{k[:32]!r}] must be an integer in 0..255")
-        m[k.decode("utf-8", errors="replace")] = v
+        m[sys.intern(k.decode("utf-8", errors="replace"))] = v  # one str per name, not per peer
     port = _opt_int(d, b"p", 0, 65535) or None  # p=0 means "not listening"
     reqq = _opt_int(d, b"reqq", 0, 1 << 31)
     metadata_size = _opt_int(d, b"metadata_size", 0, 1 << 31)

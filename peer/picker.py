@@ -28,6 +28,17 @@ ENDGAME_MAX_DUP = 2  # outstanding requests per unit in end game
 Buffer = Union[bytes, bytearray, memoryview]
 
 
+_POW2: list[int] = []
+
+
+def _powers_of_two(n: int) -> list[int]:
+    """``[1 << r for r in range(n)]``, the same int objects for every picker (the simulator
+    runs thousands of pickers; their bit masks are what differs, not the bits)."""
+    while len(_POW2) < n:
+        _POW2.append(1 << len(_POW2))
+    return _POW2
+
+
 class Partial:
     """A piece being downloaded: unit states, outstanding request counts, received bytes."""
 
@@ -83,8 +94,9 @@ class PiecePicker:
         # rank -> piece: a bit's piece is _order[bit.bit_length() - 1] (a list of small ints,
         # ~2 KiB, where a dict keyed by the bits took ~20 KiB per picker)
         self._order = order
+        pow2 = _powers_of_two(num_pieces)  # shared ints: a picker holds 256 of ~50 bytes each
         for rank, i in enumerate(order):
-            self.bits[i] = 1 << rank
+            self.bits[i] = pow2[rank]
         self.full_mask = (1 << num_pieces) - 1
         self._free_mask = 0  # free pieces, all levels
         self._nfree = 0

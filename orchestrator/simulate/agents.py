@@ -137,6 +137,7 @@ class SimAgent:
             c.pieces, c.piece_length, c.size, have, rng=self.rng, local_id=self.peer_id,
             config=self.world.core_config, bans=self.bans, pex=pex, upload=upload,
             blocked=self.blocked, is_self=self.is_self, hello=self.hello,
+            intern_addr=self.world.intern_addr,
         )
         self.cores[content] = core
         if not self.ticking:

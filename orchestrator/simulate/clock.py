@@ -4,26 +4,22 @@ so a run depends only on its inputs and seed, never on wall time or hash order."
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable, Optional
+from typing import Any, Callable
+
+# A scheduled callback is its heap entry, a list [when, seq, fn, args] (no object besides:
+# a run schedules millions); ``cancel`` makes the loop skip it (lazy deletion). Entries
+# compare by (when, seq): seq is unique, so fn and args are never compared.
+Timer = list
+WHEN, FN = 0, 2
 
 
-class Timer:
-    """A scheduled callback; ``cancel()`` makes the loop skip it (lazy deletion)."""
+def cancel(t: Timer) -> None:
+    t[2] = None
+    t[3] = ()
 
-    __slots__ = ("when", "fn", "args")
 
-    def __init__(self, when: float, fn: Optional[Callable[..., Any]], args: tuple[Any, ...]) -> None:
-        self.when = when
-        self.fn = fn
-        self.args = args
-
-    def cancel(self) -> None:
-        self.fn = None
-        self.args = ()
-
-    @property
-    def active(self) -> bool:
-        return self.fn is not None
+def active(t: Timer) -> bool:
+    return t[2] is not None
 
 
 class VirtualClock:
@@ -32,16 +28,16 @@ class VirtualClock:
     def __init__(self) -> None:
         self.now = 0.0
         self.events = 0  # callbacks run
-        self._heap: list[tuple[float, int, Timer]] = []
+        self._heap: list[Timer] = []
         self._seq = 0
         self._stopped = False
 
     def at(self, when: float, fn: Callable[..., Any], *args: Any) -> Timer:
         if when < self.now:
             when = self.now
-        t = Timer(when, fn, args)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, t))
+        t = [when, self._seq, fn, args]
+        heapq.heappush(self._heap, t)
         return t
 
     def after(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
@@ -62,14 +58,12 @@ class VirtualClock:
             while heap:
                 if heap[0][0] > until:
                     break
-                when, _, t = pop(heap)
-                fn = t.fn
+                when, _, fn, args = pop(heap)
                 if fn is None:
                     continue
                 self.now = when
-                t.fn = None
                 events += 1
-                fn(*t.args)
+                fn(*args)
                 if self._stopped:
                     break
         finally:

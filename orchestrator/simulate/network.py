@@ -27,7 +27,7 @@ import random
 from typing import Any, Callable, Optional
 
 from orchestrator.model import Link
-from orchestrator.simulate.clock import Timer, VirtualClock
+from orchestrator.simulate.clock import Timer, VirtualClock, cancel
 
 UNCAPPED_BPS = 10_000_000_000  # "no cap" (loopback-class links) in bits/s
 FLOW_MIN = 4096  # bytes: smaller messages are control (latency only)
@@ -191,7 +191,7 @@ class Channel:
         self.queue.clear()
         self.inbox.clear()
         if self.inbox_timer is not None:
-            self.inbox_timer.cancel()
+            cancel(self.inbox_timer)
             self.inbox_timer = None
         if self.flow is not None:
             self.net.stop_flow(self.flow)
@@ -343,7 +343,7 @@ class Network:
         flow.dst.down_used -= flow.rate
         flow.rate = 0.0
         if flow.timer is not None:
-            flow.timer.cancel()
+            cancel(flow.timer)
             flow.timer = None
         flow.src.up_flows.remove(flow)
         flow.dst.down_flows.remove(flow)
@@ -507,12 +507,12 @@ class Network:
             f.rate = rate
             if rate > 0:
                 due = f.due = now + f.remaining / rate
-                if timer is not None and timer.when <= due:
+                if timer is not None and timer[0] <= due:
                     continue  # slower: the timer fires early and is set again (fewer heap entries)
             else:
                 due = f.due = now if f.remaining <= EPS_BYTES else math.inf
             if timer is not None:
-                timer.cancel()
+                cancel(timer)
                 f.timer = None
             if due < math.inf:
                 f.timer = clock.at(due, self._finish, f)

@@ -71,6 +71,7 @@ class Peering:
                 continue
             if len(known) >= cap or core.is_self(addr):
                 continue
+            addr = core.intern_addr(addr)
             known[addr] = KnownPeer(addr, source)
             added += 1
         return added
@@ -99,6 +100,7 @@ class Peering:
     def mark_connected(self, addr: Addr) -> None:
         kp = self.known.get(addr)
         if kp is None and len(self.known) < self.core.config.max_known:
+            addr = self.core.intern_addr(addr)
             kp = self.known[addr] = KnownPeer(addr, "incoming")
         if kp is not None:
             kp.connected, kp.fails = True, 0

@@ -72,6 +72,10 @@ def _not_self(addr: Addr) -> bool:
     return False
 
 
+def _same(addr: Addr) -> Addr:
+    return addr
+
+
 class SwarmCore:
     def __init__(
         self, num_pieces: int, piece_length: int, length: int, have: Iterable[int] = (), *,
@@ -82,13 +86,15 @@ class SwarmCore:
         hello: Optional[Callable[[], ext.ExtHandshake]] = None,
         piece_size: Optional[Callable[[int], int]] = None,
         identity: Optional[MeshIdentity] = None, members_only: bool = False,
+        intern_addr: Callable[[Addr], Addr] = _same,
     ) -> None:
         """``blocked(node, ip, port)``: the link's blocklist (partitions); ``is_self(addr)``:
         one of our own addresses; ``hello()``: the extended handshake we send (None: none);
         ``piece_size(i)``: sizes when pieces are uneven (v2: each file starts a piece).
         ``identity``: prove our node name and believe only proven ones (None: names are
         believed, as in the simulator); ``members_only``: serve only proven members and
-        given addresses (topology ``access: mesh``)."""
+        given addresses (topology ``access: mesh``); ``intern_addr(addr)``: an equal address
+        object to keep instead (the simulator shares one tuple per node among its cores)."""
         self.num_pieces = num_pieces
         self.piece_length = piece_length
         self.length = length
@@ -100,6 +106,7 @@ class SwarmCore:
         self.upload = upload
         self.blocked = blocked
         self.is_self = is_self
+        self.intern_addr = intern_addr
         self.hello = hello
         self.metadata: Optional[MetadataServer] = None  # set by the driver: serve BEP 9
         if piece_size is not None:
