@@ -83,7 +83,7 @@ def frame_size(msg: Any) -> int:
 class Endpoint:
     """One side of a simulated connection for one torrent."""
 
-    __slots__ = ("id", "agent", "content", "core", "peer", "out", "remote", "serving", "open")
+    __slots__ = ("open", "out", "peer", "core", "agent", "content", "remote", "serving", "id")
 
     def __init__(self, cid: int, agent: SimAgent, content: str, core: SwarmCore,
                  peer: PeerState, out: Channel) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from orchestrator.model import Link
 from orchestrator.simulate.clock import Timer, VirtualClock, cancel
@@ -41,11 +41,14 @@ HAVE_QUANTUM = 0.010  # s: HAVEs arriving at a node within this are handed over 
 class Port:
     """A node's access link and its active flows."""
 
-    __slots__ = ("name", "index", "up", "down", "latency", "jitter", "loss", "alive",
-                 "up_flows", "down_flows", "up_used", "down_used", "rng", "_to_loss", "sent", "batches",
-                 "on_batch")
+    # (slots in memory order: the HAVE fan-out's first, then the flows')
+    __slots__ = ("latency", "batches", "on_batch", "up", "down", "up_used", "down_used",
+                 "up_flows", "down_flows", "index", "jitter", "loss", "alive", "name",
+                 "_rng", "_to_loss", "sent")
 
-    def __init__(self, name: str, index: int, rng: random.Random) -> None:
+    def __init__(self, name: str, index: int, rng: Union[random.Random, str]) -> None:
+        """``rng``: the link's RNG (jitter, loss), or the seed to make it from when first
+        needed (a Random holds 2.5 KiB; most links have neither jitter nor loss)."""
         self.name = name
         self.index = index
         self.up = self.down = float(UNCAPPED_BPS) / 8
@@ -54,11 +57,18 @@ class Port:
         self.up_flows: list[Flow] = []
         self.down_flows: list[Flow] = []
         self.up_used = self.down_used = 0.0  # sum of the rates of those flows
-        self.rng = rng
+        self._rng = rng
         self._to_loss = math.inf
         self.sent = 0.0  # bytes uploaded (settled at flow ends)
         self.batches: dict[float, list[tuple[Channel, Any]]] = {}  # HAVE_QUANTUM slot -> arrivals
         self.on_batch: Callable[[list[tuple[Channel, Any]]], None] = _one_by_one
+
+    @property
+    def rng(self) -> random.Random:
+        rng = self._rng
+        if isinstance(rng, str):
+            rng = self._rng = random.Random(rng)
+        return rng
 
     def lost_segments(self, nbytes: int) -> int:
         """Segments lost among the next ``nbytes`` received (geometric gaps)."""
@@ -110,8 +120,9 @@ Deliver = Callable[[Any, Any], None]
 class Channel:
     """One direction of a connection: in-order messages from ``src`` to ``dst``."""
 
-    __slots__ = ("net", "src", "dst", "queue", "flow", "inbox", "inbox_timer", "last_delivery",
-                 "on_message", "on_sent", "closed", "to")
+    # (slots in memory order: what the HAVE fan-out reads first)
+    __slots__ = ("closed", "dst", "to", "src", "net", "queue", "flow", "inbox", "inbox_timer",
+                 "last_delivery", "on_message", "on_sent")
 
     def __init__(self, net: Network, src: Port, dst: Port) -> None:
         self.net = net
@@ -258,7 +269,7 @@ class Network:
         self.reshares = 0
         self._full_next: Optional[Channel] = None  # its flow just ended on a saturated download
 
-    def add_port(self, name: str, rng: random.Random) -> Port:
+    def add_port(self, name: str, rng: Union[random.Random, str]) -> Port:
         p = Port(name, len(self.ports), rng)
         self.ports.append(p)
         return p

@@ -82,7 +82,7 @@ class World:
         self.agents: dict[str, SimAgent] = {}
         self.by_ip: dict[str, SimAgent] = {}
         for i, node in enumerate(topology.nodes):
-            port = self.net.add_port(node.name, random.Random(f"{self.seed}:link:{node.name}"))
+            port = self.net.add_port(node.name, f"{self.seed}:link:{node.name}")
             self.net.set_link(port, node.link)
             a = SimAgent(self, node.name, i + 1, port)
             port.on_batch = a.received_batch
