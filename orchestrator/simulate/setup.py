@@ -26,17 +26,19 @@ NODE_BYTES = 12 << 10
 CONN_SIDE_BYTES = 2560
 KNOWN_BYTES = 400
 PIECE_BYTES = 40
-SIDES_SLACK = 8  # connections per node settle above max_peers (accepted ones; 20 at max_peers 12)
+SIDES_SLACK = 8  # connections per node settle above max_peers (accepted ones: 20 at max_peers 12)
 MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
 # Beyond this many nodes every agent keeps fewer connections and addresses (the costs that
 # grow with them: HAVE fan-out, ticks, PEX, memory); below it, the agent's own defaults.
 LARGE_SWARM = 1000
 WHOLE_PIECE_BLOCKS = 1e9  # CoreConfig.block_seconds so large that every block is a whole piece
-# 12 connections dialed (incoming ones take a node to ~20): at 1,200 peers (bench/
-# simulate_scale.py's swarm) the distribution took 15.81 s with 20, 15.85 s with 15 and
-# 15.97 s with 12 (median fetcher 14.88, 14.89, 14.87 s) for 77.3, 67.7 and 63.6 CPU s
-LARGE_MAX_PEERS = 12
-LARGE_MAX_KNOWN = 100
+# 10 connections dialed (accepted ones take a node to ~18) and 50 addresses: at 1,200 peers
+# (bench/simulate_scale.py's swarm, 100 addresses) the distribution took 15.81 s with 20,
+# 15.85 s with 15, 15.97 s with 12 and 16.07 s with 10 (median fetcher 14.86-14.89 s) for
+# 77.3, 67.7, 63.6 and 52.1 CPU s (the last on a quieter machine: 12 took 56.5 s there);
+# 50 addresses instead of 100 (with 12): 15.89 s, 54.1 CPU s, 14 MiB less
+LARGE_MAX_PEERS = 10
+LARGE_MAX_KNOWN = 50
 # ... and HAVEs reach a node in one event per 50 ms instead of 10 ms (40 % fewer events; at
 # 400 peers x 256 pieces the distribution time moved 20.57 -> 20.26 s, the median 18.0 -> 17.9 s)
 LARGE_HAVE_QUANTUM = 0.050
