@@ -53,8 +53,8 @@ def main(args: argparse.Namespace) -> int:
         view.say(f"simulating {len(topo.nodes)} nodes in virtual time (seed {topo.seed})")
         cfg = world.core_config
         if len(topo.nodes) > setup.LARGE_SWARM:
-            view.say(f"more than {setup.LARGE_SWARM} nodes: each agent keeps at most {cfg.max_peers} "
-                     f"connections and {cfg.max_known} addresses per torrent")
+            view.say(f"more than {setup.LARGE_SWARM} nodes: each agent dials at most {cfg.max_peers} "
+                     f"peers (accepting some more) and keeps {cfg.max_known} addresses per torrent")
         wall = world.play(on_sample=view.on_sample)
     report = build_report(world, wall)
     try:

@@ -17,14 +17,14 @@ from orchestrator.units import format_size
 from peer.core import CoreConfig
 
 MAX_SIM_NODES = 1_000_000
-# Fitted to bench/simulate_scale.py (peak RSS: 300 peers 154 MiB, 1000 peers 610 MiB) and
+# Fitted to bench/simulate_scale.py (peak RSS: 1,000 peers 448 MiB, uncapped) and
 # tracemalloc: per node, per connection side (PeerState, channels, endpoints), per address
-# a core knows (KnownPeer, at most CoreConfig.max_known), per piece of a core; the base is
-# the interpreter with meshbed loaded. Connections per node settle near 55.
+# a core knows (KnownPeer; the address tuple is the node's own, shared), per piece of a
+# core; the base is the interpreter with meshbed loaded. Connections per node settle near 55.
 BASE_BYTES = 80 << 20
 NODE_BYTES = 12 << 10
 CONN_SIDE_BYTES = 2560
-KNOWN_BYTES = 400
+KNOWN_BYTES = 220
 PIECE_BYTES = 40
 SIDES_SLACK = 8  # connections per node settle above max_peers (accepted ones: 20 at max_peers 12)
 MEMORY_SHARE = 0.8  # of MemAvailable the simulation may plan to use
@@ -43,11 +43,11 @@ LARGE_MAX_KNOWN = 50
 # 400 peers x 256 pieces the distribution time moved 20.57 -> 20.26 s, the median 18.0 -> 17.9 s)
 LARGE_HAVE_QUANTUM = 0.050
 # Capped agents meet and drop more peers than they hold; what they keep beyond the terms
-# above is not attributed yet: fitted to bench/simulate_scale.py (peak RSS 278 MiB at 1,200
-# peers, 2,056 MiB at 10,000: ~202 KiB per node in all; was ~218 before the picker's list,
-# the channels' shared callbacks and flat rate samples; 2,071 MiB measured after the
-# partial re-share and the HAVE slot events: within 1 %, not refitted).
-LARGE_NODE_BYTES = 78 << 10
+# above is not attributed: fitted to bench/simulate_scale.py at caps of 10/50 (peak RSS
+# 186 MiB at 1,200 peers, 1,285 MiB at 10,000: ~128 KiB per node from one to the other;
+# was ~202 KiB at 20/100 before timers became heap entries, pickers shared their bit ints
+# and cores the nodes' address tuples).
+LARGE_NODE_BYTES = 50 << 10
 
 
 def core_config(topo: Topology) -> CoreConfig:
