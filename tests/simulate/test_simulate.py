@@ -227,3 +227,15 @@ def test_a_capped_swarm_completes_with_partial_re_shares_and_repeats_itself(
     assert first["agent_limits"]["partial_reshare"] is True
     assert first["agent_limits"]["have_batch_seconds"] == setup.LARGE_HAVE_QUANTUM
     assert stable(simulate(tmp_path, n=12, seed=5)) == stable(first)
+
+
+def test_cores_keep_the_nodes_own_address_tuples(tmp_path: Path) -> None:
+    """Every address a simulated core knows (given, from PEX, incoming) is its node's one
+    tuple (World.intern_addr), not an equal copy: the memory a big swarm is sized for."""
+    path = write(tmp_path, SWARM.format(n=12, strategy="swarm", seed=2, extra="", backend="local"))
+    world = World(setup.load(path))
+    world.play()
+    own = {id(a.addr) for a in world.agents.values()}
+    known = [addr for a in world.agents.values() for core in a.cores.values() for addr in core.known]
+    assert len(known) > 12  # PEX spread addresses beyond the bootstrap ones
+    assert all(id(addr) in own for addr in known)

@@ -194,3 +194,12 @@ def test_fresh_bytes_counts_only_the_part_of_an_overlapping_block_we_lack() -> N
     assert p.fresh_bytes(1, 0, PL) == 3 * UNIT
     assert p.fresh_bytes(1, UNIT, UNIT) == 0
     assert p.fresh_bytes(1, 1, UNIT) == 0  # misaligned: never merged
+
+
+def test_pickers_share_their_bit_ints_in_their_own_orders() -> None:
+    """Each picker has its own random piece order (the tie-break), but the bits are the
+    same int objects in every picker (the simulator runs thousands of pickers)."""
+    a = PiecePicker(64, lambda i: UNIT, rng=random.Random(1))
+    b = PiecePicker(64, lambda i: UNIT, rng=random.Random(2))
+    assert a.bits != b.bits and sorted(a.bits) == [1 << r for r in range(64)]
+    assert {id(x) for x in a.bits} == {id(x) for x in b.bits}
