@@ -2,8 +2,9 @@
 the same distribution and expectation rules) plus what only a simulation has:
 
 - ``"simulated": true``, ``wall_seconds`` and ``events_processed``;
-- ``agent_limits``: only in swarms of more than ``setup.LARGE_SWARM`` nodes, the caps on
-  connections and known addresses every agent ran with, the HAVE batching interval and
+- ``agent_limits``: only with more than ``setup.LARGE_SWARM`` nodes, the caps on
+  connections and known addresses every agent ran with (a swarm; client-server fetchers
+  are not capped), the HAVE batching interval and
   whether blocks were whole pieces and flows re-shared partially;
 - ``distribution.CONTENT.completions``: every fetcher's seconds from the fetch event to its
   completion, sorted (the completion curve);
@@ -23,7 +24,6 @@ from orchestrator.bounds import client_server_bound, lower_bound
 from orchestrator.report import _r, check_expectations, distribution
 from orchestrator.simulate import setup
 from orchestrator.simulate.world import World
-from peer.core import CoreConfig
 
 
 def fast_bounds(world: World) -> dict[str, dict[str, Optional[float]]]:
@@ -128,8 +128,8 @@ def build_report(world: World, wall_seconds: float) -> dict[str, Any]:
     report["problems"] = []
     report["wall_seconds"] = round(wall_seconds, 3)
     report["events_processed"] = world.clock.events
-    cfg, default = world.core_config, CoreConfig()
-    if (cfg.max_peers, cfg.max_known) != (default.max_peers, default.max_known):
+    cfg = world.core_config
+    if len(world.topo.nodes) > setup.LARGE_SWARM:
         report["agent_limits"] = {"max_peers": cfg.max_peers, "max_known": cfg.max_known,
                                   "have_batch_seconds": world.net.have_quantum,
                                   "whole_piece_blocks": cfg.block_seconds >= setup.WHOLE_PIECE_BLOCKS,

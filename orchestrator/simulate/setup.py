@@ -51,12 +51,17 @@ LARGE_NODE_BYTES = 50 << 10
 
 
 def core_config(topo: Topology) -> CoreConfig:
-    """The agents' CoreConfig: the agent's defaults; in swarms of > LARGE_SWARM nodes capped,
-    and asking for whole pieces (one event per piece instead of up to 16)."""
-    if len(topo.nodes) > LARGE_SWARM:
-        return CoreConfig(max_peers=LARGE_MAX_PEERS, max_known=LARGE_MAX_KNOWN,
-                          block_seconds=WHOLE_PIECE_BLOCKS)
-    return CoreConfig()
+    """The agents' CoreConfig: the agent's defaults; with > LARGE_SWARM nodes asking for
+    whole pieces (one event per piece instead of up to 16) and, in a swarm, capped."""
+    if len(topo.nodes) <= LARGE_SWARM:
+        return CoreConfig()
+    if topo.strategy == "client-server":
+        # fetchers hold one connection, the server's: caps would only make the server turn
+        # fetchers away (1,000 fetchers: 3,046 s capped at 10 peers, 2,711 s uncapped; the
+        # bound is 2,684 s)
+        return CoreConfig(block_seconds=WHOLE_PIECE_BLOCKS)
+    return CoreConfig(max_peers=LARGE_MAX_PEERS, max_known=LARGE_MAX_KNOWN,
+                      block_seconds=WHOLE_PIECE_BLOCKS)
 
 
 @contextlib.contextmanager

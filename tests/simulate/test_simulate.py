@@ -215,6 +215,11 @@ def test_large_swarms_run_with_capped_agents(tmp_path: Path) -> None:
     per_node_small = setup.memory_estimate(small) / len(small.nodes)
     per_node_big = setup.memory_estimate(big) / len(big.nodes)
     assert per_node_big < 0.5 * per_node_small
+    # client-server: fetchers hold one connection; a cap would make the server turn them away
+    server = setup.core_config(setup.load(write(tmp_path, SWARM.format(
+        n=setup.LARGE_SWARM, strategy="client-server", seed=1, extra="", backend="local"), "cs.yaml")))
+    assert (server.max_peers, server.max_known) == (50, 1000)
+    assert server.block_seconds == capped.block_seconds == setup.WHOLE_PIECE_BLOCKS
 
 
 def test_a_capped_swarm_completes_with_partial_re_shares_and_repeats_itself(
