@@ -57,7 +57,7 @@ def core_config(topo: Topology) -> CoreConfig:
         return CoreConfig()
     if topo.strategy == "client-server":
         # fetchers hold one connection, the server's: caps would only make the server turn
-        # fetchers away (1,000 fetchers: 3,046 s capped at 10 peers, 2,711 s uncapped; the
+        # fetchers away (1,000 fetchers: 3,046 s capped at 10 peers, 2,754 s uncapped; the
         # bound is 2,684 s)
         return CoreConfig(block_seconds=WHOLE_PIECE_BLOCKS)
     return CoreConfig(max_peers=LARGE_MAX_PEERS, max_known=LARGE_MAX_KNOWN,
