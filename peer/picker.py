@@ -29,11 +29,17 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 
 _POW2: list[int] = []
+# Shared up to this many pieces (the cache holds ~n²/16 bytes: 1 MiB at 4,096; beyond, each
+# picker makes its own, freed with it, so an agent keeps nothing of a big torrent it dropped)
+SHARED_POW2_MAX = 4096
 
 
 def _powers_of_two(n: int) -> list[int]:
-    """``[1 << r for r in range(n)]``, the same int objects for every picker (the simulator
-    runs thousands of pickers; their bit masks are what differs, not the bits)."""
+    """``[1 << r for r in range(n)]``, the same int objects for every picker up to
+    SHARED_POW2_MAX pieces (the simulator runs thousands of pickers; their bit masks are
+    what differs, not the bits)."""
+    if n > SHARED_POW2_MAX:
+        return [1 << r for r in range(n)]
     while len(_POW2) < n:
         _POW2.append(1 << len(_POW2))
     return _POW2

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from peer.picker import UNIT, PiecePicker
+from peer import picker as picker_module
+from peer.picker import SHARED_POW2_MAX, UNIT, PiecePicker
 
 PL = 4 * UNIT  # 64 KiB pieces: 4 units each
 
@@ -203,3 +204,6 @@ def test_pickers_share_their_bit_ints_in_their_own_orders() -> None:
     b = PiecePicker(64, lambda i: UNIT, rng=random.Random(2))
     assert a.bits != b.bits and sorted(a.bits) == [1 << r for r in range(64)]
     assert {id(x) for x in a.bits} == {id(x) for x in b.bits}
+    big = PiecePicker(SHARED_POW2_MAX + 1, lambda i: UNIT, rng=random.Random(1))
+    assert sorted(big.bits) == [1 << r for r in range(SHARED_POW2_MAX + 1)]
+    assert len(picker_module._POW2) <= SHARED_POW2_MAX  # a big torrent's bits are its own
