@@ -10,16 +10,12 @@ from typing import Any, Callable
 # a run schedules millions); ``cancel`` makes the loop skip it (lazy deletion). Entries
 # compare by (when, seq): seq is unique, so fn and args are never compared.
 Timer = list
-WHEN, FN = 0, 2
+WHEN, FN, ARGS = 0, 2, 3  # the fields of a Timer the others read or clear
 
 
 def cancel(t: Timer) -> None:
-    t[2] = None
-    t[3] = ()
-
-
-def active(t: Timer) -> bool:
-    return t[2] is not None
+    t[FN] = None
+    t[ARGS] = ()
 
 
 class VirtualClock:

@@ -27,7 +27,7 @@ import random
 from typing import Any, Callable, Optional, Union
 
 from orchestrator.model import Link
-from orchestrator.simulate.clock import Timer, VirtualClock, cancel
+from orchestrator.simulate.clock import WHEN, Timer, VirtualClock, cancel
 
 UNCAPPED_BPS = 10_000_000_000  # "no cap" (loopback-class links) in bits/s
 FLOW_MIN = 4096  # bytes: smaller messages are control (latency only)
@@ -518,7 +518,7 @@ class Network:
             f.rate = rate
             if rate > 0:
                 due = f.due = now + f.remaining / rate
-                if timer is not None and timer[0] <= due:
+                if timer is not None and timer[WHEN] <= due:
                     continue  # slower: the timer fires early and is set again (fewer heap entries)
             else:
                 due = f.due = now if f.remaining <= EPS_BYTES else math.inf
