@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from peer.core.swarm import SwarmCore
 
 CHOKE_INTERVAL = 10.0  # "reciprocate": rates need that long to mean something
-# "neediest" ranks by pieces missing, known at once: re-ranking every 10 s let one class of
+# "neediest" ranks by pieces missing as our peers' HAVEs tell them (a peer is not told of
+# pieces it holds, a seed of none: docs/BENCHMARKS.md, "What the 1+16 case can still gain"),
+# known at once: re-ranking every 10 s let one class of
 # peers fall behind for 10 s, then the other (simulated heterogeneous mesh: 0.60 -> 0.77).
 # Every tick (1 s), not every 2 s: on real links (TCP shares, tbf) the leechers' progress
 # drifts apart (netns 1+16: 12 pieces between first and last at 10 s, 42 at 44 s) and only
