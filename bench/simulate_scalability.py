@@ -10,7 +10,11 @@ Every point is one simulated run of one seeder (50 mbit up) and N fetchers (10 m
 10 to 100,000 (they need no simulation): client-server max(N·F/u_s, F/d_min), swarm
 max(F/u_s, F/d_min, N·F/(u_s + Σu_i)). Client-server runs grow linearly in virtual time,
 so by default they stop at 1,000 peers; the bound carries the line beyond. The swarm runs
-go to 10,000 peers (~10 minutes of CPU of the ~12); 100,000 would take hours.
+go to 10,000 peers (~10 minutes of CPU of the ~12); 100,000 take hours, so that point is
+measured by bench/simulate_scale.py and joined in here:
+
+    python3 bench/simulate_scale.py --sizes 100000 --limit 14000 --json scale.json
+    python3 bench/simulate_scalability.py --scale-rows scale.json
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ def simulate(n: int, strategy: str, tmp: Path) -> dict[str, Any]:
             "cpu_seconds": round(cpu, 1), "events": report["events_processed"]}
 
 
+def scale_rows(path: Path) -> list[dict[str, Any]]:
+    """Swarm points measured by bench/simulate_scale.py (same swarm; its N counts the seeder)."""
+    rows = []
+    for r in json.loads(path.read_text()):
+        if "skipped" in r:
+            continue
+        rows.append({"peers": r["n"] - 1, "strategy": "swarm", "seconds": r["seconds"], "verified": r["verified"],
+                     "lower_bound": r["lower"],
+                     "client_server_bound": float(client_server_bound(SIZE, [SEED_UP], [DOWN] * (r["n"] - 1)) or 0),
+                     "cpu_seconds": round(r["cpu"], 1), "events": r["events"], "from": "bench/simulate_scale.py"})
+    return rows
+
+
 def bounds(ns: list[int]) -> dict[str, list[tuple[float, float]]]:
     cs, p2p = [], []
     for n in ns:
@@ -53,6 +70,8 @@ def main() -> int:
     ap.add_argument("--client-server", default="10,30,100,300,1000", help="peers of the client-server runs")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "simulate-scalability",
                     help="writes OUT.json and OUT.svg")
+    ap.add_argument("--scale-rows", type=Path, action="append", default=[],
+                    help="also draw the swarm points of this bench/simulate_scale.py --json file (repeatable)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="simscal-") as tmpdir:
@@ -61,6 +80,9 @@ def main() -> int:
                 row = simulate(n, strategy, Path(tmpdir))
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
+    for path in args.scale_rows:
+        rows.extend(scale_rows(path))
+    rows.sort(key=lambda r: (r["strategy"], r["peers"]))
     grid = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000]
     series = bounds(grid)
     for strategy in ("client-server", "swarm"):

@@ -18,9 +18,12 @@ import argparse
 import json
 import math
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +61,60 @@ def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
     except InputError as exc:
         return {"n": n, "skipped": str(exc).split(": ", 1)[-1]}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    try:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")], capture_output=True, text=True,
-                             env=env, timeout=limit, check=True)
-    except subprocess.TimeoutExpired as exc:
-        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(exc.stderr)}"}
-    except subprocess.CalledProcessError as exc:
-        return {"n": n, "skipped": f"failed: {exc.stderr.strip().splitlines()[-1:]}"}
-    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    cmd = [sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
+        last = follow(child, n, time.monotonic() + limit)
+        out = child.stdout.read() if child.stdout else ""
+    if last is not None and last.startswith("timeout"):
+        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(last or '')}"}
+    if child.returncode != 0:
+        return {"n": n, "skipped": f"failed: {(last or '').strip()}"}
+    row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     row["n"] = n
     return row
 
 
-def reached(stderr: Any) -> str:
-    """How far a stopped run got, from its last progress line."""
-    text = stderr.decode() if isinstance(stderr, bytes) else (stderr or "")
-    lines = [ln for ln in text.splitlines() if ln.startswith("progress ")]
-    if not lines:
+def follow(child: subprocess.Popen[str], n: int, deadline: float) -> str | None:
+    """Pass the child's progress on (one line per virtual second: a 100,000-peer run takes
+    hours) until it ends or ``deadline``; return its last stderr line, "timeout ..." with
+    the last progress line if it was stopped."""
+    assert child.stderr is not None
+    stderr = child.stderr
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for ln in stderr:
+            lines.put(ln.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    last: str | None = None
+    progress = ""
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            child.kill()
+            child.wait()
+            return "timeout " + progress
+        if line is None:
+            child.wait()
+            return last
+        last = line
+        if line.startswith("progress "):
+            progress = line
+            p = json.loads(line.split(" ", 1)[1])
+            print(f"  {n} peers: virtual {p['virtual']:.0f} s, {100 * p['pieces_held']:.0f} % of pieces held, "
+                  f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB",
+                  file=sys.stderr, flush=True)
+
+
+def reached(last: str) -> str:
+    """How far a stopped run got, from its last progress line ("timeout progress {...}")."""
+    line = last.split(" ", 1)[1] if last.startswith("timeout ") else last
+    if not line.startswith("progress "):
         return ""
-    p = json.loads(lines[-1].split(" ", 1)[1])
+    p = json.loads(line.split(" ", 1)[1])
     return (f": reached virtual {p['virtual']:.0f} s ({100 * p['pieces_held']:.0f} % of pieces held) after "
             f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
 

@@ -1,0 +1,55 @@
+"""The simulate benches as a user runs them, on sizes that take seconds: the scale table
+(bench/simulate_scale.py) and the scalability picture joined with its rows
+(bench/simulate_scalability.py --scale-rows)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          check=True)
+
+
+def test_scale_prints_a_row_per_size_and_writes_them(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    run = bench("bench/simulate_scale.py", "--sizes", "12", "--json", str(out))
+    (row,) = json.loads(out.read_text())
+    assert row["n"] == 12 and row["ok"] and row["verified"] == row["fetchers"] == 11
+    assert row["seconds"] >= row["lower"] > 0 and row["events"] > 0
+    table = run.stdout.splitlines()
+    assert table[0].split()[:2] == ["peers", "virtual"] and table[1].split()[0] == "12"
+    # the child's progress is passed on while it runs: one line per virtual second
+    assert "12 peers: virtual 1 s" in run.stderr
+
+
+def test_scale_says_how_far_a_stopped_size_got(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    run = bench("bench/simulate_scale.py", "--sizes", "12", "--limit", "0.01", "--json", str(out))
+    (row,) = json.loads(out.read_text())
+    assert row == {"n": 12, "skipped": "not finished within 0 s wall"}
+    assert "12 skipped: not finished within 0 s wall" in run.stdout
+
+
+def test_scalability_picture_joins_scale_rows(tmp_path: Path) -> None:
+    rows = tmp_path / "scale.json"
+    rows.write_text(json.dumps([
+        {"n": 100_000, "seconds": 17.5, "lower": 13.4, "verified": 99_999, "cpu": 7000.0, "events": 1},
+        {"n": 20_000, "skipped": "not finished within 10 s wall"},
+    ]))
+    pic = tmp_path / "pic"
+    run = bench("bench/simulate_scalability.py", "--swarm", "", "--client-server", "", "--scale-rows", str(rows),
+                "--out", str(pic))
+    data = json.loads(pic.with_suffix(".json").read_text())
+    (point,) = data["runs"]
+    assert point["peers"] == 99_999 and point["strategy"] == "swarm" and point["seconds"] == 17.5
+    assert point["client_server_bound"] > 260_000  # N·F/u_s with 99,999 fetchers
+    assert data["bounds"]["swarm (simulated)"] == [[99_999.0, 17.5]]
+    assert "99999      17.5" in run.stdout
+    assert "<svg" in pic.with_suffix(".svg").read_text()
