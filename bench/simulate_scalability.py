@@ -14,7 +14,8 @@ go to 10,000 peers (~10 minutes of CPU of the ~12); 100,000 take hours, so that 
 measured by bench/simulate_scale.py and joined in here:
 
     python3 bench/simulate_scale.py --sizes 100000 --limit 14000 --json scale.json
-    python3 bench/simulate_scalability.py --scale-rows scale.json
+    python3 bench/simulate_scalability.py --scale-rows scale.json \
+        --reuse docs/results/simulate-scalability.json     # the other points as they were
 """
 
 from __future__ import annotations
@@ -72,12 +73,18 @@ def main() -> int:
                     help="writes OUT.json and OUT.svg")
     ap.add_argument("--scale-rows", type=Path, action="append", default=[],
                     help="also draw the swarm points of this bench/simulate_scale.py --json file (repeatable)")
+    ap.add_argument("--reuse", type=Path,
+                    help="an earlier OUT.json: its runs of the sizes asked for are kept, not simulated again")
     args = ap.parse_args()
     rows = []
+    earlier = {}
+    if args.reuse:
+        earlier = {(r["strategy"], r["peers"]): r for r in json.loads(args.reuse.read_text())["runs"]
+                   if "from" not in r}  # points joined from scale rows come with --scale-rows
     with tempfile.TemporaryDirectory(prefix="simscal-") as tmpdir:
         for strategy, sizes in (("swarm", args.swarm), ("client-server", args.client_server)):
             for n in [int(x) for x in sizes.split(",") if x]:
-                row = simulate(n, strategy, Path(tmpdir))
+                row = earlier.get((strategy, n)) or simulate(n, strategy, Path(tmpdir))
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     for path in args.scale_rows:

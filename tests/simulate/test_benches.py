@@ -53,3 +53,16 @@ def test_scalability_picture_joins_scale_rows(tmp_path: Path) -> None:
     assert data["bounds"]["swarm (simulated)"] == [[99_999.0, 17.5]]
     assert "99999      17.5" in run.stdout
     assert "<svg" in pic.with_suffix(".svg").read_text()
+
+
+def test_scalability_picture_reuses_earlier_runs(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier.json"
+    kept = {"peers": 10, "strategy": "swarm", "seconds": 9.5, "verified": 10, "lower_bound": 8.9,
+            "client_server_bound": 26.8, "cpu_seconds": 0.4, "events": 7}  # 7 events: not a fresh run
+    joined = dict(kept, peers=99_999, **{"from": "bench/simulate_scale.py"})
+    earlier.write_text(json.dumps({"runs": [kept, joined], "bounds": {}}))
+    pic = tmp_path / "pic"
+    bench("bench/simulate_scalability.py", "--swarm", "10", "--client-server", "", "--reuse", str(earlier),
+          "--out", str(pic))
+    # the 10-peer run is kept as it was; the joined point comes only with its --scale-rows
+    assert json.loads(pic.with_suffix(".json").read_text())["runs"] == [kept]
