@@ -63,21 +63,21 @@ def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
-        last = follow(child, n, time.monotonic() + limit)
+        timed_out, progress, last = follow(child, n, time.monotonic() + limit)
         out = child.stdout.read() if child.stdout else ""
-    if last is not None and last.startswith("timeout"):
-        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(last or '')}"}
+    if timed_out:
+        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(progress)}"}
     if child.returncode != 0:
-        return {"n": n, "skipped": f"failed: {(last or '').strip()}"}
+        return {"n": n, "skipped": f"failed (exit {child.returncode}){reached(progress)}: {last}"}
     row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     row["n"] = n
     return row
 
 
-def follow(child: subprocess.Popen[str], n: int, deadline: float) -> str | None:
+def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool, str, str]:
     """Pass the child's progress on (one line per virtual second: a 100,000-peer run takes
-    hours) until it ends or ``deadline``; return its last stderr line, "timeout ..." with
-    the last progress line if it was stopped."""
+    hours) until it ends, or kill it at ``deadline``. Returns (stopped at the deadline, its
+    last progress line, its last other stderr line: a traceback's message)."""
     assert child.stderr is not None
     stderr = child.stderr
     lines: queue.Queue[str | None] = queue.Queue()
@@ -88,33 +88,32 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> str | None:
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    last: str | None = None
-    progress = ""
+    progress = last = ""
     while True:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             child.kill()
             child.wait()
-            return "timeout " + progress
+            return True, progress, last
         if line is None:
             child.wait()
-            return last
-        last = line
-        if line.startswith("progress "):
-            progress = line
-            p = json.loads(line.split(" ", 1)[1])
-            print(f"  {n} peers: virtual {p['virtual']:.0f} s, {100 * p['pieces_held']:.0f} % of pieces held, "
-                  f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB",
-                  file=sys.stderr, flush=True)
+            return False, progress, last
+        if not line.startswith("progress "):
+            last = line
+            continue
+        progress = line
+        p = json.loads(line.split(" ", 1)[1])
+        print(f"  {n} peers: virtual {p['virtual']:.0f} s, {100 * p['pieces_held']:.0f} % of pieces held, "
+              f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB",
+              file=sys.stderr, flush=True)
 
 
-def reached(last: str) -> str:
-    """How far a stopped run got, from its last progress line ("timeout progress {...}")."""
-    line = last.split(" ", 1)[1] if last.startswith("timeout ") else last
-    if not line.startswith("progress "):
+def reached(progress: str) -> str:
+    """How far a stopped run got, from its last progress line ("progress {...}")."""
+    if not progress:
         return ""
-    p = json.loads(line.split(" ", 1)[1])
+    p = json.loads(progress.split(" ", 1)[1])
     return (f": reached virtual {p['virtual']:.0f} s ({100 * p['pieces_held']:.0f} % of pieces held) after "
             f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
 
