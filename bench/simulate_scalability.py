@@ -52,15 +52,20 @@ def scale_rows(path: Path) -> list[dict[str, Any]]:
             continue
         rows.append({"peers": r["n"] - 1, "strategy": "swarm", "seconds": r["seconds"], "verified": r["verified"],
                      "lower_bound": r["lower"],
-                     "client_server_bound": float(client_server_bound(SIZE, [SEED_UP], [DOWN] * (r["n"] - 1)) or 0),
+                     "client_server_bound": cs_bound(r["n"] - 1),
                      "cpu_seconds": round(r["cpu"], 1), "events": r["events"], "from": "bench/simulate_scale.py"})
     return rows
+
+
+def cs_bound(n: int) -> float:
+    """Client-server's fluid bound for n fetchers of this swarm."""
+    return float(client_server_bound(SIZE, [SEED_UP], [DOWN] * n) or 0)
 
 
 def bounds(ns: list[int]) -> dict[str, list[tuple[float, float]]]:
     cs, p2p = [], []
     for n in ns:
-        cs.append((float(n), float(client_server_bound(SIZE, [SEED_UP], [DOWN] * n) or 0)))
+        cs.append((float(n), cs_bound(n)))
         p2p.append((float(n), float(lower_bound(SIZE, [SEED_UP], [UP] * n, [DOWN] * n) or 0)))
     return {"client-server bound": cs, "swarm lower bound": p2p}
 

@@ -103,19 +103,19 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool,
             last = line
             continue
         progress = line
-        p = json.loads(line.split(" ", 1)[1])
-        print(f"  {n} peers: virtual {p['virtual']:.0f} s, {100 * p['pieces_held']:.0f} % of pieces held, "
-              f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB",
-              file=sys.stderr, flush=True)
+        print(f"  {n} peers: {describe(progress)}", file=sys.stderr, flush=True)
+
+
+def describe(progress: str) -> str:
+    """A child's progress line ("progress {...}") as a person reads it."""
+    p = json.loads(progress.split(" ", 1)[1])
+    return (f"virtual {p['virtual']:.0f} s, {100 * p['pieces_held']:.0f} % of pieces held, "
+            f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
 
 
 def reached(progress: str) -> str:
-    """How far a stopped run got, from its last progress line ("progress {...}")."""
-    if not progress:
-        return ""
-    p = json.loads(progress.split(" ", 1)[1])
-    return (f": reached virtual {p['virtual']:.0f} s ({100 * p['pieces_held']:.0f} % of pieces held) after "
-            f"{p['cpu']:.0f} s CPU, {p['events']} events, peak {p['rss'] / 2**20:.0f} MiB")
+    """How far a stopped run got, from its last progress line."""
+    return f": reached {describe(progress)}" if progress else ""
 
 
 def caps(row: dict[str, Any]) -> str:

@@ -39,7 +39,6 @@ def main(args: argparse.Namespace) -> int:
     from orchestrator.simulate import html, setup
     from orchestrator.simulate.report import build_report
     from orchestrator.simulate.world import World
-    from peer.core import CoreConfig
 
     topo = setup.load(args.topology)
     check_output_path(args.report, "--report")
@@ -53,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     with view:
         view.say(f"simulating {len(topo.nodes)} nodes in virtual time (seed {topo.seed})")
         cfg = world.core_config
-        if len(topo.nodes) > setup.LARGE_SWARM and cfg.max_peers != CoreConfig().max_peers:
+        if setup.capped(topo):
             view.say(f"more than {setup.LARGE_SWARM} nodes: each agent dials at most {cfg.max_peers} "
                      f"peers (accepting some more) and keeps {cfg.max_known} addresses per torrent")
         wall = world.play(on_sample=view.on_sample)

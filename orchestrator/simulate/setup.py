@@ -50,15 +50,20 @@ LARGE_HAVE_QUANTUM = 0.050
 LARGE_NODE_BYTES = 50 << 10
 
 
+def capped(topo: Topology) -> bool:
+    """Do the agents run with LARGE_MAX_PEERS / LARGE_MAX_KNOWN? In swarms of more than
+    LARGE_SWARM nodes. Not under client-server: fetchers hold one connection, the server's,
+    and caps would only make the server turn fetchers away (1,000 fetchers: 3,046 s capped
+    at 10 peers, 2,754 s uncapped; the bound is 2,684 s)."""
+    return len(topo.nodes) > LARGE_SWARM and topo.strategy != "client-server"
+
+
 def core_config(topo: Topology) -> CoreConfig:
     """The agents' CoreConfig: the agent's defaults; with > LARGE_SWARM nodes asking for
-    whole pieces (one event per piece instead of up to 16) and, in a swarm, capped."""
+    whole pieces (one event per piece instead of up to 16) and, if ``capped``, capped."""
     if len(topo.nodes) <= LARGE_SWARM:
         return CoreConfig()
-    if topo.strategy == "client-server":
-        # fetchers hold one connection, the server's: caps would only make the server turn
-        # fetchers away (1,000 fetchers: 3,046 s capped at 10 peers, 2,754 s uncapped; the
-        # bound is 2,684 s)
+    if not capped(topo):
         return CoreConfig(block_seconds=WHOLE_PIECE_BLOCKS)
     return CoreConfig(max_peers=LARGE_MAX_PEERS, max_known=LARGE_MAX_KNOWN,
                       block_seconds=WHOLE_PIECE_BLOCKS)
