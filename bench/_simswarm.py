@@ -9,7 +9,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 SEED_UP, UP, DOWN, SIZE = 50_000_000, 10_000_000, 50_000_000, 16 << 20
 TOPOLOGY = """\
@@ -38,25 +38,49 @@ def write_topology(workdir: Path, fetchers: int, strategy: str = "swarm", timeou
     return path
 
 
-def play(path: Path, progress: bool = False) -> tuple[dict[str, Any], float]:
+def play(path: Path, progress: bool = False, checkpoint: Optional[Path] = None,
+         every: float = 1800.0) -> tuple[dict[str, Any], float]:
     """Simulate the topology at ``path``: its report and the CPU seconds it took. With
     ``progress``, one JSON line per virtual second on stderr ("progress {...}": how far a
-    run got if it is stopped)."""
+    run got if it is stopped). With ``checkpoint``, the run goes on from that file when it
+    exists, saves itself there every ``every`` wall seconds and on SIGTERM/SIGINT (then
+    exits with status 3), and deletes it when done: a run of hours survives a stop."""
     from orchestrator.scenario import Sample
+    from orchestrator.simulate import checkpoint as ck
     from orchestrator.simulate import setup
     from orchestrator.simulate.report import build_report
-    from orchestrator.simulate.world import World
+    from orchestrator.simulate.world import Paused, World
 
     topo = setup.load(path)
+    saver = None
+    if checkpoint is not None:
+        digest = ck.topology_digest(path)
+        saver = ck.Checkpoint(checkpoint, digest, every)
     cpu = time.process_time()
-    world = World(topo)
+    if saver is not None and checkpoint is not None and checkpoint.exists():
+        world = ck.load(checkpoint, saver.digest)
+        print(f"resumed from {checkpoint} at virtual {world.clock.now:.1f} s "
+              f"({time.process_time() - cpu:.0f} s CPU to load)", file=sys.stderr, flush=True)
+        cpu = time.process_time()  # the CPU figure is the simulation's (saves and loads: not counted)
+    else:
+        world = World(topo)
 
     def show(sample: Sample) -> None:
         have, want = sample.progress.get("movie", (0, 0))
         print("progress " + json.dumps({
-            "virtual": sample.elapsed, "cpu": round(time.process_time() - cpu, 1), "events": world.clock.events,
+            "virtual": sample.elapsed, "cpu": round(world.cpu_seconds(cpu), 1), "events": world.clock.events,
             "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "pieces_held": round(have / want, 3) if want else 0.0}), file=sys.stderr, flush=True)
 
-    report = build_report(world, world.play(on_sample=show if progress else None))
-    return report, time.process_time() - cpu
+    if saver is not None:
+        world.say = lambda msg: print(msg, file=sys.stderr, flush=True)
+        saver.catch_signals(world)
+    try:
+        wall = world.play(on_sample=show if progress else None, checkpoint=saver)
+    except Paused as exc:
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    report = build_report(world, wall)
+    return report, world.cpu_seconds(cpu)

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,25 +33,29 @@ sys.path.insert(0, str(ROOT))
 from _simswarm import write_topology  # noqa: E402
 
 CHILD = r"""
-import json, resource, sys, time
+import json, resource, sys
+from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from _simswarm import play
 from orchestrator.simulate import setup
-w0 = time.monotonic()
-report, cpu = play(sys.argv[1], progress=True)
+ckpt = sys.argv[3] if len(sys.argv) > 3 else None
+report, cpu = play(Path(sys.argv[1]), progress=True, checkpoint=Path(ckpt) if ckpt else None,
+                   every=float(sys.argv[4]) if ckpt else 0.0)
 d = report["distribution"]["movie"]
 print(json.dumps({
-    "wall": time.monotonic() - w0, "cpu": cpu,
+    "wall": report["wall_seconds"], "cpu": cpu,
     "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "events": report["events_processed"], "virtual": report["virtual_seconds"],
     "seconds": d["seconds"], "lower": d["lower_bound_seconds"], "efficiency": d["efficiency"],
     "verified": d["verified"], "fetchers": d["fetchers"], "ok": report["ok"],
     "estimate": setup.memory_estimate(setup.load(sys.argv[1])), "limits": report.get("agent_limits"),
+    "resumed": report.get("checkpoint_resumes", 0),  # then rss is the last part's peak (progress lines: the others)
 }))
 """
 
 
-def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
+def run_one(n: int, workdir: Path, limit: float, checkpoints: Optional[Path] = None,
+            every: float = 1800.0) -> dict[str, Any]:
     from orchestrator.errors import InputError
     from orchestrator.simulate import setup
 
@@ -62,11 +66,16 @@ def run_one(n: int, workdir: Path, limit: float) -> dict[str, Any]:
         return {"n": n, "skipped": str(exc).split(": ", 1)[-1]}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-c", CHILD, str(path), str(ROOT / "bench")]
+    if checkpoints is not None:  # the child goes on from (and saves to) DIR/N.ckpt
+        cmd += [str(checkpoints / f"{n}.ckpt"), str(every)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
         timed_out, progress, last = follow(child, n, time.monotonic() + limit)
         out = child.stdout.read() if child.stdout else ""
     if timed_out:
         return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(progress)}"}
+    if child.returncode == 3 and checkpoints is not None:
+        return {"n": n, "skipped": f"stopped and saved to {checkpoints / f'{n}.ckpt'} (run the same command "
+                                   f"to go on){reached(progress)}"}
     if child.returncode != 0:
         return {"n": n, "skipped": f"failed (exit {child.returncode}){reached(progress)}: {last}"}
     row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -93,7 +102,7 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool,
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
-            child.kill()
+            child.terminate()  # with a checkpoint: saves first (minutes at 100,000 peers)
             child.wait()
             return True, progress, last
         if line is None:
@@ -101,6 +110,8 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool,
             return False, progress, last
         if not line.startswith("progress "):
             last = line
+            if line.startswith(("checkpoint at", "resumed from", "stopped at")):
+                print(f"  {n} peers: {line}", file=sys.stderr, flush=True)
             continue
         progress = line
         print(f"  {n} peers: {describe(progress)}", file=sys.stderr, flush=True)
@@ -129,12 +140,23 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000,100000", help="peers per run, comma-separated")
     ap.add_argument("--limit", type=float, default=3600.0, help="wall seconds allowed per size")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                    help="save each run to DIR/N.ckpt as it goes (and on Ctrl-C, kill or --limit); run the "
+                         "same command again to go on from there (a 100,000-peer run takes hours)")
+    ap.add_argument("--checkpoint-every", type=float, default=1800.0, metavar="SECONDS",
+                    help="wall seconds between two saves (default 1800; a save at 100,000 peers takes minutes)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x]
     rows = []
+    if args.checkpoint_dir is not None:
+        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="simscale-") as tmp:
         for n in sizes:
-            row = run_one(n, Path(tmp), args.limit)
+            try:
+                row = run_one(n, Path(tmp), args.limit, args.checkpoint_dir, args.checkpoint_every)
+            except KeyboardInterrupt:  # the child saw the Ctrl-C too (and saved, with a checkpoint)
+                print(f"  {n} peers: interrupted", file=sys.stderr)
+                return 130
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(f"{'peers':>7} {'virtual s':>9} {'dist s':>7} {'bound s':>7} {'eff':>5} {'wall s':>8} {'cpu s':>8} "

@@ -8,11 +8,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from orchestrator.commands.run import check_output_path
+from orchestrator.errors import InputError
 from orchestrator.report import write_report
 from orchestrator.ui import RunView, out_console, summary
+from orchestrator.units import parse_duration
+
+if TYPE_CHECKING:
+    from orchestrator.simulate.checkpoint import Checkpoint
 
 SUMMARY_NODES = 40  # more node rows than this: the summary shows the first ones only
 
@@ -23,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report JSON instead of tables")
     parser.add_argument("--html", type=Path, metavar="FILE.html",
                         help="write a self-contained HTML page with charts of the run")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="save the run to FILE as it goes and when stopped (Ctrl-C); if FILE exists, go on "
+                             "from it. Removed when the run is complete")
+    parser.add_argument("--checkpoint-every", default="10m", metavar="DURATION",
+                        help="wall time between two saves (default 10m)")
 
 
 def short(report: dict[str, Any]) -> dict[str, Any]:
@@ -35,27 +45,69 @@ def short(report: dict[str, Any]) -> dict[str, Any]:
     return dict(report, nodes={n: nodes[n] for n in keep})
 
 
+def checkpoint_for(args: argparse.Namespace) -> Optional[Checkpoint]:
+    """The --checkpoint the user asked for, or None; InputError for a bad path or duration."""
+    if args.checkpoint is None:
+        return None
+    from orchestrator.simulate.checkpoint import Checkpoint, peek, topology_digest
+
+    check_output_path(args.checkpoint, "--checkpoint")
+    try:
+        every = parse_duration(args.checkpoint_every)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"--checkpoint-every {args.checkpoint_every}: {exc}") from None
+    if every <= 0:
+        raise InputError(f"--checkpoint-every {args.checkpoint_every}: must be more than 0")
+    saver = Checkpoint(args.checkpoint, topology_digest(args.topology), every)
+    if args.checkpoint.exists() and peek(args.checkpoint).get("digest") != saver.digest:
+        raise InputError("checkpoint of another topology or meshbed version; delete it to start over",
+                         args.checkpoint)
+    return saver
+
+
 def main(args: argparse.Namespace) -> int:
     from orchestrator.simulate import html, setup
     from orchestrator.simulate.report import build_report
-    from orchestrator.simulate.world import World
+    from orchestrator.simulate.world import Paused, World
 
     topo = setup.load(args.topology)
     check_output_path(args.report, "--report")
     check_output_path(args.html, "--html")
+    saver = checkpoint_for(args)
     note = setup.backend_only_note(topo)
     if note:
         print(note, file=sys.stderr)
     setup.check_memory(topo)
     view = RunView()
-    world = World(topo, say=view.say)
+    if saver is not None and saver.path.exists():
+        from orchestrator.simulate import checkpoint
+
+        virtual = checkpoint.peek(saver.path)["virtual"]
+        print(f"meshbed: going on from {saver.path} (virtual {virtual:.1f} s); loading it", file=sys.stderr)
+        world = checkpoint.load(saver.path, saver.digest)
+        world.say = view.say
+    else:
+        world = World(topo, say=view.say)
     with view:
-        view.say(f"simulating {len(topo.nodes)} nodes in virtual time (seed {topo.seed})")
-        cfg = world.core_config
-        if setup.capped(topo):
-            view.say(f"more than {setup.LARGE_SWARM} nodes: each agent dials at most {cfg.max_peers} "
-                     f"peers (accepting some more) and keeps {cfg.max_known} addresses per torrent")
-        wall = world.play(on_sample=view.on_sample)
+        if not world.next_sample:
+            view.say(f"simulating {len(topo.nodes)} nodes in virtual time (seed {topo.seed})")
+            cfg = world.core_config
+            if setup.capped(topo):
+                view.say(f"more than {setup.LARGE_SWARM} nodes: each agent dials at most {cfg.max_peers} "
+                         f"peers (accepting some more) and keeps {cfg.max_known} addresses per torrent")
+        if saver is not None:
+            saver.catch_signals(world)
+        try:
+            wall = world.play(on_sample=view.on_sample, checkpoint=saver)
+        except Paused as exc:
+            view.say(f"{exc}: run the same command to go on")
+            return 130
+        finally:
+            if saver is not None:
+                saver.release_signals()
+    if saver is not None and saver.path.exists():
+        saver.path.unlink()
+        print(f"meshbed: run complete: {saver.path} removed", file=sys.stderr)
     report = build_report(world, wall)
     try:
         if args.report:

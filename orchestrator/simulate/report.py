@@ -127,6 +127,8 @@ def build_report(world: World, wall_seconds: float) -> dict[str, Any]:
     report["events"] = world.events
     report["problems"] = []
     report["wall_seconds"] = round(wall_seconds, 3)
+    if world.resumed:  # the run went on from a checkpoint: wall_seconds adds up all its parts
+        report["checkpoint_resumes"] = world.resumed
     report["events_processed"] = world.clock.events
     cfg = world.core_config
     if len(world.topo.nodes) > setup.LARGE_SWARM:

@@ -13,6 +13,7 @@ import gc
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from orchestrator.model import (
@@ -28,10 +29,25 @@ from orchestrator.model import (
 from orchestrator.scenario import Sample
 from orchestrator.simulate import setup
 from orchestrator.simulate.agents import WIRE_PORT, Endpoint, SimAgent, deliver, sent
+from orchestrator.simulate.checkpoint import Checkpoint
 from orchestrator.simulate.clock import VirtualClock
 from orchestrator.simulate.network import KERNEL_PAYLOAD_SHARE, UNCAPPED_BPS, Network
 from peer.core import CoreConfig, PeerState
 from peer.wire import BLOCK
+
+
+class Paused(Exception):
+    """The user asked a run with a checkpoint to stop: it is saved and can go on."""
+
+    def __init__(self, path: Path, virtual: float) -> None:
+        super().__init__(f"stopped at virtual {virtual:.1f} s; saved to {path}")
+        self.path = path
+        self.virtual = virtual
+
+
+def _quiet(message: str) -> None:
+    pass
+
 
 RANDOM_BOOTSTRAP = 6  # as orchestrator/scenario.py: random other fetchers given besides seeders
 STUCK_SECONDS = 10.0
@@ -66,7 +82,7 @@ class FetchRecord:
 
 
 class World:
-    def __init__(self, topology: Topology, say: Callable[[str], None] = lambda _: None,
+    def __init__(self, topology: Topology, say: Callable[[str], None] = _quiet,
                  core_config: Optional[CoreConfig] = None) -> None:
         self.topo = topology
         self.say = say
@@ -125,6 +141,19 @@ class World:
         self._have_changed = 0.0
         self._fetcher_sets: dict[str, set[str]] = {}
         self.links = {n.name: n.link for n in topology.nodes}
+        self.next_sample = 0.0  # virtual second of the next sample; 0: the run has not begun
+        self.spent = (0.0, 0.0)  # wall and CPU seconds of the run before its last checkpoint
+        self.resumed = 0  # times this run went on from a checkpoint
+        self._save_cpu = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["say"]  # the terminal of the run that saved: the one that resumes gives its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.say = _quiet
 
     # --- network services for the agents ------------------------------------------------
     def blocked(self, me: str, node: Optional[str], ip: str) -> bool:
@@ -459,36 +488,69 @@ class World:
                     return True
         return False
 
-    def play(self, on_sample: Optional[Callable[[Sample], None]] = None) -> float:
-        """Run the whole scenario; returns the wall seconds it took."""
+    def play(self, on_sample: Optional[Callable[[Sample], None]] = None,
+             checkpoint: Optional[Checkpoint] = None) -> float:
+        """Run the whole scenario, or the rest of it for a world loaded from a checkpoint;
+        returns the wall seconds the run took (all its parts). With ``checkpoint``, the world
+        saves itself there every ``checkpoint.every`` wall seconds (at a virtual second) and,
+        when the user asks to stop, at the next event: then :class:`Paused`."""
         saved = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
+        started = time.monotonic(), time.process_time()
+        self._save_cpu = 0.0  # CPU of this part's saves
         try:
-            return self._play(on_sample)
+            self._play(on_sample, checkpoint, started)
         finally:
             gc.set_threshold(*saved)
+        return self.spent[0] + time.monotonic() - started[0]
 
-    def _play(self, on_sample: Optional[Callable[[Sample], None]]) -> float:
-        started = time.monotonic()
+    def cpu_seconds(self, started: float) -> float:
+        """CPU seconds the simulation of the whole run took, this part having begun at
+        ``started`` (process time); what saving checkpoints took is not counted."""
+        return self.spent[1] + time.process_time() - started - self._save_cpu
+
+    def _play(self, on_sample: Optional[Callable[[Sample], None]], checkpoint: Optional[Checkpoint],
+              started: tuple[float, float]) -> None:
         topo = self.topo
         expect = topo.expect.all_complete_within
         limit = topo.timeout if expect is None else min(topo.timeout, expect)
         clock = self.clock
-        self.seed_all()
-        for ev in topo.scenario:
-            clock.at(ev.at, self._event, ev)
-        last_at = max((ev.at for ev in topo.scenario), default=0.0)
-        clock.at(last_at, self._timeline_over)
-        t = 1.0
+        if not self.next_sample:  # a new run, not one resumed from a checkpoint
+            self.seed_all()
+            for ev in topo.scenario:
+                clock.at(ev.at, self._event, ev)
+            last_at = max((ev.at for ev in topo.scenario), default=0.0)
+            clock.at(last_at, self._timeline_over)
+            self.next_sample = 1.0
+        else:
+            self.resumed += 1
         while True:
-            clock.run(until=min(t, limit))
+            t = self.next_sample
+            stop = checkpoint is not None and checkpoint.stop_requested
+            if not stop:  # (asked between two seconds: clock.run would not see it)
+                clock.run(until=min(t, limit))
+            if checkpoint is not None and checkpoint.stop_requested:
+                self._save(checkpoint, started)
+                raise Paused(checkpoint.path, clock.now)
             if self._sample(on_sample):
                 break
             if t >= limit:
                 self.reason = "deadline" if expect is not None and expect <= topo.timeout else "timeout"
                 break
-            t += 1.0
-        return time.monotonic() - started
+            self.next_sample = t + 1.0
+            if checkpoint is not None and checkpoint.due():
+                self._save(checkpoint, started)
+
+    def _save(self, checkpoint: Checkpoint, started: tuple[float, float]) -> None:
+        before = self.spent
+        wall, cpu = time.monotonic() - started[0], time.process_time() - started[1]
+        self.spent = (before[0] + wall, before[1] + cpu - self._save_cpu)  # what the next part adds to
+        try:
+            size = checkpoint.save(self)
+        finally:
+            self.spent = before
+            self._save_cpu += time.process_time() - started[1] - cpu
+        self.say(f"checkpoint at virtual {self.clock.now:.1f} s: {checkpoint.path} ({size / 2**20:.0f} MiB)")
 
     def _timeline_over(self) -> None:
         self.timeline_done = True

@@ -66,3 +66,40 @@ def test_scalability_picture_reuses_earlier_runs(tmp_path: Path) -> None:
           "--out", str(pic))
     # the 10-peer run is kept as it was; the joined point comes only with its --scale-rows
     assert json.loads(pic.with_suffix(".json").read_text())["runs"] == [kept]
+
+
+def test_scale_goes_on_from_a_saved_size(tmp_path: Path) -> None:
+    """--checkpoint-dir: a size stopped and saved (as Ctrl-C or the end of a session leaves
+    it) goes on from DIR/N.ckpt and ends with the figures of a run that never stopped."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from _simswarm import write_topology
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from orchestrator.simulate import checkpoint, setup
+    from orchestrator.simulate.world import Paused, World
+
+    whole = tmp_path / "whole.json"
+    bench("bench/simulate_scale.py", "--sizes", "12", "--json", str(whole))
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    topo = write_topology(tmp_path, 11, timeout="2h")  # the bytes the bench writes for 12 peers
+    world = World(setup.load(topo))
+    saver = checkpoint.Checkpoint(saved / "12.ckpt", checkpoint.topology_digest(topo))
+
+    def ctrl_c() -> None:  # what the signal handler does
+        saver.stop_requested = True
+        world.clock.stop()
+
+    world.clock.at(2.5, ctrl_c)
+    try:
+        world.play(checkpoint=saver)
+    except Paused:
+        pass
+    out = tmp_path / "resumed.json"
+    run = bench("bench/simulate_scale.py", "--sizes", "12", "--json", str(out), "--checkpoint-dir", str(saved))
+    assert "12 peers: resumed from" in run.stderr and "virtual 2.5 s" in run.stderr
+    (row,), (ref,) = json.loads(out.read_text()), json.loads(whole.read_text())
+    assert row["resumed"] == 1 and ref["resumed"] == 0
+    assert (row["virtual"], row["seconds"], row["events"] - 1) == (ref["virtual"], ref["seconds"], ref["events"])
+    assert not (saved / "12.ckpt").exists()  # done: nothing left to go on from
