@@ -252,19 +252,22 @@ class Checkpoint:
 
     def save(self, world: World) -> int:
         """Write the world (atomically: a stop during the write leaves the last checkpoint
-        whole); returns the file's size in bytes."""
+        whole); returns the file's size in bytes. OSError (disk full, ...) leaves no partial
+        file behind."""
         tmp = self.path.with_name(self.path.name + ".part")
-        with open(tmp, "wb") as fh:
-            fh.write(MAGIC)
-            meta = pickle.dumps({"digest": self.digest, "virtual": world.clock.now, "version": __version__})
-            fh.write(len(meta).to_bytes(8, "big") + meta)
-            buffered = io.BufferedWriter(fh, buffer_size=1 << 20)  # type: ignore[arg-type]
-            FlatPickler(buffered).write_flat(world)
-            buffered.flush()
-            buffered.detach()
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb", buffering=1 << 20) as fh:
+                fh.write(MAGIC)
+                meta = pickle.dumps({"digest": self.digest, "virtual": world.clock.now, "version": __version__})
+                fh.write(len(meta).to_bytes(8, "big") + meta)
+                FlatPickler(fh).write_flat(world)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            self._last = time.monotonic()  # (a failed periodic save is not retried at once)
+            raise
         self._last = time.monotonic()
         self.saves += 1
         return self.path.stat().st_size

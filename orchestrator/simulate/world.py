@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from orchestrator.errors import MeshbedError
 from orchestrator.model import (
     FetchEvent,
     HealEvent,
@@ -542,11 +543,20 @@ class World:
                 self._save(checkpoint, started)
 
     def _save(self, checkpoint: Checkpoint, started: tuple[float, float]) -> None:
+        """Save to ``checkpoint``. A periodic save that fails (disk full) is skipped with a
+        warning: the run matters more than its checkpoint; a stop that cannot save is an
+        error (MeshbedError, exit 1)."""
         before = self.spent
         wall, cpu = time.monotonic() - started[0], time.process_time() - started[1]
         self.spent = (before[0] + wall, before[1] + cpu - self._save_cpu)  # what the next part adds to
         try:
             size = checkpoint.save(self)
+        except OSError as exc:
+            if checkpoint.stop_requested:
+                raise MeshbedError(f"cannot save the checkpoint {checkpoint.path}: {exc.strerror or exc}") from None
+            self.say(f"warning: cannot save the checkpoint {checkpoint.path} ({exc.strerror or exc}); "
+                     "going on, next try in --checkpoint-every")
+            return
         finally:
             self.spent = before
             self._save_cpu += time.process_time() - started[1] - cpu

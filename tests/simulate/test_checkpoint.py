@@ -185,3 +185,26 @@ def test_cli_refuses_a_checkpoint_of_another_topology_and_bad_options(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(message), err
     assert ckpt.exists() and not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_save_that_fails_leaves_no_file_the_run_goes_on_a_stop_fails_clearly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.errors import MeshbedError
+
+    def disk_full(self: checkpoint.FlatPickler, root: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.FlatPickler, "write_flat", disk_full)
+    path = topology(tmp_path, n=4, extra="")
+    ckpt = tmp_path / "w.ckpt"
+    said: list[str] = []
+    world = World(setup.load(path), say=said.append)
+    report = build_report(world, world.play(checkpoint=checkpoint.Checkpoint(ckpt, "d", every=0.0)))
+    assert report["ok"] and stable(report) == stable(whole_run(path))
+    warnings = [m for m in said if m.startswith("warning: cannot save the checkpoint")]
+    assert warnings and "No space left on device" in warnings[0]
+    assert not ckpt.exists() and not list(tmp_path.glob("*.part"))
+    saver = checkpoint.Checkpoint(ckpt, "d")
+    saver.stop_requested = True
+    with pytest.raises(MeshbedError, match="cannot save the checkpoint .*No space left on device"):
+        World(setup.load(path)).play(checkpoint=saver)
