@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
                 saver.release_signals()
     if saver is not None and saver.path.exists():
         saver.path.unlink()
-        print(f"meshbed: run complete: {saver.path} removed", file=sys.stderr)
+        print(f"meshbed: the run is over: {saver.path} removed", file=sys.stderr)
     report = build_report(world, wall)
     try:
         if args.report:
