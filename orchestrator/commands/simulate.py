@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a self-contained HTML page with charts of the run")
     parser.add_argument("--checkpoint", type=Path, metavar="FILE",
                         help="save the run to FILE as it goes and when stopped (Ctrl-C); if FILE exists, go on "
-                             "from it. Removed when the run is complete")
+                             "from it. Removed when the run is over")
     parser.add_argument("--checkpoint-every", default="10m", metavar="DURATION",
                         help="wall time between two saves (default 10m)")
 
