@@ -4,6 +4,8 @@ memory per N (default 1k, 10k, 100k peers x 256 pieces), each N in its own proce
 
     python3 bench/simulate_scale.py                      # 1000,10000,100000
     python3 bench/simulate_scale.py --sizes 1000,3000 --json out.json
+    python3 bench/simulate_scale.py --sizes 100000 --checkpoint-dir ckpt   # stop (Ctrl-C), then
+    python3 bench/simulate_scale.py --sizes 100000 --checkpoint-dir ckpt   # goes on from ckpt/100000.ckpt
 
 The topology (bench/_simswarm.py): one seeder (50 mbit up) and N-1 fetchers (10 mbit up,
 50 mbit down, 10 ms), one 16 MiB content in 256 pieces of 64 KiB, all fetching at 0 s.
