@@ -21,6 +21,7 @@ import json
 import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,11 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool,
     while True:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:  # the child saves (with a checkpoint) and stops: wait for it
+            child.send_signal(signal.SIGINT)  # (in case the Ctrl-C reached only this process)
+            print(f"  {n} peers: stopping (saving first, with --checkpoint-dir)", file=sys.stderr, flush=True)
+            child.wait()
+            raise
         except queue.Empty:
             child.terminate()  # with a checkpoint: saves first (minutes at 100,000 peers)
             child.wait()
@@ -157,7 +163,9 @@ def main() -> int:
             try:
                 row = run_one(n, Path(tmp), args.limit, args.checkpoint_dir, args.checkpoint_every)
             except KeyboardInterrupt:  # the child saw the Ctrl-C too (and saved, with a checkpoint)
-                print(f"  {n} peers: interrupted", file=sys.stderr)
+                saved = args.checkpoint_dir / f"{n}.ckpt" if args.checkpoint_dir else None
+                where = f"; saved to {saved}: the same command goes on from it" if saved and saved.exists() else ""
+                print(f"  {n} peers: interrupted{where}", file=sys.stderr)
                 return 130
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
