@@ -74,11 +74,12 @@ def run_one(n: int, workdir: Path, limit: float, checkpoints: Optional[Path] = N
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
         timed_out, progress, last = follow(child, n, time.monotonic() + limit)
         out = child.stdout.read() if child.stdout else ""
+    saved = checkpoints / f"{n}.ckpt" if checkpoints is not None else None
     if timed_out:
-        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{reached(progress)}"}
-    if child.returncode == 3 and checkpoints is not None:
-        return {"n": n, "skipped": f"stopped and saved to {checkpoints / f'{n}.ckpt'} (run the same command "
-                                   f"to go on){reached(progress)}"}
+        where = f" (saved to {saved}: the same command goes on)" if saved is not None and saved.exists() else ""
+        return {"n": n, "skipped": f"not finished within {limit:.0f} s wall{where}{reached(progress)}"}
+    if child.returncode == 3 and saved is not None:
+        return {"n": n, "skipped": f"stopped and saved to {saved} (run the same command to go on){reached(progress)}"}
     if child.returncode != 0:
         return {"n": n, "skipped": f"failed (exit {child.returncode}){reached(progress)}: {last}"}
     row: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
