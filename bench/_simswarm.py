@@ -57,9 +57,9 @@ def play(path: Path, progress: bool = False, checkpoint: Optional[Path] = None,
         digest = ck.topology_digest(path)
         saver = ck.Checkpoint(checkpoint, digest, every)
     cpu = time.process_time()
-    if saver is not None and checkpoint is not None and checkpoint.exists():
-        world = ck.load(checkpoint, saver.digest)
-        print(f"resumed from {checkpoint} at virtual {world.clock.now:.1f} s "
+    if saver is not None and saver.path.exists():
+        world = ck.load(saver.path, saver.digest)
+        print(f"resumed from {saver.path} at virtual {world.clock.now:.1f} s "
               f"({time.process_time() - cpu:.0f} s CPU to load)", file=sys.stderr, flush=True)
         cpu = time.process_time()  # the CPU figure is the simulation's (saves and loads: not counted)
     else:

@@ -170,26 +170,26 @@ class FlatUnpickler(pickle.Unpickler):
         floats: dict[float, float] = {}
         ints: dict[int, int] = {}
 
-        def same(v: Any) -> Any:
-            t = type(v)
-            if t is float and v:  # (not 0.0: -0.0 == 0.0 would lose its sign)
-                return floats.setdefault(v, v)
+        def number(x: Any) -> Any:
+            t = type(x)
+            if t is float and x:  # (not 0.0: -0.0 == 0.0 would lose its sign)
+                return floats.setdefault(x, x)
             if t is int:
-                return ints.setdefault(v, v)
-            if t is dict:  # and one level down: pieces -> times, timers [when, seq, ...]
+                return ints.setdefault(x, x)
+            return x
+
+        def same(v: Any) -> Any:
+            """``v`` with its numbers shared, and one level down: pieces -> times, timers
+            [when, seq, ...]."""
+            t = type(v)
+            if t is dict:
                 for k, x in v.items():
-                    tx = type(x)
-                    if tx is float and x:
-                        v[k] = floats.setdefault(x, x)
-                    elif tx is int:
-                        v[k] = ints.setdefault(x, x)
+                    v[k] = number(x)
             elif t is list:
                 for j, x in enumerate(v):
-                    tx = type(x)
-                    if tx is float and x:
-                        v[j] = floats.setdefault(x, x)
-                    elif tx is int:
-                        v[j] = ints.setdefault(x, x)
+                    v[j] = number(x)
+            else:
+                return number(v)
             return v
 
         i = 0
@@ -227,9 +227,9 @@ class Checkpoint:
         self.digest = digest
         self.every = every
         self.stop_requested = False
-        self.saves = 0
         self._last = time.monotonic()
         self._world: Optional[World] = None
+        self._handlers: dict[int, Any] = {}  # the signal handlers catch_signals replaced
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every
@@ -238,11 +238,13 @@ class Checkpoint:
         """From now on SIGINT/SIGTERM stop the world at its next event and save it."""
         self._world = world
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+            self._handlers[sig] = signal.signal(sig, self._on_signal)
 
     def release_signals(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        """Give SIGINT/SIGTERM back to the handlers they had before :meth:`catch_signals`."""
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers.clear()
         self._world = None
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
@@ -269,7 +271,6 @@ class Checkpoint:
             self._last = time.monotonic()  # (a failed periodic save is not retried at once)
             raise
         self._last = time.monotonic()
-        self.saves += 1
         return self.path.stat().st_size
 
 

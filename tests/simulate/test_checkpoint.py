@@ -208,3 +208,13 @@ def test_a_save_that_fails_leaves_no_file_the_run_goes_on_a_stop_fails_clearly(
     saver.stop_requested = True
     with pytest.raises(MeshbedError, match="cannot save the checkpoint .*No space left on device"):
         World(setup.load(path)).play(checkpoint=saver)
+
+
+def test_catching_signals_gives_them_back_to_their_handlers(tmp_path: Path) -> None:
+    world = World(setup.load(topology(tmp_path, n=2, extra="")))
+    saver = checkpoint.Checkpoint(tmp_path / "w.ckpt", "d")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saver.catch_signals(world)
+    assert all(signal.getsignal(sig) != h for sig, h in before.items())
+    saver.release_signals()
+    assert {sig: signal.getsignal(sig) for sig in before} == before
