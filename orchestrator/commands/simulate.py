@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, metavar="FILE",
                         help="save the run to FILE as it goes and when stopped (Ctrl-C); if FILE exists, go on "
                              "from it. Removed when the run is over")
-    parser.add_argument("--checkpoint-every", default="10m", metavar="DURATION",
+    parser.add_argument("--checkpoint-every", metavar="DURATION",
                         help="wall time between two saves (default 10m)")
 
 
@@ -45,24 +45,31 @@ def short(report: dict[str, Any]) -> dict[str, Any]:
     return dict(report, nodes={n: nodes[n] for n in keep})
 
 
-def checkpoint_for(args: argparse.Namespace) -> Optional[Checkpoint]:
-    """The --checkpoint the user asked for, or None; InputError for a bad path or duration."""
+def checkpoint_for(args: argparse.Namespace) -> tuple[Optional[Checkpoint], Optional[dict[str, Any]]]:
+    """The --checkpoint the user asked for (or None) and the header of the run saved there
+    (or None: nothing saved yet); InputError for a bad path or duration, or a checkpoint of
+    another topology."""
     if args.checkpoint is None:
-        return None
-    from orchestrator.simulate.checkpoint import Checkpoint, peek, topology_digest
+        return None, None
+    from orchestrator.simulate.checkpoint import DEFAULT_EVERY, Checkpoint, peek, topology_digest
 
     check_output_path(args.checkpoint, "--checkpoint")
-    try:
-        every = parse_duration(args.checkpoint_every)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"--checkpoint-every {args.checkpoint_every}: {exc}") from None
-    if every <= 0:
-        raise InputError(f"--checkpoint-every {args.checkpoint_every}: must be more than 0")
+    every = DEFAULT_EVERY
+    if args.checkpoint_every is not None:
+        try:
+            every = parse_duration(args.checkpoint_every)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"--checkpoint-every {args.checkpoint_every}: {exc}") from None
+        if every <= 0:
+            raise InputError(f"--checkpoint-every {args.checkpoint_every}: must be more than 0")
     saver = Checkpoint(args.checkpoint, topology_digest(args.topology), every)
-    if args.checkpoint.exists() and peek(args.checkpoint).get("digest") != saver.digest:
+    if not args.checkpoint.exists():
+        return saver, None
+    header = peek(args.checkpoint)
+    if header.get("digest") != saver.digest:
         raise InputError("checkpoint of another topology or meshbed version; delete it to start over",
                          args.checkpoint)
-    return saver
+    return saver, header
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,17 +80,17 @@ def main(args: argparse.Namespace) -> int:
     topo = setup.load(args.topology)
     check_output_path(args.report, "--report")
     check_output_path(args.html, "--html")
-    saver = checkpoint_for(args)
+    saver, saved = checkpoint_for(args)
     note = setup.backend_only_note(topo)
     if note:
         print(note, file=sys.stderr)
     setup.check_memory(topo)
     view = RunView()
-    if saver is not None and saver.path.exists():
+    if saver is not None and saved is not None:
         from orchestrator.simulate import checkpoint
 
-        virtual = checkpoint.peek(saver.path)["virtual"]
-        print(f"meshbed: going on from {saver.path} (virtual {virtual:.1f} s); loading it", file=sys.stderr)
+        print(f"meshbed: going on from {saver.path} (virtual {saved['virtual']:.1f} s); loading it",
+              file=sys.stderr)
         world = checkpoint.load(saver.path, saver.digest)
         world.say = view.say
     else:
