@@ -15,7 +15,9 @@ wrote.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -37,11 +39,26 @@ DEFAULT_EVERY = 600.0  # wall seconds between two saves
 
 
 def topology_digest(path: Path) -> str:
-    """What a checkpoint must match to be resumed: the topology file's bytes and the version
-    of meshbed (another version's classes may not read its objects)."""
+    """What a checkpoint must match to be resumed: the topology file's bytes, the version of
+    meshbed and its code (another version's classes may not read its objects)."""
     h = hashlib.sha256(path.read_bytes())
     h.update(__version__.encode())
+    h.update(code_digest())
     return h.hexdigest()
+
+
+@functools.cache
+def code_digest() -> bytes:
+    """The sources of the packages whose objects a checkpoint holds: a meshbed edited or
+    upgraded under the same version string (other fields, another clock) does not go on
+    from a world its code cannot read."""
+    h = hashlib.sha256()
+    for package in ("orchestrator", "peer"):
+        root = Path(importlib.import_module(package).__file__ or "").parent
+        for source in sorted(root.rglob("*.py")):
+            h.update(str(source.relative_to(root)).encode())
+            h.update(source.read_bytes())
+    return h.digest()
 
 
 _OBJECT_GETSTATE = getattr(object, "__getstate__", None)  # Python >= 3.11

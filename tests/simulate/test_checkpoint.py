@@ -218,3 +218,22 @@ def test_catching_signals_gives_them_back_to_their_handlers(tmp_path: Path) -> N
     assert all(signal.getsignal(sig) != h for sig, h in before.items())
     saver.release_signals()
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_the_digest_follows_the_code_not_only_the_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edited meshbed under the same version string (a clock with other fields, say) must
+    not go on from a world written by the old code."""
+    import importlib
+    import types
+
+    for package in ("orchestrator", "peer"):
+        (tmp_path / package / "sub").mkdir(parents=True)
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / "sub" / "clock.py").write_text("HEAP = 1\n")
+    fake = {p: types.SimpleNamespace(__file__=str(tmp_path / p / "__init__.py")) for p in ("orchestrator", "peer")}
+    monkeypatch.setattr(importlib, "import_module", fake.__getitem__)
+    compute = checkpoint.code_digest.__wrapped__  # type: ignore[attr-defined]
+    before = compute()
+    assert compute() == before
+    (tmp_path / "peer" / "sub" / "clock.py").write_text("HEAP = 2\n")
+    assert compute() != before
