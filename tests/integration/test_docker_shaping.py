@@ -1,8 +1,13 @@
-"""Kernel shaping of docker nodes: a capped link measures within 10 % of its rate.
+"""Kernel shaping of docker nodes: the capped direction gets a tbf of exactly its rate, and a
+real transfer through it never beats the cap.
 
 Real containers, real agents, real TCP through tbf. The rate is measured from the fetcher's
 received bytes over time (its GET /status), between 15 % and 85 % of the download so the
 connection start and the end game do not count. tbf passes ~96 % of the rate as payload.
+The cap is checked both ways it could be wrong: the qdisc's configured rate (exact) and the
+measured rate (at most 10 % above it). How close a transfer comes to the cap depends on the
+CPU the agents get (8.5 of 10 mbit with two simulations beside the suite), so the floor is
+only a sanity bound; the precision is a bench's (docs/BENCHMARKS.md: tbf ~96 %).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
-from orchestrator.backends.docker import client, containers
+from orchestrator.backends.docker import client, containers, shaping
 from orchestrator.dockerlib import labels
 from orchestrator.mesh import Mesh
 from tests.integration.docker_support import (
@@ -61,15 +66,19 @@ async def _measure(mesh: Mesh, fetcher: str, size: int, timeout: float = 90.0) -
     return (b1 - b0) * 8 / (t1 - t0)
 
 
-def _qdisc_of(mesh: str, node: str) -> str:
+async def _qdisc_of(mesh: str, node: str, direction: str) -> str:
+    """The qdiscs shaping ``node``'s ``up`` (its eth0) or ``down`` (the host-side veth)."""
     c = client()
     try:
         pid = containers.pid(c, labels.container_name(mesh, node))
     finally:
         c.close()
     assert pid is not None
-    return subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "show", "dev", "eth0"],
-                          capture_output=True, text=True, timeout=10).stdout
+    if direction == "up":
+        cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "show", "dev", "eth0"]
+    else:
+        cmd = ["tc", "qdisc", "show", "dev", await shaping.host_veth(pid)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
 
 
 @pytest.mark.parametrize(
@@ -79,7 +88,7 @@ def _qdisc_of(mesh: str, node: str) -> str:
         ("leechers", {"down": "8mbit"}, 8 * MiB),  # down: tbf on the host-side veth
     ],
 )
-def test_capped_link_measures_within_10_percent(
+def test_capped_link_is_a_tbf_of_its_rate_and_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capped: str, link: dict[str, str],
     size: int,
 ) -> None:
@@ -87,7 +96,8 @@ def test_capped_link_measures_within_10_percent(
     require_root()
     monkeypatch.setenv("MESHBED_HOME", str(tmp_path / "home"))
     name = mesh_name("dshape")
-    rate = int(next(iter(link.values())).removesuffix("mbit")) * 1_000_000
+    direction, spec = next(iter(link.items()))
+    rate = int(spec.removesuffix("mbit")) * 1_000_000
     groups: dict[str, dict[str, Any]] = {"seeders": {"count": 1}, "leechers": {"count": 1}}
     groups[capped]["link"] = link
     topo = topology(
@@ -101,16 +111,16 @@ def test_capped_link_measures_within_10_percent(
         mesh = Mesh(topo)
         try:
             await mesh.up()
-            qdisc = _qdisc_of(name, "seeders-0")
+            qdisc = await _qdisc_of(name, f"{capped}-0", direction)
             measured = await _measure(mesh, "leechers-0", size)
             return measured, qdisc
         finally:
             await mesh.down()
 
-    measured, seeder_qdisc = asyncio.run(go())
-    print(f"{capped} {link}: measured {measured / 1e6:.2f} Mbit/s")
-    if capped == "seeders":
-        # the kernel does the capping, not the agent's emulation
-        assert "tbf" in seeder_qdisc and "10Mbit" in seeder_qdisc, seeder_qdisc
-    assert abs(measured - rate) / rate < 0.10, f"measured {measured / 1e6:.2f} Mbit/s for {rate / 1e6:.0f}"
+    measured, qdisc = asyncio.run(go())
+    print(f"{capped} {link}: measured {measured / 1e6:.2f} Mbit/s; {qdisc.strip()}")
+    # the kernel does the capping, not the agent's emulation, at exactly the rate asked for
+    assert "tbf" in qdisc and f"rate {rate // 1_000_000}Mbit" in qdisc, qdisc
+    assert measured <= 1.10 * rate, f"measured {measured / 1e6:.2f} Mbit/s through a {rate / 1e6:.0f} mbit cap"
+    assert measured >= 0.5 * rate, f"measured {measured / 1e6:.2f} Mbit/s for {rate / 1e6:.0f}"
     assert leftovers(name) == []
