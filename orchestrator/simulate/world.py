@@ -60,6 +60,18 @@ KERNEL_SHAPED = ("netns", "docker", "swarm", "ssh")  # links shaped by tc: heade
 # allocates millions of short-lived tuples and messages; the collections took a quarter of
 # the CPU at 1,200 peers (128 -> 97 s, the same events; peak memory no higher).
 GC_THRESHOLDS = (100_000, 50, 100)
+# Beyond 1,000 nodes, 100 allocations per node: a young collection walks what young objects
+# refer to (a HAVE slot's batches for every node, timer buckets), which grows with N, and
+# at a fixed count the collections per virtual second grow with N too: N squared. At
+# 100,000 nodes the collector took 11-33 % of the CPU (py-spy); with 10,000,000 the first
+# virtual second took 557 CPU s instead of 749 (the same 7,193,117 events).
+GC_YOUNG_PER_NODE = 100
+
+
+def gc_thresholds(nodes: int) -> tuple[int, int, int]:
+    """The collector's thresholds for a run of ``nodes`` nodes."""
+    young, middle, old = GC_THRESHOLDS
+    return max(young, GC_YOUNG_PER_NODE * nodes), middle, old
 
 
 @dataclass
@@ -245,6 +257,9 @@ class World:
         if agent.alive and agent.cores.get(ep.content) is core:
             core.peer_closed(ep.peer, self.clock.now)
             agent.run(ep.content, core)
+        remote = ep.remote
+        if remote is None or not remote.open:
+            _unlink(ep)
 
     def disconnect(self, ep: Endpoint, now: float) -> None:
         """Our side closes; the other side notices one latency later (FIN/RST)."""
@@ -496,7 +511,7 @@ class World:
         saves itself there every ``checkpoint.every`` wall seconds (at a virtual second) and,
         when the user asks to stop, at the next event: then :class:`Paused`."""
         saved = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
+        gc.set_threshold(*gc_thresholds(len(self.agents)))
         started = time.monotonic(), time.process_time()
         self._save_cpu = 0.0  # CPU of this part's saves
         try:
@@ -564,3 +579,16 @@ class World:
 
     def _timeline_over(self) -> None:
         self.timeline_done = True
+
+
+def _unlink(ep: Endpoint) -> None:
+    """Both sides of a connection are closed (their channels too), and nothing follows its
+    links again: break its cycles (endpoint <-> peer state, endpoint <-> endpoint, channel ->
+    endpoint), so that reference counting frees it at once, not the cycle collector (at
+    1,200 nodes the 11,146 connections closed in a run were all of its garbage: 232,303
+    objects; at 100,000 nodes, 0.5 GiB waiting between two young collections)."""
+    for e in (ep, ep.remote):
+        if e is not None:
+            e.peer.key = None
+            e.out.to = None
+            e.remote = None

@@ -106,6 +106,14 @@ def test_play_collects_cycles_rarely_and_restores_the_collector(tmp_path: Path,
     assert gc.get_threshold() == before
 
 
+def test_the_young_collections_grow_rarer_with_the_number_of_nodes() -> None:
+    from orchestrator.simulate.world import GC_THRESHOLDS, gc_thresholds
+
+    assert gc_thresholds(2) == gc_thresholds(1_000) == GC_THRESHOLDS
+    assert gc_thresholds(10_000) == (1_000_000, *GC_THRESHOLDS[1:])
+    assert gc_thresholds(100_000) == (10_000_000, *GC_THRESHOLDS[1:])
+
+
 def test_client_server_is_slower_than_the_swarm(tmp_path: Path) -> None:
     swarm = simulate(tmp_path, n=8)["distribution"]["movie"]
     cs = simulate(tmp_path, n=8, strategy="client-server")["distribution"]["movie"]
