@@ -63,8 +63,8 @@ GC_THRESHOLDS = (100_000, 50, 100)
 # Beyond 1,000 nodes, 100 allocations per node: a young collection walks what young objects
 # refer to (a HAVE slot's batches for every node, timer buckets), which grows with N, and
 # at a fixed count the collections per virtual second grow with N too: N squared. At
-# 100,000 nodes the collector took 11-33 % of the CPU (py-spy); with 10,000,000 the first
-# virtual second took 557 CPU s instead of 749 (the same 7,193,117 events).
+# 100,000 nodes the collector took 11-33 % of the CPU (py-spy); with 10,000,000, 49.5 CPU s
+# of the first two virtual seconds instead of 133.2 (the same events; docs/simulate.md).
 GC_YOUNG_PER_NODE = 100
 
 
