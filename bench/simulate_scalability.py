@@ -13,7 +13,7 @@ so by default they stop at 1,000 peers; the bound carries the line beyond. The s
 go to 10,000 peers (~10 minutes of CPU of the ~12); 100,000 take hours, so that point is
 measured by bench/simulate_scale.py and joined in here:
 
-    python3 bench/simulate_scale.py --sizes 100000 --limit 36000 --json scale.json
+    python3 bench/simulate_scale.py --sizes 100000 --limit 0 --json scale.json
     python3 bench/simulate_scalability.py --scale-rows scale.json \
         --reuse docs/results/simulate-scalability.json     # the other points as they were
 """

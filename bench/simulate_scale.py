@@ -72,7 +72,7 @@ def run_one(n: int, workdir: Path, limit: float, checkpoints: Optional[Path] = N
     if checkpoints is not None:  # the child goes on from (and saves to) DIR/N.ckpt
         cmd += [str(checkpoints / f"{n}.ckpt"), str(every)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as child:
-        timed_out, progress, last = follow(child, n, time.monotonic() + limit)
+        timed_out, progress, last = follow(child, n, time.monotonic() + limit if limit > 0 else math.inf)
         out = child.stdout.read() if child.stdout else ""
     saved = checkpoints / f"{n}.ckpt" if checkpoints is not None else None
     if timed_out:
@@ -104,7 +104,7 @@ def follow(child: subprocess.Popen[str], n: int, deadline: float) -> tuple[bool,
     progress = last = ""
     while True:
         try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()) if deadline < math.inf else None)
         except KeyboardInterrupt:  # the child saves (with a checkpoint) and stops: wait for it
             child.send_signal(signal.SIGINT)  # (in case the Ctrl-C reached only this process)
             print(f"  {n} peers: stopping (saving first, with --checkpoint-dir)", file=sys.stderr, flush=True)
@@ -147,7 +147,8 @@ def caps(row: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="peers per run, comma-separated")
-    ap.add_argument("--limit", type=float, default=3600.0, help="wall seconds allowed per size")
+    ap.add_argument("--limit", type=float, default=3600.0,
+                    help="wall seconds allowed per size (0: no limit, for a run of hours)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
                     help="save each run to DIR/N.ckpt as it goes (and on Ctrl-C, kill or --limit); run the "

@@ -37,6 +37,13 @@ def test_scale_says_how_far_a_stopped_size_got(tmp_path: Path) -> None:
     assert "12 skipped: not finished within 0 s wall" in run.stdout
 
 
+def test_scale_without_a_limit_runs_to_the_end(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    bench("bench/simulate_scale.py", "--sizes", "12", "--limit", "0", "--json", str(out))
+    (row,) = json.loads(out.read_text())
+    assert "skipped" not in row and row["verified"] == row["fetchers"] == 11
+
+
 def test_scalability_picture_joins_scale_rows(tmp_path: Path) -> None:
     rows = tmp_path / "scale.json"
     rows.write_text(json.dumps([
