@@ -36,6 +36,10 @@ SEGMENT = 64 * 1024  # upload granularity under a rate cap, so connections inter
 # in our buffer, and at least this much unsent in the kernel's (TCP_NOTSENT_LOWAT; left
 # alone the kernel holds up to 4 MB: seconds of a slow link).
 MIN_UNSENT = 16 * 1024
+# SO_RCVLOWAT inside a frame: only when more than a segment is missing, and at most this
+# (the kernel sizes the receive buffer to twice the mark)
+MIN_RCVLOWAT = 1500
+MAX_RCVLOWAT = 64 * 1024
 READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of processing
 CLIENT = "meshbed/0.1"
 
@@ -83,6 +87,8 @@ class PeerConnection:
         self._queue_event = asyncio.Event()
         self.closed = False
         self._unsent_limit = 0  # the TCP_NOTSENT_LOWAT set on the socket (0: not yet)
+        self._high = 0  # the write buffer's high-water mark set for blocks (0: not yet)
+        self._rcvlowat = 1  # SO_RCVLOWAT on the socket (-1: cannot be set)
 
     @property
     def label(self) -> str:
@@ -197,6 +203,24 @@ class PeerConnection:
                         message(state, msg, now)
             finally:
                 flush()  # what was decided before an error still happens
+            self._wake_when(decoder.missing)
+
+    def _wake_when(self, missing: int) -> None:
+        """Inside a block, have the kernel wake us when the rest of it is there (SO_RCVLOWAT)
+        instead of once per TCP segment: each wake-up is an event-loop turn and a read
+        through asyncio's streams, and under tbf segments come one by one (~11 per 16 KiB
+        block). Between frames the mark is 1 byte, so control messages are read at once. A
+        closed connection wakes us whatever the mark."""
+        lowat = min(missing, MAX_RCVLOWAT) if missing > MIN_RCVLOWAT else 1
+        if lowat == self._rcvlowat or self._rcvlowat < 0:
+            return
+        self._rcvlowat = lowat
+        sock = self.writer.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+            except OSError:  # not a TCP socket (a test's socketpair): reads stay as they are
+                self._rcvlowat = -1
 
     # ------------------------------------------------------------------ uploading
     async def _upload_loop(self) -> None:
@@ -222,6 +246,9 @@ class PeerConnection:
 
     def _bound_backlog(self, block: int) -> None:
         """Queue at most about one block ahead of control messages (see MIN_UNSENT)."""
+        if block == self._high:  # the same block size as last time: nothing to change
+            return
+        self._high = block
         transport = self.writer.transport
         transport.set_write_buffer_limits(high=block)  # drain() then waits for 1/4 of it
         limit = max(MIN_UNSENT, block)
@@ -246,10 +273,14 @@ class PeerConnection:
             if self.closed:
                 return
         self._bound_backlog(total)
-        writer.write(header)
-        writer.write(data)
+        # one write: with TCP_NODELAY a header written alone leaves as its own tiny packet,
+        # one more trip through every hop of the path for each block
+        writer.write(header + data)
         try:
-            await asyncio.wait_for(writer.drain(), UPLOAD_STALL)
+            if writer.transport.get_write_buffer_size():
+                await asyncio.wait_for(writer.drain(), UPLOAD_STALL)  # (a task and a timer)
+            else:  # all of it went to the kernel: no need to wait, but let other work run
+                await asyncio.sleep(0)
         except asyncio.TimeoutError:  # unchoked, asked, and stopped reading: slow loris
             self.agent.protocol_error("not_reading", self, f"no upload progress in {UPLOAD_STALL:.0f} s")
             self.close(abort=True)

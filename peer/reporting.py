@@ -38,6 +38,7 @@ def torrent_status(t: Torrent) -> dict[str, Any]:
         "bytes_to": dict(core.bytes_to),
         "rejected": dict(core.rejected),
         "requests_rejected": core.requests_rejected,
+        "piece_cache": {"hits": t.cache.hits, "misses": t.cache.misses},
         "peers": len(core.peers),
         "known": {src: sum(1 for kp in core.known.values() if kp.source == src)
                   for src in ("given", "pex", "incoming")},

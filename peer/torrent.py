@@ -36,6 +36,7 @@ from peer.core.actions import Buffer
 from peer.metadata import MetadataServer
 from peer.metainfo import Metainfo
 from peer.metrics import REJECT_REASONS, ContentSnapshot
+from peer.piececache import PieceCache, block_of
 from peer.reporting import torrent_snapshot, torrent_status
 from peer.storage import HashMismatch, PieceStore
 
@@ -77,6 +78,7 @@ class Torrent:
         self.announcer: Optional[tracker.Announcer] = None
         self._announce_task: Optional[asyncio.Task[None]] = None
         self._dry_since = 0.0  # when we last asked the tracker early (no peer left)
+        self.cache = PieceCache()  # pieces served to peers without a trip to the I/O pool
 
     # ------------------------------------------------------------------ views of the core
     @property
@@ -245,6 +247,8 @@ class Torrent:
         try:
             await agent.run_io(self.store.write_piece, index, data)  # False: already held
             ok = True
+            if data is not None:  # the newest pieces are the ones peers ask for next
+                self.cache.put(index, bytes(data))
         except HashMismatch:
             ok = False
         except (OSError, ValueError) as e:  # disk trouble: fetch the piece again
@@ -256,8 +260,17 @@ class Torrent:
         self.flush()
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
-        data: bytes = await self.agent.run_io(self.store.read, index, begin, length)
-        return data
+        cache = self.cache
+        piece = cache.get(index)
+        if piece is None:
+            size = self.meta.piece_size(index)
+            if not cache.fits(size):
+                data: bytes = await self.agent.run_io(self.store.read, index, begin, length)
+                return data
+            # the whole piece in one trip: its other blocks are usually asked for next
+            piece = await self.agent.run_io(self.store.read, index, 0, size)
+            cache.put(index, piece)
+        return block_of(piece, index, begin, length)
 
     async def on_complete(self) -> None:
         self.completed_at = time.time()
@@ -286,6 +299,7 @@ class Torrent:
     async def close(self) -> None:
         self.core.close()
         self.flush()
+        self.cache.clear()
         await self._stop_announcing()
         for task in list(self._tasks):
             task.cancel()

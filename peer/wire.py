@@ -526,6 +526,11 @@ class FrameDecoder:
     def buffered(self) -> int:
         return self._have
 
+    @property
+    def missing(self) -> int:
+        """Bytes the incomplete frame still lacks (0: none, or its length not known yet)."""
+        return self._need - self._have if self._need else 0
+
     def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[Message]:
         msgs: List[Message] = []
         src = data if isinstance(data, bytes) else bytes(data)

@@ -159,6 +159,19 @@ def test_frame_decoder_any_split() -> None:
         assert fd.buffered == 0
 
 
+def test_frame_decoder_says_how_much_of_a_frame_is_missing() -> None:
+    frame = encode(Piece(0, 0, b"\x01" * 16384))
+    fd = FrameDecoder()
+    assert fd.missing == 0
+    fd.feed(frame[:2])  # its length not known yet
+    assert fd.missing == 0
+    fd.feed(frame[2:1000])
+    assert fd.missing == len(frame) - 1000
+    msgs = fd.feed(frame[1000:] + encode(Have(3))[:5])
+    assert len(msgs) == 1 and fd.missing == 4  # the next frame's length is known
+    assert fd.feed(encode(Have(3))[5:]) == [Have(3)] and fd.missing == 0
+
+
 def test_frame_decoder_bodies_survive_buffer_reuse() -> None:
     block = b"\x5a" * 50000
     frame = encode(Piece(0, 0, block))
