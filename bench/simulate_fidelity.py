@@ -10,6 +10,8 @@ completion curves are.
 
 Cases: ``netns16`` is examples/netns-swarm.yaml (1 seeder 40 mbit up + 16 leechers 10/50
 mbit, 64 MiB, kernel tbf shaping); ``netns64`` the same links with 64 leechers and 32 MiB;
+``netns64q`` that shape with every link at a quarter of its rate (65 agents moving 680 mbit/s
+need more than 2 cores; at a quarter they mostly fit, so what is compared is the swarm);
 ``heterogeneous`` is examples/heterogeneous.yaml (fiber/cable/DSL/mobile, latency, jitter,
 loss; agent-emulated links on the local backend). "curve gap" is the largest difference
 between the two completion curves at the same fraction of fetchers complete, as a share of
@@ -39,7 +41,13 @@ def case_files(tmp: Path) -> dict[str, Path]:
         "count: 16", "count: 64").replace("size: 64MiB", "size: 32MiB")
     p64 = tmp / "netns-swarm64.yaml"
     p64.write_text(netns64)
-    return {"netns16": EXAMPLES / "netns-swarm.yaml", "netns64": p64,
+    slow = netns64.replace("name: netns-swarm64", "name: netns-swarm64q").replace(
+        "up: 10mbit, down: 50mbit", "up: 2500kbit, down: 12500kbit").replace(
+        "link: {up: 40mbit}", "link: {up: 10mbit}").replace(
+        "all_complete_within: 180s", "all_complete_within: 400s")
+    p64q = tmp / "netns-swarm64q.yaml"
+    p64q.write_text(slow)
+    return {"netns16": EXAMPLES / "netns-swarm.yaml", "netns64": p64, "netns64q": p64q,
             "heterogeneous": EXAMPLES / "heterogeneous.yaml"}
 
 

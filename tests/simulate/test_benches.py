@@ -110,3 +110,20 @@ def test_scale_goes_on_from_a_saved_size(tmp_path: Path) -> None:
     assert row["resumed"] == 1 and ref["resumed"] == 0
     assert (row["virtual"], row["seconds"], row["events"] - 1) == (ref["virtual"], ref["seconds"], ref["events"])
     assert not (saved / "12.ckpt").exists()  # done: nothing left to go on from
+
+
+def test_fidelity_cases_are_valid_topologies_and_the_slow_one_is_a_quarter(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import simulate_fidelity
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from orchestrator.simulate import setup
+
+    files = simulate_fidelity.case_files(tmp_path)
+    topos = {case: setup.load(path) for case, path in files.items()}
+    fast, slow = topos["netns64"], topos["netns64q"]
+    assert slow.name == "netns-swarm64q" and len(slow.nodes) == len(fast.nodes) == 65
+    for a, b in zip(fast.nodes, slow.nodes):
+        assert (b.link.up_bps * 4, b.link.down_bps and b.link.down_bps * 4) == \
+            (a.link.up_bps, a.link.down_bps)
