@@ -273,9 +273,13 @@ class PeerConnection:
             if self.closed:
                 return
         self._bound_backlog(total)
-        # one write: with TCP_NODELAY a header written alone leaves as its own tiny packet,
-        # one more trip through every hop of the path for each block
-        writer.write(header + data)
+        if len(data) <= SEGMENT:
+            # one write: with TCP_NODELAY a header written alone leaves as its own tiny
+            # packet, one more trip through every hop of the path for each block
+            writer.write(header + data)
+        else:  # a big block: a copy costs more than one small packet per block
+            writer.write(header)
+            writer.write(data)
         try:
             if writer.transport.get_write_buffer_size():
                 await asyncio.wait_for(writer.drain(), UPLOAD_STALL)  # (a task and a timer)

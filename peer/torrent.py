@@ -247,7 +247,7 @@ class Torrent:
         try:
             await agent.run_io(self.store.write_piece, index, data)  # False: already held
             ok = True
-            if data is not None:  # the newest pieces are the ones peers ask for next
+            if data is not None and self.cache.fits(len(data)):  # asked for next, usually
                 self.cache.put(index, bytes(data))
         except HashMismatch:
             ok = False
