@@ -11,7 +11,8 @@ from collections import OrderedDict
 from typing import Optional
 
 # Per torrent. 4 MiB holds 16 pieces of 256 KiB; a piece larger than the whole cache is read
-# block by block as before. An agent is ~29 MB, so this stays a small share of it.
+# block by block as before. An agent is ~29 MB, so this stays a small share of it, and a
+# torrent lets its cache go when no block was asked for in a while (peer/torrent.py CACHE_IDLE).
 CACHE_BYTES = 4 << 20
 
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from peer.picker import PiecePicker
 
 log = logging.getLogger("peer")
+CACHE_IDLE = 30.0  # seconds without a block served before the upload cache is let go
 
 
 class Torrent:
@@ -79,6 +80,7 @@ class Torrent:
         self._announce_task: Optional[asyncio.Task[None]] = None
         self._dry_since = 0.0  # when we last asked the tracker early (no peer left)
         self.cache = PieceCache()  # pieces served to peers without a trip to the I/O pool
+        self.served_at = 0.0  # monotonic time of the last block served
 
     # ------------------------------------------------------------------ views of the core
     @property
@@ -261,6 +263,7 @@ class Torrent:
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         cache = self.cache
+        self.served_at = time.monotonic()
         piece = cache.get(index)
         if piece is None:
             size = self.meta.piece_size(index)
@@ -295,6 +298,8 @@ class Torrent:
         self.core.tick(now)
         self.flush()
         self._announce_if_dry(now)
+        if self.cache.size and now - self.served_at > CACHE_IDLE:  # a seed nobody asks
+            self.cache.clear()
 
     async def close(self) -> None:
         self.core.close()

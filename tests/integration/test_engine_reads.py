@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from swarm_support import make_agent, make_content
 
-from peer import wire
+from peer import torrent, wire
 from peer.connection import PeerConnection
 
 MiB = 1 << 20
@@ -109,6 +109,13 @@ def test_blocks_are_served_from_whole_pieces_read_once(tmp_path: Path) -> None:
             assert st["piece_cache"]["misses"] == content.meta.num_pieces
             assert st["piece_cache"]["hits"] > st["piece_cache"]["misses"]
             assert leecher.status()["torrents"][h]["verified"] is True
+            # an agent nobody asks for blocks lets its cache go
+            t = seeder.torrents[content.meta.info_hash]
+            assert t.cache.size > 0
+            t.tick(t.served_at + torrent.CACHE_IDLE / 2)
+            assert t.cache.size > 0
+            t.tick(t.served_at + torrent.CACHE_IDLE + 1)
+            assert t.cache.size == 0
             assert (tmp_path / "leechers-0" / "torrents" / h / "movie").read_bytes() == \
                 content.path.read_bytes()
         finally:
