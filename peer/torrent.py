@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from peer.picker import PiecePicker
 
 log = logging.getLogger("peer")
-CACHE_IDLE = 30.0  # seconds without a block served before the upload cache is let go
+# seconds the upload cache may go unused (no piece in, no block out) before it is let go
+CACHE_IDLE = 30.0
 
 
 class Torrent:
@@ -80,7 +81,7 @@ class Torrent:
         self._announce_task: Optional[asyncio.Task[None]] = None
         self._dry_since = 0.0  # when we last asked the tracker early (no peer left)
         self.cache = PieceCache()  # pieces served to peers without a trip to the I/O pool
-        self.served_at = 0.0  # monotonic time of the last block served
+        self.cache_used_at = 0.0  # monotonic: a piece last went in or a block out
 
     # ------------------------------------------------------------------ views of the core
     @property
@@ -251,6 +252,7 @@ class Torrent:
             ok = True
             if data is not None and self.cache.fits(len(data)):  # asked for next, usually
                 self.cache.put(index, bytes(data))
+                self.cache_used_at = time.monotonic()
         except HashMismatch:
             ok = False
         except (OSError, ValueError) as e:  # disk trouble: fetch the piece again
@@ -263,7 +265,7 @@ class Torrent:
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         cache = self.cache
-        self.served_at = time.monotonic()
+        self.cache_used_at = time.monotonic()
         piece = cache.get(index)
         if piece is None:
             size = self.meta.piece_size(index)
@@ -298,7 +300,7 @@ class Torrent:
         self.core.tick(now)
         self.flush()
         self._announce_if_dry(now)
-        if self.cache.size and now - self.served_at > CACHE_IDLE:  # a seed nobody asks
+        if self.cache.size and now - self.cache_used_at > CACHE_IDLE:  # a seed nobody asks
             self.cache.clear()
 
     async def close(self) -> None:

@@ -109,12 +109,17 @@ def test_blocks_are_served_from_whole_pieces_read_once(tmp_path: Path) -> None:
             assert st["piece_cache"]["misses"] == content.meta.num_pieces
             assert st["piece_cache"]["hits"] > st["piece_cache"]["misses"]
             assert leecher.status()["torrents"][h]["verified"] is True
+            # the leecher served nothing, but the pieces it just verified stay for its peers
+            lt = leecher.torrents[content.meta.info_hash]
+            assert lt.cache.size > 0 and lt.cache_used_at > 0
+            lt.tick(lt.cache_used_at + 1)
+            assert lt.cache.size > 0
             # an agent nobody asks for blocks lets its cache go
             t = seeder.torrents[content.meta.info_hash]
             assert t.cache.size > 0
-            t.tick(t.served_at + torrent.CACHE_IDLE / 2)
+            t.tick(t.cache_used_at + torrent.CACHE_IDLE / 2)
             assert t.cache.size > 0
-            t.tick(t.served_at + torrent.CACHE_IDLE + 1)
+            t.tick(t.cache_used_at + torrent.CACHE_IDLE + 1)
             assert t.cache.size == 0
             assert (tmp_path / "leechers-0" / "torrents" / h / "movie").read_bytes() == \
                 content.path.read_bytes()
