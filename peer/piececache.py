@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Optional
 
+from peer.storage import check_span
+
 # Per torrent. 4 MiB holds 16 pieces of 256 KiB; a piece larger than the whole cache is read
 # block by block as before. An agent is ~29 MB, so this stays a small share of it, and a
 # torrent lets its cache go when no block was asked for in a while (peer/torrent.py CACHE_IDLE).
@@ -61,6 +63,5 @@ class PieceCache:
 def block_of(piece: bytes, index: int, begin: int, length: int) -> bytes:
     """Bytes ``begin..begin+length`` of a cached piece, with the bounds check the store
     makes on a read."""
-    if begin < 0 or length <= 0 or begin + length > len(piece):
-        raise ValueError(f"read {begin}+{length} outside piece {index} of {len(piece)} bytes")
+    check_span(index, begin, length, len(piece))
     return piece[begin:begin + length]

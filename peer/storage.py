@@ -43,6 +43,12 @@ _SHA256_CHUNK = 1 << 20
 Buffer = Union[bytes, bytearray, memoryview]
 
 
+def check_span(i: int, begin: int, length: int, size: int) -> None:
+    """ValueError unless ``begin..begin+length`` lies inside piece ``i`` of ``size`` bytes."""
+    if begin < 0 or length <= 0 or begin + length > size:
+        raise ValueError(f"read {begin}+{length} outside piece {i} of {size} bytes")
+
+
 class HashMismatch(Exception):
     """A piece's data does not match its SHA-1 from the metainfo."""
 
@@ -223,9 +229,7 @@ class PieceStore:
 
     def read(self, i: int, begin: int, length: int) -> bytes:
         """Bytes ``begin..begin+length`` of piece ``i`` (the caller checks it holds it)."""
-        size = self.meta.piece_size(i)
-        if begin < 0 or length <= 0 or begin + length > size:
-            raise ValueError(f"read {begin}+{length} outside piece {i} of {size} bytes")
+        check_span(i, begin, length, self.meta.piece_size(i))
         return self._payload.pread(i * self.meta.piece_length + begin, length)
 
     def sha256(self) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from prometheus_client import CollectorRegistry
 
-from peer import metainfo, synthetic
+from peer import metainfo, synthetic, wire
 from peer.agent import Agent
 from peer.metainfo import Metainfo
 from peer.shaping import LinkEmulator
@@ -77,3 +78,22 @@ async def wait_complete(agents: list[Agent], meta: Metainfo, timeout: float,
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return value or 0.0
+
+
+async def fake_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, info_hash: bytes,
+                    on_request: Callable[[int, int, int], None],
+                    peer_id: bytes = b"-XX0000-abcdefghijkl") -> None:
+    """A seed on raw streams (an ``asyncio.start_server`` callback's body): answers the
+    handshake with the fast extension, says HAVE_ALL and UNCHOKE, then calls
+    ``on_request(index, begin, length)`` for every REQUEST until the connection ends."""
+    await reader.readexactly(68)
+    writer.write(wire.encode_handshake(info_hash, peer_id, bytes([0] * 7 + [wire.FAST_BIT])))
+    writer.write(wire.encode(wire.HaveAll()) + wire.encode(wire.Unchoke()))
+    try:
+        while True:
+            (n,) = struct.unpack(">I", await reader.readexactly(4))
+            body = await reader.readexactly(n)
+            if n and body[0] == wire.REQUEST:
+                on_request(*struct.unpack(">III", body[1:]))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass

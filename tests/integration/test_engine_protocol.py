@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
-from swarm_support import Content, make_agent, make_content, sample
+from swarm_support import Content, fake_seed, make_agent, make_content, sample
 
 from peer import agent, connection, wire
 from peer.agent import Agent
@@ -160,23 +160,16 @@ def test_out_of_range_block_from_a_seed_disconnects_the_downloader(tmp_path: Pat
         got_request = asyncio.Event()
         closed = asyncio.Event()
 
-        async def fake_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readexactly(68)
-            writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, FAST))
-            writer.write(wire.encode(wire.HaveAll()) + wire.encode(wire.Unchoke()))
-            try:
-                while True:
-                    (n,) = struct.unpack(">I", await reader.readexactly(4))
-                    body = await reader.readexactly(n)
-                    if n and body[0] == wire.REQUEST:
-                        index, begin, length = struct.unpack(">III", body[1:])
-                        got_request.set()
-                        writer.write(wire.piece_header(index, 255 * 1024, length))
-                        writer.write(b"\0" * length)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                closed.set()
+        async def bad_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            def answer(index: int, begin: int, length: int) -> None:
+                got_request.set()
+                writer.write(wire.piece_header(index, 255 * 1024, length))
+                writer.write(b"\0" * length)
 
-        server = await asyncio.start_server(fake_seed, "127.0.0.1", 0)
+            await fake_seed(reader, writer, content.meta.info_hash, answer, PEER_ID)
+            closed.set()
+
+        server = await asyncio.start_server(bad_seed, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         a = make_agent(tmp_path, "leechers-0")
         await a.start()

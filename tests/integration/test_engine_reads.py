@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from pathlib import Path
 
 import pytest
-from swarm_support import make_agent, make_content
+from swarm_support import addr, fake_seed, make_agent, make_content, wait_complete
 
 from peer import torrent, wire
 from peer.connection import PeerConnection
 
 MiB = 1 << 20
-PEER_ID = b"-XX0000-abcdefghijkl"
-FAST = bytes([0, 0, 0, 0, 0, 0, 0, wire.FAST_BIT])
 
 
 async def _until(cond: object, what: str, timeout: float = 5.0) -> None:
@@ -45,21 +42,15 @@ def test_inside_a_block_the_agent_waits_for_its_rest_and_reads_control_messages_
         first_request: asyncio.Future[tuple[int, int, int]] = asyncio.get_running_loop().create_future()
         writers: list[asyncio.StreamWriter] = []
 
-        async def fake_seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readexactly(68)
-            writers.append(writer)
-            writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, FAST))
-            writer.write(wire.encode(wire.HaveAll()) + wire.encode(wire.Unchoke()))
-            try:
-                while True:
-                    (n,) = struct.unpack(">I", await reader.readexactly(4))
-                    body = await reader.readexactly(n)
-                    if n and body[0] == wire.REQUEST and not first_request.done():
-                        first_request.set_result(struct.unpack(">III", body[1:]))
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
+        async def seed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            def note(index: int, begin: int, length: int) -> None:
+                if not first_request.done():
+                    first_request.set_result((index, begin, length))
 
-        server = await asyncio.start_server(fake_seed, "127.0.0.1", 0)
+            writers.append(writer)
+            await fake_seed(reader, writer, content.meta.info_hash, note)
+
+        server = await asyncio.start_server(seed, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         a = make_agent(tmp_path, "leechers-0")
         await a.start()
@@ -92,7 +83,6 @@ def test_inside_a_block_the_agent_waits_for_its_rest_and_reads_control_messages_
 def test_blocks_are_served_from_whole_pieces_read_once(tmp_path: Path) -> None:
     """The seeder reads each piece from disk once and serves its other blocks from memory;
     the leecher's copy is the seeder's, byte for byte."""
-    from swarm_support import addr, wait_complete
 
     async def main() -> None:
         content = make_content(tmp_path, 2 * MiB, 256 * 1024)
