@@ -350,16 +350,17 @@ class Agent:
         return self.bans.is_banned(host, port, node)
 
     def ban(self, c: PeerConnection, reason: str) -> None:
-        self.bans.ban(c.state)
-        self.count_ban(c.state, reason)
+        new = self.bans.ban(c.state)
+        self.count_ban(c.state, reason, new)
 
-    def count_ban(self, peer: PeerState, reason: str) -> None:
+    def count_ban(self, peer: PeerState, reason: str, new: bool = True) -> None:
         """A peer the BanList now holds: count it (once per peer, not per connection or
-        torrent) and cut its connection."""
+        torrent) and cut its connection. ``new``: this is the ban that added it."""
         fresh = self.bans.total - self._bans_counted
         if fresh > 0:
             self._bans_counted = self.bans.total
             self.metrics.banned_peers.inc(fresh)
+        if new:
             log.warning("banned %s (%s)", peer.label, reason)
         peer.closed = True
         conn = peer.key

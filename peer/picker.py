@@ -48,7 +48,8 @@ def _powers_of_two(n: int) -> list[int]:
 class Partial:
     """A piece being downloaded: unit states, outstanding request counts, received bytes."""
 
-    __slots__ = ("index", "size", "state", "reqs", "missing", "buf", "whole", "contributors")
+    __slots__ = ("index", "size", "state", "reqs", "missing", "buf", "whole", "contributors",
+                 "units_from")
 
     def __init__(self, index: int, size: int) -> None:
         n = (size + UNIT - 1) // UNIT
@@ -60,6 +61,9 @@ class Partial:
         self.buf: Optional[bytearray] = None
         self.whole: Optional[Buffer] = None  # the piece came as one block: no copy
         self.contributors: dict[object, None] = {}  # ordered: reproducible runs
+        # the sender of each unit, once a second peer contributed (None: all from one);
+        # a piece that fails its hash then says who sent what (peer/core/blame.py)
+        self.units_from: Optional[list[object]] = None
 
     def idle(self) -> bool:
         return self.missing == len(self.state) and not any(self.reqs)
@@ -380,13 +384,21 @@ class PiecePicker:
                     p.whole = None
             p.buf[begin:begin + length] = block
         state, reqs = p.state, p.reqs
+        contributors = p.contributors
+        if peer not in contributors:
+            if contributors and block is not None and p.units_from is None:
+                first = next(iter(contributors))  # everything so far came from it
+                p.units_from = [first if s == RECEIVED else None for s in state]
+            contributors[peer] = None
+        units_from = p.units_from
+        if units_from is not None:
+            units_from[u0:u1] = [peer] * (u1 - u0)  # the last copy of a unit is the one kept
         for u in range(u0, u1):
             if reqs[u] > 0:
                 reqs[u] -= 1
             if state[u] != RECEIVED:
                 state[u] = RECEIVED
                 p.missing -= 1
-        p.contributors[peer] = None
         if p.missing == 0:
             self.status[index] = P_VERIFYING
             self._open.pop(index, None)

@@ -141,7 +141,7 @@ class Torrent:
                     log.info("%s: %s %s, dropped", self.meta.name, peer.label, reason)
                 peer.key.close()
             elif kind is Ban:
-                self.agent.count_ban(act.peer, act.reason)  # type: ignore[union-attr]
+                self.agent.count_ban(act.peer, act.reason, act.new)  # type: ignore[union-attr]
             elif kind is Dial:
                 self.spawn(self._connect(act.addr))  # type: ignore[union-attr]
             elif kind is Timer:

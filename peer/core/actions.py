@@ -37,9 +37,11 @@ class Close(NamedTuple):
 
 
 class Ban(NamedTuple):
-    """The peer is banned (already recorded in the BanList): count it, abort the connection."""
+    """The peer is banned (already recorded in the BanList): count it, abort the connection.
+    ``new``: it was not banned before (a liar is only logged once)."""
     peer: PeerState
     reason: str
+    new: bool = True
 
 
 class Dial(NamedTuple):

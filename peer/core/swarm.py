@@ -31,7 +31,8 @@ from peer.core.actions import (
     Verify,
 )
 from peer.core.admission import MAX_UNPROVEN_PER_IP, RACE_WINDOW, STALE_SECONDS, vouched_addr
-from peer.core.bans import BanList, offender_key
+from peer.core.bans import BanList
+from peer.core.blame import Blame
 from peer.core.choking import Choking
 from peer.core.errors import ProtocolError
 from peer.core.identity import MeshIdentity
@@ -102,6 +103,7 @@ class SwarmCore:
         self.local_id = local_id
         self.config = config or CoreConfig()
         self.bans = bans if bans is not None else BanList()
+        self.blame = Blame(self.bans)  # who sent the bad data of a failed piece
         self.pex = pex
         self.upload = upload
         self.blocked = blocked
@@ -133,11 +135,13 @@ class SwarmCore:
         self._first_to: Optional[list[Optional[str]]] = None  # piece -> its first taker's label
         self.rejected: dict[str, int] = {}
         self.requests_rejected = 0  # requests over the queue limit, rejected or dropped
-        self.strikes: dict[str, int] = {}
         self.rate_up = RateMeter()
         self.rate_down = RateMeter()
         self.verify_backlog = 0
-        self._verifying: dict[int, tuple[int, list[PeerState]]] = {}  # index -> size, sources
+        # index -> size, sources, the sender of each unit (several sources), the bytes
+        # (kept only while blame waits on them)
+        self._verifying: dict[int, tuple[int, list[PeerState], Optional[list[object]],
+                                         Optional[Buffer]]] = {}
         self.closing = False
         self._out: list[Action] = []
         self.emit = self._out.append
@@ -195,9 +199,14 @@ class SwarmCore:
             self.emit(Close(c, reason))
 
     def ban(self, c: PeerState, reason: str) -> None:
-        self.bans.ban(c)
+        was_stale = c.closed  # a verdict on a piece may come after it reconnected
+        new = self.bans.ban(c)
         c.closed = True
-        self.emit(Ban(c, reason))
+        self.emit(Ban(c, reason, new))
+        if was_stale:
+            for o in list(self.peers.values()):
+                if not o.closed and self.bans.refuses(o):
+                    self.close_peer(o, "banned")
 
     def admitted(self, c: PeerState) -> bool:
         return admission.admitted(self, c)
@@ -565,16 +574,19 @@ class SwarmCore:
     def _piece_complete(self, index: int) -> None:
         p = self.picker.take(index)
         self.verify_backlog += p.size
-        self._verifying[index] = (p.size, list(p.contributors))  # type: ignore[arg-type]
-        self.emit(Verify(index, p.data()))
+        data = p.data()
+        keep = data if p.units_from is not None or self.blame.wants_data(index) else None
+        self._verifying[index] = (p.size, list(p.contributors), p.units_from, keep)  # type: ignore[arg-type]
+        self.emit(Verify(index, data))
 
-    def _verify_ended(self, index: int, now: float) -> list[PeerState]:
-        size, sources = self._verifying.pop(index, (0, []))
+    def _verify_ended(self, index: int, now: float) -> tuple[
+            list[PeerState], Optional[list[object]], Optional[Buffer]]:
+        size, sources, units_from, data = self._verifying.pop(index, (0, [], None, None))
         was = self.verify_backlog
         self.verify_backlog -= size
         if was > MAX_VERIFY_BACKLOG >= self.verify_backlog and not self.closing:
             self.sched.fill_all(now)  # requesting was paused: resume
-        return sources
+        return sources, units_from, data
 
     def piece_lost(self, index: int, now: float) -> None:
         """The piece could not be stored (disk trouble): fetch it again."""
@@ -584,7 +596,7 @@ class SwarmCore:
 
     def piece_verified(self, index: int, ok: bool, now: float) -> None:
         """Answer to ``Verify(index)``: the hash matched (ok) or not."""
-        sources = self._verify_ended(index, now)
+        sources, units_from, data = self._verify_ended(index, now)
         if self.closing:
             return
         picker = self.picker
@@ -592,10 +604,12 @@ class SwarmCore:
             picker.piece_failed(index)
             self.sched.forget_piece(index)
             self._reject("hash_mismatch")
-            for c in sources:
-                self._strike(c, sole=len(sources) == 1)
+            for c in self.blame.failed(index, sources, units_from, data):
+                self.ban(c, "hash_mismatch")
             self.sched.fill_all(now)
             return
+        for c in self.blame.passed(index, data):
+            self.ban(c, "hash_mismatch")  # its copy of this piece differed from the good one
         picker.piece_passed(index)
         t0 = self.sched.piece_started.get(index)
         self.sched.forget_piece(index)
@@ -620,12 +634,6 @@ class SwarmCore:
     def _reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.emit(Rejected(reason))
-
-    def _strike(self, c: PeerState, sole: bool) -> None:
-        label = offender_key(c)
-        self.strikes[label] = self.strikes.get(label, 0) + 1
-        if sole or self.strikes[label] >= 2:
-            self.ban(c, "hash_mismatch")
 
     def _on_complete(self) -> None:
         for c in list(self.peers.values()):
