@@ -27,7 +27,7 @@ class PeerState:
         "connected_at", "choke_since", "last_sent", "last_block", "choked_at",
         "rate_at_choke", "outstanding", "busy_pieces", "queue",
         "rate_to", "pex_sent", "next_pex", "pex_round", "pex_greeted",
-        "registered", "excess_requests", "meta_answers",
+        "registered", "excess_requests", "meta_answers", "haves",
     )
 
     def __init__(
@@ -84,6 +84,9 @@ class PeerState:
         self.registered = False
         self.excess_requests = 0  # its requests over our queue limit (rejected/dropped)
         self.meta_answers = 0  # ut_metadata requests it made (bounded)
+        # pieces we got that it lacks, not told yet: it is interested in us already, so a
+        # HAVE only adds a choice; they go with our next message to it or within a second
+        self.haves: Optional[list[int]] = None
 
     def set_listen_port(self, port: int) -> None:
         self.listen_port = port
