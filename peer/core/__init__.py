@@ -15,13 +15,14 @@ from peer.core.actions import (
     Verify,
 )
 from peer.core.bans import MAX_VIOLATIONS, BanList
+from peer.core.blame import Blame
 from peer.core.errors import ProtocolError
 from peer.core.peering import KnownPeer
 from peer.core.peerstate import PeerState
 from peer.core.swarm import CoreConfig, SwarmCore
 
 __all__ = [
-    "Action", "Ban", "BanList", "Broadcast", "Close", "Completed", "CoreConfig", "Dial", "KnownPeer",
+    "Action", "Ban", "BanList", "Blame", "Broadcast", "Close", "Completed", "CoreConfig", "Dial", "KnownPeer",
     "MAX_VIOLATIONS", "PeerState", "PieceTime", "ProtocolError", "Rejected", "Send", "Serve",
     "SwarmCore", "Timer", "Verify",
 ]
