@@ -58,6 +58,9 @@ class Blame:
                units_from: Optional[Sequence[object]], data: Optional[Buffer]) -> list[PeerState]:
         """The piece failed its hash; ``units_from`` names the sender of each unit (None
         for a piece from one peer). Returns the peers to ban now."""
+        if units_from is not None:  # a sender whose every unit was overwritten is not in it
+            senders = set(units_from)
+            sources = [c for c in sources if c in senders]
         if len(sources) == 1:
             return list(sources)
         if any(self.bans.refuses(c) for c in sources):

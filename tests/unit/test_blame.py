@@ -92,6 +92,11 @@ def test_a_sole_source_is_banned_at_once_and_two_strikes_ban_without_a_verdict()
     assert blame.failed(1, [a, b], None, None) == []
     assert blame.failed(2, [a, b], None, None) == [a, b]
     assert blame.passed(1, None) == []
+    # b sent a copy of a unit that a's later copy replaced: the bytes are a's alone
+    c = PeerState(1, 0.0, peer_id=b"c" * 20, ip="10.0.0.3", port=1, outgoing=True)
+    d = PeerState(1, 0.0, peer_id=b"d" * 20, ip="10.0.0.4", port=1, outgoing=True)
+    assert blame.failed(3, [c, d], [c] * UNITS, GOOD) == [c]
+    assert offender_key(d) not in blame.strikes
 
 
 def test_the_picker_names_the_sender_of_every_unit_once_a_second_peer_sends() -> None:
