@@ -109,7 +109,6 @@ class Agent:
         self.sysrng = mse.system_rng()  # MSE keys: never the (seedable) swarm rng
         self.magnets: dict[str, dict[str, Any]] = {}  # hex infohash -> metadata fetch state
         self.bans = BanList()  # shared by every torrent's core
-        self._bans_counted = 0
         self.self_addrs: set[tuple[str, int]] = set()
         self.bootstrap: list[tuple[str, int]] = []  # add_peers() without an infohash
         self.rate_up = RateMeter()
@@ -353,14 +352,11 @@ class Agent:
         new = self.bans.ban(c.state)
         self.count_ban(c.state, reason, new)
 
-    def count_ban(self, peer: PeerState, reason: str, new: bool = True) -> None:
+    def count_ban(self, peer: PeerState, reason: str, new: bool) -> None:
         """A peer the BanList now holds: count it (once per peer, not per connection or
-        torrent) and cut its connection. ``new``: this is the ban that added it."""
-        fresh = self.bans.total - self._bans_counted
-        if fresh > 0:
-            self._bans_counted = self.bans.total
-            self.metrics.banned_peers.inc(fresh)
+        torrent: ``new`` says this ban added it) and cut its connection."""
         if new:
+            self.metrics.banned_peers.inc()
             log.warning("banned %s (%s)", peer.label, reason)
         peer.closed = True
         conn = peer.key

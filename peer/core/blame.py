@@ -58,20 +58,19 @@ class Blame:
                units_from: Optional[Sequence[object]], data: Optional[Buffer]) -> list[PeerState]:
         """The piece failed its hash; ``units_from`` names the sender of each unit (None
         for a piece from one peer). Returns the peers to ban now."""
-        if units_from is not None:  # a sender whose every unit was overwritten is not in it
-            senders = set(units_from)
-            sources = [c for c in sources if c in senders]
+        units_of: dict[object, list[int]] = {}
+        if units_from is not None:
+            for u, who in enumerate(units_from):
+                units_of.setdefault(who, []).append(u)
+            # a sender whose every unit was overwritten by another's copy is not in it
+            sources = [c for c in sources if c in units_of]
         if len(sources) == 1:
             return list(sources)
         if any(self.bans.refuses(c) for c in sources):
             return []  # a banned liar's units explain it: the others are not struck
-        if units_from is not None and data is not None and len(self.suspects) < MAX_SUSPECT_PIECES:
-            records = []
-            for c in sources:
-                units = [u for u, who in enumerate(units_from) if who is c]
-                if units:
-                    records.append(Suspect(c, units, digest_units(data, units)))
-            self.suspects[index] = records
+        if units_of and data is not None and len(self.suspects) < MAX_SUSPECT_PIECES:
+            self.suspects[index] = [Suspect(c, units_of[c], digest_units(data, units_of[c]))
+                                    for c in sources]
         guilty = []
         for c in sources:
             key = offender_key(c)
