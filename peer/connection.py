@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from peer import wire
 from peer.core import PeerState, ProtocolError
+from peer.directread import take_over
 from peer.wire import DecodeError
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class PeerConnection:
         self._unsent_limit = 0  # the TCP_NOTSENT_LOWAT set on the socket (0: not yet)
         self._high = 0  # the write buffer's high-water mark set for blocks (0: not yet)
         self._rcvlowat = 1  # SO_RCVLOWAT on the socket (-1: cannot be set)
+        self._decoder = wire.FrameDecoder()
+        self.draining_since = 0.0  # monotonic: a block waits for the peer to read (0: none)
 
     @property
     def label(self) -> str:
@@ -171,39 +174,54 @@ class PeerConnection:
         self.close(abort=True)
 
     async def _read_loop(self) -> None:
-        read = self.reader.read
         link = self.agent.link
+        decrypt = self._decrypt
+        if self._initial:  # bytes that came with the handshake (decrypted)
+            pending, self._initial = self._initial, b""
+            await link.recv_gate(len(pending))
+            self._handle(pending)
+        # Links the agent does not emulate: read in the transport's callbacks (cheaper)
+        handle = self._handle if decrypt is None else self._handle_encrypted
+        taken = take_over(self.reader, self.writer.transport, handle,
+                          lambda: link.passes_through)
+        if taken is not None:
+            direct, leftover = taken
+            if leftover:
+                handle(leftover)
+            if not await direct.ended:  # False: the connection ended
+                return
+        # the stream: each read waits for the link's gates (rate, latency, loss)
+        read = self.reader.read
         link.watch(self.reader)  # added latency counts from each byte's real arrival
-        rate_down = self.agent.rate_down
-        t = self.torrent
-        core, state = t.core, self.state
-        message, block, flush = core.message, core.block, t.flush
-        piece = wire.Piece
-        decoder = wire.FrameDecoder()
-        decrypt, pending = self._decrypt, self._initial
-        self._initial = b""
         while not self.closed:
-            if pending:  # bytes that came with the handshake
-                data, pending = pending, b""
-            else:
-                data = await read(READ_CHUNK)
-                if not data:
-                    return
-                if decrypt is not None:
-                    data = decrypt(data)
+            data = await read(READ_CHUNK)
+            if not data:
+                return
+            if decrypt is not None:
+                data = decrypt(data)
             await link.recv_gate(len(data))
-            now = time.monotonic()
-            rate_down.add(len(data))
-            try:
-                for msg in decoder.feed(data):
-                    if type(msg) is piece and msg.block:  # type: ignore[union-attr]
-                        blk = msg.block  # type: ignore[union-attr]
-                        block(state, msg.index, msg.begin, len(blk), blk, now)  # type: ignore[union-attr]
-                    else:
-                        message(state, msg, now)
-            finally:
-                flush()  # what was decided before an error still happens
-            self._wake_when(decoder.missing)
+            self._handle(data)
+
+    def _handle_encrypted(self, raw: bytes) -> None:
+        assert self._decrypt is not None  # only handed out with it
+        self._handle(self._decrypt(raw))
+
+    def _handle(self, data: bytes) -> None:
+        """Decode and handle bytes read (decrypted), then carry out what the core decided."""
+        now = time.monotonic()
+        self.agent.rate_down.add(len(data))
+        state, decoder = self.state, self._decoder
+        core = self.torrent.core
+        try:
+            for msg in decoder.feed(data):
+                if type(msg) is wire.Piece and msg.block:  # type: ignore[union-attr]
+                    blk = msg.block  # type: ignore[union-attr]
+                    core.block(state, msg.index, msg.begin, len(blk), blk, now)  # type: ignore[union-attr]
+                else:
+                    core.message(state, msg, now)
+        finally:
+            self.torrent.flush()  # what was decided before an error still happens
+        self._wake_when(decoder.missing)
 
     def _wake_when(self, missing: int) -> None:
         """Inside a block, have the kernel wake us when the rest of it is there (SO_RCVLOWAT)
@@ -280,13 +298,19 @@ class PeerConnection:
         else:  # a big block: a copy costs more than one small packet per block
             writer.write(header)
             writer.write(data)
-        try:
-            if writer.transport.get_write_buffer_size():
-                await asyncio.wait_for(writer.drain(), UPLOAD_STALL)  # (a task and a timer)
-            else:  # all of it went to the kernel: no need to wait, but let other work run
-                await asyncio.sleep(0)
-        except asyncio.TimeoutError:  # unchoked, asked, and stopped reading: slow loris
+        if writer.transport.get_write_buffer_size():
+            # no wait_for (a task and a timer per block): the torrent's tick watches the clock
+            self.draining_since = time.monotonic()
+            await writer.drain()
+            self.draining_since = 0.0
+        else:  # all of it went to the kernel: no need to wait, but let other work run
+            await asyncio.sleep(0)
+        self.agent.rate_up.add(total)
+
+    def check_upload(self, now: float) -> None:
+        """Called every second: a block that waited over UPLOAD_STALL for the peer to read
+        means a peer that asks and stops reading (slow loris): cut it."""
+        since = self.draining_since
+        if since and now - since > UPLOAD_STALL and not self.closed:
             self.agent.protocol_error("not_reading", self, f"no upload progress in {UPLOAD_STALL:.0f} s")
             self.close(abort=True)
-            return
-        self.agent.rate_up.add(total)

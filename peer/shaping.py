@@ -244,6 +244,11 @@ class LinkEmulator:
         )
         return self.as_dict()
 
+    @property
+    def passes_through(self) -> bool:
+        """Reads need no gate: no receive rate, latency, jitter or loss to emulate."""
+        return self._recv_fast
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "up_bps": self.up_bps,

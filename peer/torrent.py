@@ -299,6 +299,8 @@ class Torrent:
     def tick(self, now: float) -> None:
         self.core.tick(now)
         self.flush()
+        for peer in list(self.core.peers.values()):
+            peer.key.check_upload(now)  # type: ignore[union-attr]
         self._announce_if_dry(now)
         if self.cache.size and now - self.cache_used_at > CACHE_IDLE:  # a seed nobody asks
             self.cache.clear()

@@ -215,6 +215,37 @@ def test_peer_that_never_reads_is_dropped(tmp_path: Path, monkeypatch: pytest.Mo
     _run(tmp_path, body)
 
 
+@pytest.mark.timeout(60)
+def test_unchoked_peer_that_asks_and_stops_reading_is_cut(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow loris: unchoked, it asks for blocks and never reads them. The block that waits
+    for it longer than UPLOAD_STALL ends the connection (the housekeeping tick watches)."""
+    monkeypatch.setattr(connection, "UPLOAD_STALL", 1.0)
+
+    async def body(a: Agent, content: Content) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", a.wire_port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, PLAIN))
+        await reader.readexactly(68)
+        writer.write(wire.encode(wire.Interested()))
+        decoder = wire.FrameDecoder()
+        while not any(isinstance(m, wire.Unchoke) for m in decoder.feed(await reader.read(4096))):
+            pass
+        reader._transport.pause_reading()  # type: ignore[attr-defined]
+        writer.write(b"".join(wire.encode(wire.Request(i, b * 16384, 16384))
+                              for i in range(4) for b in range(16)))  # 4 MiB asked
+        deadline = asyncio.get_running_loop().time() + 20.0
+        while not _errors(a, "not_reading") and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert _errors(a, "not_reading") == 1
+        writer.close()
+
+    _run(tmp_path, body)
+
+
 @pytest.mark.timeout(30)
 def test_keepalives_are_sent_and_silent_peers_dropped(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
