@@ -13,8 +13,11 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import random
 import string
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -54,6 +57,19 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 def make_peer_id(rng: random.Random) -> bytes:
     alphabet = string.ascii_letters + string.digits
     return b"-MB0100-" + "".join(rng.choice(alphabet) for _ in range(12)).encode()
+
+
+BACKGROUND_NICE = 10  # the background thread's nice (its CPU share: ~1/10 of a normal thread's)
+
+
+def _lower_priority() -> None:
+    """Thread initializer: lower this thread's priority (Linux: nice is per thread; elsewhere
+    it would be the whole process's, so leave it)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except OSError:
+            pass
 
 
 class Agent:
@@ -115,6 +131,8 @@ class Agent:
         self.rate_down = RateMeter()
         self.started = time.monotonic()
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="peer-io")
+        self._background = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="peer-bg", initializer=_lower_priority)
         self._server: Optional[asyncio.AbstractServer] = None
         self._port = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,9 +173,10 @@ class Agent:
                 task.cancel()
         for t in self.torrents.values():
             self.save_state(t)
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self._io.shutdown, wait=True)
-        )
+        loop = asyncio.get_running_loop()
+        self._background.shutdown(wait=False, cancel_futures=True)  # a check not begun: dropped
+        await loop.run_in_executor(None, functools.partial(self._io.shutdown, wait=True))
+        await loop.run_in_executor(None, functools.partial(self._background.shutdown, wait=True))
         for t in self.torrents.values():
             t.store.close()
 
@@ -170,6 +189,13 @@ class Agent:
         """Disk and hashing work off the event loop (the store is thread-safe)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, functools.partial(fn, *args))
+
+    async def run_background(self, fn: Callable[..., T], *args: Any) -> T:
+        """Work no transfer waits on (the whole-file check after a completion) in a thread
+        of lower CPU priority: on a host shared by many agents it must not slow the ones
+        still downloading."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._background, functools.partial(fn, *args))
 
     # ------------------------------------------------------------------ torrents
     def _root(self, meta: Metainfo) -> Path:

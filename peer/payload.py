@@ -67,6 +67,20 @@ def _pread_full(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # Linux >= 4.14: a read that never waits for the disk
+
+
+def _pread_nowait(fd: int, length: int, offset: int) -> Optional[bytes]:
+    """The bytes if the page cache holds all of them, else None (never blocks on I/O).
+    Raises OSError where such reads are not supported (old kernel, some filesystems)."""
+    buf = bytearray(length)
+    try:
+        got = os.preadv(fd, [buf], offset, _NOWAIT)
+    except BlockingIOError:  # EAGAIN: not (all) in the page cache
+        return None
+    return bytes(buf) if got == length else None
+
+
 def _pwrite_full(fd: int, data: Buffer, offset: int) -> None:
     view = memoryview(data)
     done = 0
@@ -89,6 +103,7 @@ class Payload:
         self.starts = [f.offset for f in self.files]
         self.paths = [self._path(base, meta, f) for f in self.files]
         self.fds: List[int] = []
+        self._nowait = bool(_NOWAIT)  # pread_cached may try (cleared if the system refuses)
         try:
             for path, f in zip(self.paths, self.files):
                 if readonly:
@@ -129,6 +144,23 @@ class Payload:
         parts = [_pread_full(self.fds[k], n, off) if k is not None else bytes(n)
                  for k, off, n in self.spans(offset, length)]
         return b"".join(parts)
+
+    def pread_cached(self, offset: int, length: int) -> Optional[bytes]:
+        """As :meth:`pread` when every byte is in the page cache, else None at once: the
+        event loop may call it (a thread hand-off costs more than a cached read)."""
+        if not self._nowait:
+            return None
+        parts = []
+        for k, off, n in self.spans(offset, length):
+            try:
+                part = _pread_nowait(self.fds[k], n, off) if k is not None else bytes(n)
+            except OSError:  # not supported here: always the I/O thread from now on
+                self._nowait = False
+                return None
+            if part is None:
+                return None
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def pwrite(self, offset: int, data: Buffer) -> None:
         view = memoryview(data)

@@ -232,6 +232,11 @@ class PieceStore:
         check_span(i, begin, length, self.meta.piece_size(i))
         return self._payload.pread(i * self.meta.piece_length + begin, length)
 
+    def read_cached(self, i: int, begin: int, length: int) -> Optional[bytes]:
+        """As :meth:`read` if the bytes are in the page cache, else None without waiting."""
+        check_span(i, begin, length, self.meta.piece_size(i))
+        return self._payload.pread_cached(i * self.meta.piece_length + begin, length)
+
     def sha256(self) -> str:
         """SHA-256 (hex) of the whole content (multi-file: the files concatenated in torrent
         order, pads and gaps left out), streamed in bounded reads."""

@@ -269,11 +269,15 @@ class Torrent:
         piece = cache.get(index)
         if piece is None:
             size = self.meta.piece_size(index)
-            if not cache.fits(size):
-                data: bytes = await self.agent.run_io(self.store.read, index, begin, length)
+            whole = cache.fits(size)  # the whole piece: its other blocks are usually next
+            start, count = (0, size) if whole else (begin, length)
+            # from the page cache right here, else a trip to the I/O thread (it may wait)
+            data = self.store.read_cached(index, start, count)
+            if data is None:
+                data = await self.agent.run_io(self.store.read, index, start, count)
+            if not whole:
                 return data
-            # the whole piece in one trip: its other blocks are usually asked for next
-            piece = await self.agent.run_io(self.store.read, index, 0, size)
+            piece = data
             cache.put(index, piece)
         return block_of(piece, index, begin, length)
 
@@ -284,7 +288,7 @@ class Torrent:
         if self.announcer is not None:
             self.announcer.completed()
         if self.sha256:
-            digest = await self.agent.run_io(self.store.sha256)
+            digest = await self.agent.run_background(self.store.sha256)
             self.verified = digest == self.sha256
             if not self.verified:
                 log.error("%s: whole-file SHA-256 mismatch", self.meta.name)

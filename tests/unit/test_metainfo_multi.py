@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -192,3 +193,12 @@ def test_trackers_round_trip_keep_the_infohash(tmp_path: Path) -> None:
     raw = bencode({"announce": "http://x/a", "announce-list": [["wss://no", b"\xff"], 5],
                    "info": bdecode(meta.info_bytes)})
     assert parse(raw).trackers == (("http://x/a",),)
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT") and not os.environ.get("CI"), reason="Linux >= 4.14 only")
+def test_cached_reads_across_files_and_pads(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    meta = create(src, piece_length=PL, hybrid=True)
+    with PieceStore.adopt(tmp_path / "seed", meta, src) as seed:
+        for i in range(meta.num_pieces):
+            assert seed.read_cached(i, 0, meta.piece_size(i)) == seed.read(i, 0, meta.piece_size(i))

@@ -228,3 +228,39 @@ def test_payload_never_takes_the_state_file_name(tmp_path: Path) -> None:
     src.write_bytes(b"x" * 1000)
     meta = metainfo.create(src, piece_length=16384)
     assert payload_path(tmp_path / "root", meta).name != STATE_FILE
+
+
+needs_nowait = pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT") and not os.environ.get("CI"),
+                                  reason="reads that never wait need Linux >= 4.14")
+
+
+@needs_nowait
+def test_cached_reads_equal_reads_and_never_wait(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event loop's read (RWF_NOWAIT): the same bytes as read() when the page cache has
+    them; None, not a wait, when it does not; None for good once the system refuses."""
+    src, meta, data = _content(tmp_path)
+    with PieceStore.adopt(tmp_path / "t", meta, src) as st:
+        for i, begin, length in [(1, 100, 1000), (6, 0, 4 * KiB), (0, 0, 16 * KiB)]:
+            assert st.read_cached(i, begin, length) == st.read(i, begin, length)
+        with pytest.raises(ValueError):
+            st.read_cached(6, 0, 4 * KiB + 1)
+        calls = []
+
+        def not_cached(fd: int, bufs: list, offset: int, flags: int) -> int:
+            calls.append(flags)
+            raise BlockingIOError(11, "not cached")
+
+        monkeypatch.setattr(os, "preadv", not_cached)
+        assert st.read_cached(1, 0, 100) is None
+        assert calls == [os.RWF_NOWAIT]
+        assert st.read(1, 0, 100) == data[16 * KiB:16 * KiB + 100]  # the thread's way
+
+        def unsupported(fd: int, bufs: list, offset: int, flags: int) -> int:
+            calls.append(flags)
+            raise OSError(95, "Operation not supported")
+
+        monkeypatch.setattr(os, "preadv", unsupported)
+        assert st.read_cached(1, 0, 100) is None
+        assert st.read_cached(1, 0, 100) is None
+        assert len(calls) == 2  # asked once, then never again
