@@ -7,8 +7,8 @@ measures both with iperf3 between namespaces on the netns backend's plumbing (sa
 veths and tbf parameters as `bench/swarm_vs_bittorrent.py`):
 
 - ``alone``: one TCP flow out of a 10 mbit-up leecher, nothing else on its links;
-- ``loaded``: the same while the leecher downloads from two other hosts at once (as every
-  leecher of a swarm does);
+- ``loaded``: the same while the leecher downloads 12.5 mbit from two other hosts at once
+  (a 1+16 leecher's mean download rate: every leecher of a swarm uploads and downloads);
 - ``seeder``: one flow out of the 40 mbit-up seeder.
 
 Then it prints the practical bound of the 1+16 64 MiB case (the raw bound with the
@@ -47,23 +47,24 @@ async def _run(argv: list[str]) -> str:
     return out.decode()
 
 
-async def flow(lab: Lab, src: str, dst: str, port: int, seconds: float) -> float:
+async def flow(lab: Lab, src: str, dst: str, port: int, seconds: float,
+               rate: Optional[float] = None) -> float:
     """Goodput (bits/s of payload the receiver got) of one iperf3 TCP flow src -> dst."""
     lab.spawn(dst, ["iperf3", "-s", "-1", "-p", str(port)], log=f"iperf3-{port}.log")
-    dst_ip = lab.hosts[dst].ip
-    ns = lab.hosts[src].ns
-    for _ in range(50):  # the server listens within a moment
-        try:
-            out = await _run(["ip", "netns", "exec", ns, "iperf3", "-c", dst_ip, "-p", str(port),
-                              "-t", str(seconds), "-O", "1", "-J"])
+    for _ in range(100):  # the server listens within a moment
+        listening = await _run(["ip", "netns", "exec", lab.hosts[dst].ns, "ss", "-Hltn",
+                                f"sport = :{port}"])
+        if listening.strip():
             break
-        except RuntimeError as e:
-            if "Connection refused" not in str(e) and "unable to connect" not in str(e):
-                raise
-            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     else:
         raise RuntimeError(f"iperf3 server in {dst} never listened")
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+    out = json.loads(await _run(["ip", "netns", "exec", lab.hosts[src].ns, "iperf3", "-c",
+                                 lab.hosts[dst].ip, "-p", str(port), "-t", str(seconds),
+                                 "-O", "1", "-J", *(["-b", str(int(rate))] if rate else [])]))
+    if "error" in out:
+        raise RuntimeError(f"iperf3 {src} -> {dst}: {out['error']}")
+    return float(out["end"]["sum_received"]["bits_per_second"])
 
 
 def practical_bound(n: int, size: int, us: float, ul: float) -> float:
@@ -78,11 +79,12 @@ async def amain(seconds: float) -> int:
         await lab.open(hosts)
         alone = await flow(lab, "l0", "l1", PORT, seconds)
         seeder = await flow(lab, "seed", "l1", PORT + 1, seconds)
-        # l0 uploads to l1 while it downloads from l2 and l3 (10 mbit each: 20 of its 50 down)
+        # l0 uploads to l1 while it downloads at a swarm leecher's mean rate,
+        # (u_s + N u_l) / N = 12.5 mbit for 1+16, from two hosts
         loaded_up, down2, down3 = await asyncio.gather(
             flow(lab, "l0", "l1", PORT + 2, seconds),
-            flow(lab, "l2", "l0", PORT + 3, seconds),
-            flow(lab, "l3", "l0", PORT + 4, seconds))
+            flow(lab, "l2", "l0", PORT + 3, seconds, rate=6.25 * MBIT),
+            flow(lab, "l3", "l0", PORT + 4, seconds, rate=6.25 * MBIT))
     finally:
         await lab.close()
     n, size = 16, 64 << 20
