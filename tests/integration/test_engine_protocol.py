@@ -57,6 +57,19 @@ async def with_timeout(reader: asyncio.StreamReader, timeout: float) -> None:
     await asyncio.wait_for(drain(), timeout)
 
 
+async def _tiny_window(a: Agent, content: Content, reserved: bytes) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection with a 4 KiB receive buffer (the agent's writes back up at once),
+    our handshake sent."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", a.wire_port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, reserved))
+    return reader, writer
+
+
 def _run(tmp: Path, body: Callable[[Agent, Content], Awaitable[Any]]) -> None:
     async def main() -> None:
         a, content = await _seeder(tmp)
@@ -193,12 +206,7 @@ def test_peer_that_never_reads_is_dropped(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(connection, "MAX_SEND_BACKLOG", 64 * 1024)
 
     async def body(a: Agent, content: Content) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", a.wire_port))
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, FAST))
+        reader, writer = await _tiny_window(a, content, FAST)
         reader._transport.pause_reading()  # type: ignore[attr-defined]
         chunk = wire.encode(wire.Request(0, 0, 16 * 1024)) * 20_000
         try:
@@ -223,12 +231,7 @@ def test_unchoked_peer_that_asks_and_stops_reading_is_cut(tmp_path: Path,
     monkeypatch.setattr(connection, "UPLOAD_STALL", 1.0)
 
     async def body(a: Agent, content: Content) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", a.wire_port))
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(wire.encode_handshake(content.meta.info_hash, PEER_ID, PLAIN))
+        reader, writer = await _tiny_window(a, content, PLAIN)
         await reader.readexactly(68)
         writer.write(wire.encode(wire.Interested()))
         decoder = wire.FrameDecoder()
