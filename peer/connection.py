@@ -301,8 +301,10 @@ class PeerConnection:
         if writer.transport.get_write_buffer_size():
             # no wait_for (a task and a timer per block): the torrent's tick watches the clock
             self.draining_since = time.monotonic()
-            await writer.drain()
-            self.draining_since = 0.0
+            try:
+                await writer.drain()
+            finally:
+                self.draining_since = 0.0
         else:  # all of it went to the kernel: no need to wait, but let other work run
             await asyncio.sleep(0)
         self.agent.rate_up.add(total)
