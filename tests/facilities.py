@@ -34,3 +34,18 @@ def require_binary(name: str, hint: str = "") -> str:
     if path is None:
         missing(f"{name} not on PATH" + (f" ({hint})" if hint else ""))
     return path
+
+
+def nowait_reads(path: os.PathLike[str]) -> bool:
+    """Does ``path``'s filesystem take reads that never wait (RWF_NOWAIT)? ext4 does; tmpfs
+    on some kernels (CI's Python 3.9 chroot) says EOPNOTSUPP. Needs os.RWF_NOWAIT (Linux)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+    except BlockingIOError:
+        pass
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
