@@ -17,9 +17,21 @@ transport back to the stream (with the bytes just read) and ``ended`` says so.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Callable, Optional
 
 READ_BUFFER = 256 * 1024  # bytes per read at most (as the stream path's READ_CHUNK)
+_per_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """One buffer for every connection of this thread's event loop: the transport fills it
+    and buffer_updated copies it out within one callback, so they never overlap (one per
+    connection would hold 256 KiB each: 12 MiB for an agent's 50 peers)."""
+    buf = getattr(_per_thread, "buf", None)
+    if buf is None:
+        buf = _per_thread.buf = memoryview(bytearray(READ_BUFFER))
+    return buf
 
 
 class DirectReader(asyncio.BufferedProtocol):
@@ -31,7 +43,7 @@ class DirectReader(asyncio.BufferedProtocol):
         self._transport = transport
         self._handle = handle
         self._passes_through = passes_through
-        self._buf = memoryview(bytearray(READ_BUFFER))
+        self._buf = _read_buffer()
         # True: handed back to the stream (read on from it); False: the connection ended;
         # an exception: handling a chunk failed (reading is paused)
         self.ended: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
