@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from peer import wire
 from peer.core import PeerState, ProtocolError
-from peer.directread import take_over
+from peer.directread import READ_BUFFER, take_over
 from peer.wire import DecodeError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ MIN_UNSENT = 16 * 1024
 # (the kernel sizes the receive buffer to twice the mark)
 MIN_RCVLOWAT = 1500
 MAX_RCVLOWAT = 64 * 1024
-READ_CHUNK = 256 * 1024  # bytes per read: the unit of the downlink gate and of processing
+READ_CHUNK = READ_BUFFER  # bytes per read, either path: the unit of the downlink gate and of processing
 CLIENT = "meshbed/0.1"
 
 

@@ -20,7 +20,7 @@ import asyncio
 import threading
 from typing import Callable, Optional
 
-READ_BUFFER = 256 * 1024  # bytes per read at most (as the stream path's READ_CHUNK)
+READ_BUFFER = 256 * 1024  # bytes per read at most (connection.py reads the stream in these too)
 _per_thread = threading.local()
 
 
