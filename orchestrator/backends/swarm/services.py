@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from orchestrator.backends.base import API_PORT, WIRE_PORT
 from orchestrator.backends.swarm import cluster
@@ -97,23 +97,61 @@ def get(cl: Any, mesh: str, node: str) -> Any:
         return None
 
 
-def running_task(svc: Any, timeout: float = 120.0) -> dict[str, Any]:
-    """Wait for the service's task to run; its task dict (raises RuntimeError with the reason)."""
-    deadline = time.monotonic() + timeout
+# How long a task may sit "starting" before it is replaced, and how often. dockerd sometimes fails to set up a restarted container's secrets mount ("unable to
+# remount dir as readonly ... device or resource busy") and leaves its task "starting" or
+# failed with that error; a new task of the same service starts cleanly.
+STUCK_AFTER = 40.0
+RETRIES = 2
+_ENGINE_START_ERRORS = ("starting container failed", "resource busy", "unable to remount")
+
+
+def running_task(
+    svc: Any,
+    timeout: float = 120.0,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Wait for the service's task to run; its task dict (raises RuntimeError with the reason).
+
+    A task the engine failed to start (see STUCK_AFTER) is replaced by a forced update of the
+    service, up to RETRIES times; each replacement gets the whole ``timeout`` again."""
+    retries = 0
+    replaced: set[str] = set()  # tasks already replaced: still listed as running for a moment
+    deadline = clock() + timeout
+    waiting_since = clock()
     last = "no task yet"
-    while time.monotonic() < deadline:
-        tasks = svc.tasks(filters={"desired-state": "running"})
-        for t in tasks:
+    while clock() < deadline:
+        replace: Optional[tuple[str, str]] = None  # (task id, why)
+        for t in svc.tasks(filters={"desired-state": "running"}):
+            if t.get("ID") in replaced:
+                continue
             state = t["Status"]["State"]
+            err = str(t["Status"].get("Err") or "")
             if state == "running":
                 return dict(t)
-            if state in ("failed", "rejected"):
-                raise RuntimeError(t["Status"].get("Err") or state)
-            last = state
-        time.sleep(0.3)
+            if err and any(e in err for e in _ENGINE_START_ERRORS) and retries < RETRIES:
+                replace = (str(t.get("ID")), err)
+            elif state in ("failed", "rejected"):
+                raise RuntimeError(err or state)
+            elif state == "starting" and clock() - waiting_since > STUCK_AFTER and retries < RETRIES:
+                # not "preparing": that is where a real cluster pulls the image
+                replace = (str(t.get("ID")), f"starting for {clock() - waiting_since:.0f} s")
+            last = state + (f" ({err})" if err else "")
+        if replace is not None:
+            retries += 1
+            replaced.add(replace[0])
+            svc.reload()
+            svc.force_update()  # Swarm shuts the task down and schedules a new one
+            deadline = clock() + timeout
+            waiting_since = clock()
+            last = f"replaced a task ({replace[1]})"
+            continue
+        sleep(0.3)
     seen = [f"{t['Status']['State']}/{t.get('DesiredState')} on {str(t.get('NodeID') or '-')[:12]}"
             f"{': ' + t['Status']['Err'] if t['Status'].get('Err') else ''}" for t in svc.tasks()]
-    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last}; tasks: {seen or 'none'})")
+    raise RuntimeError(f"task not running after {timeout:.0f} s (last state: {last}; "
+                       f"replaced {retries} time(s); tasks: {seen or 'none'})")
 
 
 def node_address(cl: Any, node_id: str) -> tuple[str, str]:
