@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import secrets
 import struct
 import threading
@@ -29,7 +30,7 @@ from peer.metainfo import Metainfo
 from peer.payload import Payload, payload_files
 from peer.wire import Bitfield
 
-__all__ = ["HashMismatch", "PieceStore", "METAINFO_FILE", "JOURNAL_FILE", "payload_path", "open_store"]
+__all__ = ["HashMismatch", "InlineWrites", "PieceStore", "voluntary_switches", "METAINFO_FILE", "JOURNAL_FILE", "payload_path", "open_store"]
 
 METAINFO_FILE = "metainfo.torrent"
 JOURNAL_FILE = "have.journal"
@@ -277,3 +278,49 @@ def open_store(root: Path, meta: Metainfo, *, fsync: bool = False,
     if src is not None:
         return PieceStore.adopt(root, meta, src, fsync=fsync)
     return PieceStore.open(root, meta, fsync=fsync)
+
+
+class InlineWrites:
+    """Where a verified piece is hashed and written: on the event loop, or in the I/O thread.
+
+    The hand-off to the thread and back (two thread wake-ups, a future, the GIL passed twice)
+    costs more than hashing and writing a 256 KiB piece into the page cache (measured on a
+    1+64 netns swarm, 2 cores: 1.25 s sooner, in each of 5 alternating pairs). Inline only:
+    pieces up to ``max_size``, coming slower than ``max_rate`` bytes/s (from the time since
+    the previous one: faster, the thread hashes beside the loop on another core, and loopback
+    runs at hundreds of MB/s), never for a store that syncs each write, and never again once
+    an inline write waited for the kernel (the disk behind, dirty pages throttled: over
+    ``slow`` seconds with a voluntary context switch; a write only preempted on a busy host
+    is slow but did not wait)."""
+
+    __slots__ = ("enabled", "max_size", "max_rate", "slow", "_last")
+
+    def __init__(self, *, enabled: bool = True, max_size: int = 1 << 20, max_rate: float = 20e6,
+                 slow: float = 0.02) -> None:
+        self.enabled = enabled
+        self.max_size = max_size
+        self.max_rate = max_rate
+        self.slow = slow
+        self._last = float("-inf")  # monotonic: when the previous piece came
+
+    def choose(self, size: int, now: float) -> bool:
+        """A piece of ``size`` bytes came at ``now``: store it inline?"""
+        last, self._last = self._last, now
+        return self.enabled and size <= self.max_size and now - last > size / self.max_rate
+
+    def wrote(self, took: float, waited: bool) -> bool:
+        """An inline write took ``took`` s; ``waited``: the thread switched voluntarily.
+        True when inline writes are now off."""
+        if self.enabled and took > self.slow and waited:
+            self.enabled = False
+            return True
+        return False
+
+
+RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)  # Linux only
+
+
+def voluntary_switches() -> Optional[int]:
+    """This thread's voluntary context switches (it waited for the kernel); None where the
+    system does not say."""
+    return resource.getrusage(RUSAGE_THREAD).ru_nvcsw if RUSAGE_THREAD is not None else None

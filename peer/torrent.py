@@ -38,7 +38,7 @@ from peer.metainfo import Metainfo
 from peer.metrics import REJECT_REASONS, ContentSnapshot
 from peer.piececache import PieceCache, block_of
 from peer.reporting import torrent_snapshot, torrent_status
-from peer.storage import HashMismatch, PieceStore
+from peer.storage import HashMismatch, InlineWrites, PieceStore, voluntary_switches
 
 if TYPE_CHECKING:
     from peer.agent import Agent
@@ -82,6 +82,7 @@ class Torrent:
         self._dry_since = 0.0  # when we last asked the tracker early (no peer left)
         self.cache = PieceCache()  # pieces served to peers without a trip to the I/O pool
         self.cache_used_at = 0.0  # monotonic: a piece last went in or a block out
+        self.inline_writes = InlineWrites(enabled=not store.fsync)  # see _verify
 
     # ------------------------------------------------------------------ views of the core
     @property
@@ -248,7 +249,10 @@ class Torrent:
     async def _verify(self, index: int, data: Optional[Buffer]) -> None:
         agent = self.agent
         try:
-            await agent.run_io(self.store.write_piece, index, data)  # False: already held
+            if data is not None and self.inline_writes.choose(len(data), time.monotonic()):
+                self._write_inline(index, data)
+            else:
+                await agent.run_io(self.store.write_piece, index, data)  # False: already held
             ok = True
             if data is not None and self.cache.fits(len(data)):  # asked for next, usually
                 self.cache.put(index, bytes(data))
@@ -262,6 +266,17 @@ class Torrent:
             return
         self.core.piece_verified(index, ok, time.monotonic())
         self.flush()
+
+    def _write_inline(self, index: int, data: Buffer) -> None:
+        began, waits = time.monotonic(), voluntary_switches()
+        try:
+            self.store.write_piece(index, data)
+        finally:
+            took, now_waits = time.monotonic() - began, voluntary_switches()
+            waited = waits is None or now_waits is None or now_waits > waits
+            if self.inline_writes.wrote(took, waited):
+                log.info("%s: storing a piece waited %.0f ms: storing in the I/O thread from now on",
+                         self.meta.name, took * 1000)
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         cache = self.cache

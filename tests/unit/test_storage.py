@@ -265,3 +265,45 @@ def test_cached_reads_equal_reads_and_never_wait(tmp_path: Path,
         assert st.read_cached(1, 0, 100) is None
         assert st.read_cached(1, 0, 100) is None
         assert len(calls) == 2  # asked once, then never again
+
+
+# --- where a verified piece is stored: on the loop or in the I/O thread ---------------------
+def test_inline_writes_for_pieces_that_come_slowly() -> None:
+    from peer.storage import InlineWrites
+
+    route = InlineWrites(max_rate=20e6)
+    piece = 256 * 1024  # 13 ms at 20 MB/s
+    assert route.choose(piece, 100.0)  # the first one
+    assert route.choose(piece, 100.2)  # 200 ms later: a 1+64 leecher's pace
+    assert not route.choose(piece, 100.201)  # 1 ms later: loopback pace, the thread hashes
+    assert route.choose(piece, 100.3)
+    assert not route.choose(2 << 20, 200.0)  # over max_size
+
+
+def test_inline_writes_off_for_a_syncing_store_and_after_a_write_that_waited() -> None:
+    from peer.storage import InlineWrites
+
+    assert not InlineWrites(enabled=False).choose(1024, 1.0)
+    route = InlineWrites(slow=0.02)
+    assert not route.wrote(0.5, waited=False)  # preempted on a busy host: slow, not waiting
+    assert not route.wrote(0.001, waited=True)  # waited, briefly
+    assert route.choose(1024, 1.0)
+    assert route.wrote(0.05, waited=True)
+    assert not route.choose(1024, 10.0)
+    assert not route.wrote(0.05, waited=True)  # said once
+
+
+def test_voluntary_switches_count_a_wait() -> None:
+    import sys
+    import time
+
+    from peer.storage import voluntary_switches
+
+    before = voluntary_switches()
+    if not sys.platform.startswith("linux"):
+        assert before is None
+        return
+    assert before is not None
+    time.sleep(0.01)  # sleeping gives the CPU up
+    after = voluntary_switches()
+    assert after is not None and after > before
