@@ -97,3 +97,12 @@ def test_replacements_are_bounded_and_the_error_says_so() -> None:
     with pytest.raises(RuntimeError, match="resource busy"):
         wait(svc)
     assert svc.updates == services.RETRIES
+
+
+def test_a_replacement_the_engine_refuses_is_reported_with_the_cause() -> None:
+    class Refusing(ScriptedService):
+        def force_update(self) -> bool:
+            raise OSError("connection refused")
+
+    with pytest.raises(RuntimeError, match="resource busy; replacing the task failed: connection refused"):
+        wait(Refusing([[task("a", "starting", BUSY)]]))

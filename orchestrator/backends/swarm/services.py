@@ -141,8 +141,11 @@ def running_task(
         if replace is not None:
             retries += 1
             replaced.add(replace[0])
-            svc.reload()
-            svc.force_update()  # Swarm shuts the task down and schedules a new one
+            try:
+                svc.reload()
+                svc.force_update()  # Swarm shuts the task down and schedules a new one
+            except Exception as exc:  # noqa: BLE001 - the SDK raises many kinds
+                raise RuntimeError(f"{replace[1]}; replacing the task failed: {exc}") from exc
             deadline = clock() + timeout
             waiting_since = clock()
             last = f"replaced a task ({replace[1]})"
