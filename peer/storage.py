@@ -30,7 +30,8 @@ from peer.metainfo import Metainfo
 from peer.payload import Payload, payload_files
 from peer.wire import Bitfield
 
-__all__ = ["HashMismatch", "InlineWrites", "PieceStore", "voluntary_switches", "METAINFO_FILE", "JOURNAL_FILE", "payload_path", "open_store"]
+__all__ = ["HashMismatch", "InlineWrites", "PieceStore", "voluntary_switches", "METAINFO_FILE",
+           "JOURNAL_FILE", "payload_path", "open_store"]
 
 METAINFO_FILE = "metainfo.torrent"
 JOURNAL_FILE = "have.journal"

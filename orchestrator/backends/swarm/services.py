@@ -97,9 +97,10 @@ def get(cl: Any, mesh: str, node: str) -> Any:
         return None
 
 
-# How long a task may sit "starting" before it is replaced, and how often. dockerd sometimes fails to set up a restarted container's secrets mount ("unable to
-# remount dir as readonly ... device or resource busy") and leaves its task "starting" or
-# failed with that error; a new task of the same service starts cleanly.
+# How long a task may sit "starting" before it is replaced, and how often. dockerd sometimes
+# fails to set up a restarted container's secrets mount ("unable to remount dir as readonly
+# ... device or resource busy") and leaves its task "starting" or failed with that error; a
+# new task of the same service starts cleanly.
 STUCK_AFTER = 40.0
 RETRIES = 2
 _ENGINE_START_ERRORS = ("starting container failed", "resource busy", "unable to remount")
